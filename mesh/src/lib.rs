@@ -1,1 +1,48 @@
-//! mesh
+//! A mesh node: QUIC with mutual TLS, named services with `tell` and `ask`, and
+//! chitchat gossip carried over the same QUIC connections.
+//!
+//! Every node has one QUIC endpoint and at most one active connection per peer;
+//! gossip, heartbeats and service messages share it, so a cut link cuts them all.
+//! Peers are known by the name in their certificate and the advertise address
+//! they announce, never by UDP source address.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! let a = mesh::Node::builder("a").start().await?;
+//! let b = mesh::Node::builder("b").seeds(vec![a.advertise_addr()]).start().await?;
+//! a.register_service("greet", |req: mesh::Request<String, String>| {
+//!     let answer = format!("hello {}", req.message());
+//!     req.reply(answer);
+//! })?;
+//! // once b has seen a through gossip:
+//! let answer: String = b.ask("a", "greet", "b".to_string(), Duration::from_secs(1)).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+mod error;
+mod gossip;
+mod handshake;
+pub mod hooks;
+mod inbound;
+mod members;
+mod node;
+mod peers;
+pub mod service;
+mod stats;
+pub mod tls;
+pub mod wire;
+
+pub use config::NodeConfig;
+pub use error::{AskError, SendError, StartError};
+pub use hooks::{HookAction, Hooks};
+pub use members::MemberInfo;
+pub use membership::NodeId;
+pub use node::{ConnectionEvent, Node, NodeBuilder, ServiceExists};
+pub use service::{Request, Responder};
+pub use stats::NodeStats;
+pub use tls::TlsSettings;

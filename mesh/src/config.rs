@@ -1,0 +1,137 @@
+//! Node configuration: one serde struct with documented defaults.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of one node. Every field has a default except the name and the
+/// listen address; the `mesh-node` binary reads them from flags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Cluster-unique node name, stable across restarts (letters, digits, `-`, `.`).
+    pub name: String,
+    /// Cluster name; nodes of another cluster are refused. Default `mesh`.
+    pub cluster: String,
+    /// UDP address the QUIC endpoint binds.
+    pub listen: SocketAddr,
+    /// Address peers use to reach this node (NAT, proxy, container network);
+    /// defaults to the bound listen address.
+    pub advertise: Option<SocketAddr>,
+    /// Advertise addresses of nodes to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// Roles of this node (for singletons and sharding).
+    pub roles: Vec<String>,
+    /// Largest frame accepted or sent, in bytes. Default 8 MiB.
+    pub max_frame_size: usize,
+    /// Chitchat gossip interval. Default 200 ms.
+    #[serde(with = "millis")]
+    pub gossip_interval: Duration,
+    /// Outgoing messages queued per peer before `tell` reports backpressure. Default 65,536.
+    pub peer_queue: usize,
+    /// First delay between failed dials to a peer; doubles up to `reconnect_max`. Default 100 ms.
+    #[serde(with = "millis")]
+    pub reconnect_min: Duration,
+    /// Longest delay between failed dials to a peer. Default 5 s.
+    #[serde(with = "millis")]
+    pub reconnect_max: Duration,
+    /// A QUIC connection with no packet for this long is closed. Default 5 s.
+    #[serde(with = "millis")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            cluster: "mesh".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            seeds: Vec::new(),
+            roles: Vec::new(),
+            max_frame_size: 8 * 1024 * 1024,
+            gossip_interval: Duration::from_millis(200),
+            peer_queue: 65_536,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The node name is empty or has characters that cannot be a DNS name.
+    #[error("invalid node name {0:?}: use 1-63 letters, digits, '-' or '.'")]
+    InvalidName(String),
+    /// The maximum frame size is too small to carry the handshake.
+    #[error("max_frame_size {0} is too small (at least 1024)")]
+    FrameSizeTooSmall(usize),
+    /// A duration or count must be positive.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl NodeConfig {
+    /// Checks what a running node relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && !self.name.starts_with(['-', '.']);
+        if !name_ok {
+            return Err(ConfigError::InvalidName(self.name.clone()));
+        }
+        if self.max_frame_size < 1024 {
+            return Err(ConfigError::FrameSizeTooSmall(self.max_frame_size));
+        }
+        for (what, zero) in [
+            ("gossip_interval", self.gossip_interval.is_zero()),
+            ("peer_queue", self.peer_queue == 0),
+            ("reconnect_min", self.reconnect_min.is_zero()),
+            ("idle_timeout", self.idle_timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(ConfigError::Zero(what));
+            }
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        let mut config = NodeConfig {
+            name: "n1".into(),
+            ..NodeConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        for bad in ["", "a b", "-x", "ü", &"x".repeat(64)] {
+            config.name = bad.into();
+            assert!(config.validate().is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Chitchat's transport over the node's QUIC connections.
+//!
+//! Each gossip message travels on a unidirectional stream of its own (chitchat
+//! sizes messages for 64 KiB UDP payloads, more than a QUIC datagram). The
+//! sender's address reported to chitchat is its advertise address from the
+//! hello, never the UDP source, so replies reach it behind a proxy or NAT.
+//! `send` only queues: chitchat awaits it inside its gossip loop.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Serializable};
+use tokio::sync::mpsc;
+
+use crate::node::Shared;
+use crate::stats::Stats;
+use crate::wire::StreamKind;
+
+/// Gossip messages received and not yet taken by chitchat.
+pub(crate) const GOSSIP_INBOX: usize = 1024;
+
+pub(crate) type GossipInbox = mpsc::Receiver<(SocketAddr, ChitchatMessage)>;
+
+/// The chitchat [`Transport`] of one node; it can be opened once.
+pub(crate) struct QuicGossip {
+    shared: Arc<Shared>,
+    inbox: Mutex<Option<GossipInbox>>,
+}
+
+impl QuicGossip {
+    pub(crate) fn new(shared: Arc<Shared>, inbox: GossipInbox) -> Self {
+        Self {
+            shared,
+            inbox: Mutex::new(Some(inbox)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for QuicGossip {
+    async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let inbox = crate::node::lock(&self.inbox)
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the gossip transport is already open"))?;
+        Ok(Box::new(QuicGossipSocket {
+            shared: self.shared.clone(),
+            inbox,
+        }))
+    }
+}
+
+struct QuicGossipSocket {
+    shared: Arc<Shared>,
+    inbox: GossipInbox,
+}
+
+#[async_trait::async_trait]
+impl Socket for QuicGossipSocket {
+    async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
+        self.shared.send_gossip(to, message.serialize_to_vec());
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        self.inbox
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the node is shut down"))
+    }
+}
+
+impl Shared {
+    /// Sends one gossip message to the node advertising `to`, dialing it first
+    /// if there is no connection (the message then waits for the dial).
+    fn send_gossip(self: &Arc<Self>, to: SocketAddr, bytes: Vec<u8>) {
+        let active = crate::node::lock(&self.peers)
+            .by_addr(&to)
+            .and_then(|peer| peer.active());
+        if let Some(active) = active {
+            tokio::spawn(write_gossip(active.conn, bytes));
+            return;
+        }
+        if !crate::node::lock(&self.dialing).insert(to) {
+            Stats::bump(&self.stats.gossip_dropped);
+            return;
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let dialed = shared.dial(to, None).await;
+            crate::node::lock(&shared.dialing).remove(&to);
+            match dialed {
+                Ok(active) => write_gossip(active.conn, bytes).await,
+                Err(error) => {
+                    Stats::bump(&shared.stats.gossip_dropped);
+                    tracing::debug!(%to, %error, "gossip dial failed");
+                }
+            }
+        });
+    }
+}
+
+async fn write_gossip(conn: quinn::Connection, bytes: Vec<u8>) {
+    let Ok(mut send) = conn.open_uni().await else {
+        return;
+    };
+    if send.write_all(&[StreamKind::Gossip as u8]).await.is_ok() && send.write_all(&bytes).await.is_ok() {
+        let _ = send.finish();
+    }
+}

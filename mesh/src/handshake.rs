@@ -1,0 +1,189 @@
+//! Opening connections: the TLS handshake (by quinn) and then the hello
+//! exchange that names the peer and checks that name against its certificate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::node::Shared;
+use crate::peers::ActiveConn;
+use crate::stats::Stats;
+use crate::tls::{certificate_names, SNI};
+use crate::wire::frame::{encode_value, read_value};
+use crate::wire::{ErrorCode, Hello, HelloReply, PROTOCOL_VERSION};
+
+/// How long a dial or an accept may take, TLS and hello included.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest hello frame accepted before the peer is known.
+const MAX_HELLO: usize = 16 * 1024;
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    #[error("no known address")]
+    NoAddress,
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("handshake: {0}")]
+    Handshake(String),
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    #[error("timed out")]
+    Timeout,
+}
+
+impl Shared {
+    /// Dials `addr`, exchanges hellos and registers the connection.
+    /// `expected` is the peer name, when known; another name is refused.
+    pub(crate) async fn dial(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        expected: Option<&str>,
+    ) -> Result<ActiveConn, DialError> {
+        let attempt = async {
+            let conn = self
+                .endpoint
+                .connect_with(self.client_config.clone(), addr, SNI)?
+                .await?;
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let hello = encode_value(&self.hello(), MAX_HELLO)
+                .map_err(|e| DialError::Handshake(e.to_string()))?;
+            send.write_all(&hello)
+                .await
+                .map_err(|e| DialError::Handshake(e.to_string()))?;
+            let reply: HelloReply = read_value(&mut recv, MAX_HELLO)
+                .await
+                .map_err(|e| DialError::Handshake(e.to_string()))?;
+            let _ = send.finish();
+            match reply {
+                HelloReply::Refused(reason) => {
+                    conn.close(ErrorCode::Refused.into(), b"refused");
+                    Err(DialError::Refused(reason))
+                }
+                HelloReply::Accepted { id, advertise } => {
+                    let check = self.check_certificate(&conn, &id.name).and_then(|()| {
+                        match expected {
+                            Some(name) if name != id.name => Err(format!(
+                                "{addr} answered as {:?}, expected {name:?}",
+                                id.name
+                            )),
+                            _ => Ok(()),
+                        }
+                    });
+                    if let Err(reason) = check {
+                        Stats::bump(&self.stats.handshakes_refused);
+                        tracing::warn!(%addr, %reason, "refusing peer");
+                        conn.close(ErrorCode::Refused.into(), reason.as_bytes());
+                        return Err(DialError::Refused(reason));
+                    }
+                    Ok(self.register_connection(conn, id, advertise, true))
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
+            .await
+            .map_err(|_| DialError::Timeout)?
+    }
+
+    /// Accepts connections until the endpoint closes.
+    pub(crate) async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let shared = self.clone();
+            self.spawn(async move {
+                let remote = incoming.remote_address();
+                if let Err(reason) = shared.accept_one(incoming).await {
+                    Stats::bump(&shared.stats.handshakes_refused);
+                    tracing::warn!(%remote, %reason, "refused incoming connection");
+                }
+            });
+        }
+    }
+
+    async fn accept_one(self: &Arc<Self>, incoming: quinn::Incoming) -> Result<(), String> {
+        let accept = async {
+            let conn = incoming
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let (mut send, mut recv) = conn
+                .accept_bi()
+                .await
+                .map_err(|e| format!("no hello stream: {e}"))?;
+            let hello: Hello = read_value(&mut recv, MAX_HELLO)
+                .await
+                .map_err(|e| format!("bad hello: {e}"))?;
+            let verdict = self.check_hello(&hello, &conn);
+            let reply = match &verdict {
+                Ok(()) => HelloReply::Accepted {
+                    id: self.id.clone(),
+                    advertise: self.advertise,
+                },
+                Err(reason) => HelloReply::Refused(reason.clone()),
+            };
+            let frame = encode_value(&reply, MAX_HELLO).map_err(|e| e.to_string())?;
+            let _ = send.write_all(&frame).await;
+            let _ = send.finish();
+            match verdict {
+                Ok(()) => {
+                    self.register_connection(conn, hello.id, hello.advertise, false);
+                    Ok(())
+                }
+                Err(reason) => {
+                    // Give the refusal a moment to reach the dialer before closing.
+                    let closing = conn.clone();
+                    let why = reason.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        closing.close(ErrorCode::Refused.into(), why.as_bytes());
+                    });
+                    Err(format!("{} claims {}: {reason}", conn.remote_address(), hello.id))
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: self.config.cluster.clone(),
+            id: self.id.clone(),
+            advertise: self.advertise,
+        }
+    }
+
+    fn check_hello(&self, hello: &Hello, conn: &quinn::Connection) -> Result<(), String> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {} is not ours ({PROTOCOL_VERSION})",
+                hello.protocol_version
+            ));
+        }
+        if hello.cluster != self.config.cluster {
+            return Err(format!(
+                "cluster {:?} is not ours ({:?})",
+                hello.cluster, self.config.cluster
+            ));
+        }
+        if hello.id.name == self.id.name {
+            return Err("a peer cannot use our own name".into());
+        }
+        self.check_certificate(conn, &hello.id.name)
+    }
+
+    /// In cluster TLS mode the claimed name must be in the peer's certificate.
+    fn check_certificate(&self, conn: &quinn::Connection, name: &str) -> Result<(), String> {
+        if self.insecure {
+            return Ok(());
+        }
+        let names = certificate_names(conn);
+        if names.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(format!("certificate names {names:?}, not {name:?}"))
+        }
+    }
+}

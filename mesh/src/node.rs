@@ -1,0 +1,595 @@
+//! The [`Node`]: one QUIC endpoint, its peers, its services and its gossip.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use membership::NodeId;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use crate::config::NodeConfig;
+use crate::error::{AskError, SendError, StartError};
+use crate::gossip::{QuicGossip, GOSSIP_INBOX};
+use crate::hooks::Hooks;
+use crate::members::{MemberInfo, MembersView};
+use crate::peers::PeerTable;
+use crate::service::{ErasedService, Request, TypedService};
+use crate::stats::{NodeStats, Stats};
+use crate::tls::{transport_config, QuicTls, TlsSettings};
+use crate::wire::frame::encode_frame;
+use crate::wire::{EnvelopeHeader, ErrorCode, RemoteError};
+
+/// A connection to a peer came up or went down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A connection to `peer` is active.
+    Up {
+        /// The peer's identity.
+        peer: NodeId,
+        /// Its advertise address.
+        addr: SocketAddr,
+    },
+    /// The active connection to `peer` closed and no other took its place.
+    Down {
+        /// The peer's name.
+        peer: String,
+        /// Why the connection closed.
+        reason: String,
+    },
+}
+
+pub(crate) enum AskFailure {
+    Remote(RemoteError),
+    ConnectionLost,
+}
+
+pub(crate) struct PendingAsk {
+    pub(crate) peer: String,
+    pub(crate) reply: oneshot::Sender<Result<Vec<u8>, AskFailure>>,
+}
+
+/// State shared by the node's tasks.
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) config: NodeConfig,
+    pub(crate) advertise: SocketAddr,
+    pub(crate) insecure: bool,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client_config: quinn::ClientConfig,
+    services: RwLock<HashMap<String, Arc<dyn ErasedService>>>,
+    pub(crate) peers: Mutex<PeerTable>,
+    pub(crate) pending: Mutex<HashMap<u64, PendingAsk>>,
+    next_ask: AtomicU64,
+    pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
+    pub(crate) dialing: Mutex<HashSet<SocketAddr>>,
+    pub(crate) stats: Stats,
+    pub(crate) hooks: Hooks,
+    pub(crate) events: broadcast::Sender<ConnectionEvent>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    stopped: AtomicBool,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Spawns a task that stops with the node.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    pub(crate) fn service(&self, name: &str) -> Option<Arc<dyn ErasedService>> {
+        self.services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn complete_ask(&self, id: u64, outcome: Result<Vec<u8>, AskFailure>) {
+        // A reply for an ask that already timed out finds nothing: dropped.
+        if let Some(ask) = lock(&self.pending).remove(&id) {
+            let _ = ask.reply.send(outcome);
+        }
+    }
+
+    fn stop_tasks(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Builds a [`Node`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let node = mesh::Node::builder("n1")
+///     .listen("127.0.0.1:7001".parse()?)
+///     .seeds(vec!["127.0.0.1:7002".parse()?])
+///     .tls(mesh::TlsSettings::from_dir("certs".as_ref(), "n1")?)
+///     .start()
+///     .await?;
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct NodeBuilder {
+    config: NodeConfig,
+    tls: TlsSettings,
+    generation: Option<u64>,
+}
+
+impl NodeBuilder {
+    /// Replaces the whole configuration (the name is kept if `config.name` is empty).
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        let name = std::mem::take(&mut self.config.name);
+        self.config = config;
+        if self.config.name.is_empty() {
+            self.config.name = name;
+        }
+        self
+    }
+
+    /// UDP address to bind.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen = addr;
+        self
+    }
+
+    /// Address peers should use to reach this node.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.config.advertise = Some(addr);
+        self
+    }
+
+    /// Nodes to join through.
+    pub fn seeds(mut self, seeds: Vec<SocketAddr>) -> Self {
+        self.config.seeds = seeds;
+        self
+    }
+
+    /// Cluster name.
+    pub fn cluster(mut self, cluster: &str) -> Self {
+        self.config.cluster = cluster.to_string();
+        self
+    }
+
+    /// Roles of this node.
+    pub fn roles(mut self, roles: Vec<String>) -> Self {
+        self.config.roles = roles;
+        self
+    }
+
+    /// TLS mode and credentials (default: insecure dev mode).
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Overrides the generation (default: the start time in ms).
+    pub fn generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Binds the endpoint, starts gossip and returns the running node.
+    pub async fn start(self) -> Result<Node, StartError> {
+        Node::start(self).await
+    }
+}
+
+/// A running mesh node. Cheap to clone; all clones are the same node.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    chitchat: Mutex<Option<ChitchatHandle>>,
+    members: watch::Receiver<Vec<MemberInfo>>,
+}
+
+impl Node {
+    /// A builder for a node named `name`.
+    pub fn builder(name: &str) -> NodeBuilder {
+        NodeBuilder {
+            config: NodeConfig {
+                name: name.to_string(),
+                ..NodeConfig::default()
+            },
+            tls: TlsSettings::InsecureDev,
+            generation: None,
+        }
+    }
+
+    async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
+        let NodeBuilder {
+            config,
+            tls,
+            generation,
+        } = builder;
+        config.validate()?;
+        if tls.is_insecure() {
+            tracing::warn!(
+                node = %config.name,
+                "INSECURE DEV TLS: peers are not authenticated; anyone who can reach this port can join. Never use this outside a local experiment."
+            );
+        }
+        let transport = Arc::new(transport_config(
+            config.idle_timeout,
+            config.idle_timeout / 5,
+        ));
+        let quic = QuicTls::new(&tls, &config.name, transport)?;
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(|source| {
+            StartError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let local = socket.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(quic.server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let advertise = config.advertise.unwrap_or(local);
+        let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));
+        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
+        let shared = Arc::new(Shared {
+            id: id.clone(),
+            advertise,
+            insecure: tls.is_insecure(),
+            endpoint,
+            client_config: quic.client,
+            services: RwLock::default(),
+            peers: Mutex::default(),
+            pending: Mutex::default(),
+            next_ask: AtomicU64::new(1),
+            gossip_inbox: gossip_tx,
+            dialing: Mutex::default(),
+            stats: Stats::default(),
+            hooks: Hooks::default(),
+            events: broadcast::channel(256).0,
+            tasks: Mutex::default(),
+            stopped: AtomicBool::new(false),
+            config,
+        });
+        shared.spawn(shared.clone().accept_loop());
+        let weak = Arc::downgrade(&shared);
+        shared.hooks.set_crash_handler(Arc::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                crash(&shared);
+            }
+        }));
+
+        let chitchat = start_gossip(&shared, gossip_rx).await?;
+        let members = MembersView::spawn(&shared, &chitchat).await;
+        tracing::info!(node = %id, %advertise, listen = %local, "node started");
+        Ok(Node {
+            shared,
+            inner: Arc::new(NodeInner {
+                chitchat: Mutex::new(Some(chitchat)),
+                members,
+            }),
+        })
+    }
+
+    /// This node's identity.
+    pub fn id(&self) -> &NodeId {
+        &self.shared.id
+    }
+
+    /// The address peers use to reach this node.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.shared.advertise
+    }
+
+    /// The address the QUIC endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared
+            .endpoint
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.shared.config
+    }
+
+    /// The hook registry of this node.
+    pub fn hooks(&self) -> &Hooks {
+        &self.shared.hooks
+    }
+
+    /// Counters of refused and dropped input.
+    pub fn stats(&self) -> NodeStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Live members as gossip sees them, this node included, oldest first.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.inner.members.borrow().clone()
+    }
+
+    /// A watch of [`Node::members`]; it changes whenever the member list does.
+    pub fn watch_members(&self) -> watch::Receiver<Vec<MemberInfo>> {
+        self.inner.members.clone()
+    }
+
+    /// Peers with an active connection.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        lock(&self.shared.peers).connected()
+    }
+
+    /// Connection up/down events from now on.
+    pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Registers service `name`. The handler is called for every message in
+    /// arrival order and must not block (see [`crate::service`]).
+    ///
+    /// ```no_run
+    /// # fn demo(node: &mesh::Node) {
+    /// node.register_service("echo", |req: mesh::Request<String, String>| {
+    ///     let text = req.message().clone();
+    ///     req.reply(text);
+    /// })
+    /// .unwrap();
+    /// # }
+    /// ```
+    pub fn register_service<M, R, F>(&self, name: &str, handler: F) -> Result<(), ServiceExists>
+    where
+        M: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Request<M, R>) + Send + Sync + 'static,
+    {
+        let mut services = self
+            .shared
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if services.contains_key(name) {
+            return Err(ServiceExists(name.to_string()));
+        }
+        services.insert(name.to_string(), Arc::new(TypedService::new(handler)));
+        Ok(())
+    }
+
+    /// Removes service `name`; later messages for it get an unknown-service error.
+    pub fn unregister_service(&self, name: &str) {
+        self.shared
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Sends a one-way message to `service` on node `peer`. Messages from this
+    /// node to one peer arrive in send order while nothing fails.
+    pub fn tell<M: Serialize + Send + 'static>(
+        &self,
+        peer: &str,
+        service: &str,
+        message: M,
+    ) -> Result<(), SendError> {
+        self.check_running()?;
+        if peer == self.shared.id.name {
+            let handler = self
+                .shared
+                .service(service)
+                .ok_or_else(|| SendError::UnknownService(service.to_string()))?;
+            handler.deliver_local(&self.shared.id.name, Box::new(message), None)?;
+            return Ok(());
+        }
+        let frame = encode_frame(self.shared.config.max_frame_size, |buf| {
+            let buf = postcard::to_extend(&EnvelopeHeader::Tell { service }, buf)?;
+            postcard::to_extend(&message, buf)
+        })?;
+        let queue = self.peer_queue(peer)?;
+        queue.try_send(frame).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => SendError::Backpressure(peer.to_string()),
+            mpsc::error::TrySendError::Closed(_) => SendError::Shutdown,
+        })
+    }
+
+    /// Sends a request to `service` on node `peer` and waits up to `timeout`
+    /// for the reply. Always ends: a reply, a remote error, or a timeout.
+    pub async fn ask<M, R>(
+        &self,
+        peer: &str,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
+    where
+        M: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.check_running()?;
+        if peer == self.shared.id.name {
+            return self.ask_local(service, message, timeout).await;
+        }
+        let id = self.shared.next_ask.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(self.shared.config.max_frame_size, |buf| {
+            let buf = postcard::to_extend(&EnvelopeHeader::Ask { id, service }, buf)?;
+            postcard::to_extend(&message, buf)
+        })
+        .map_err(SendError::from)?;
+        let queue = self.peer_queue(peer)?;
+        let (reply, rx) = oneshot::channel();
+        lock(&self.shared.pending).insert(
+            id,
+            PendingAsk {
+                peer: peer.to_string(),
+                reply,
+            },
+        );
+        let outcome = tokio::time::timeout(timeout, async {
+            queue.send(frame).await.map_err(|_| SendError::Shutdown)?;
+            rx.await
+                .map_err(|_| AskError::ConnectionLost(peer.to_string()))
+        })
+        .await;
+        let bytes = match outcome {
+            Err(_) => {
+                lock(&self.shared.pending).remove(&id);
+                return Err(AskError::Timeout(timeout));
+            }
+            Ok(Err(error)) => {
+                lock(&self.shared.pending).remove(&id);
+                return Err(error);
+            }
+            Ok(Ok(Ok(bytes))) => bytes,
+            Ok(Ok(Err(AskFailure::Remote(error)))) => return Err(AskError::Remote(error)),
+            Ok(Ok(Err(AskFailure::ConnectionLost))) => {
+                return Err(AskError::ConnectionLost(peer.to_string()))
+            }
+        };
+        postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
+    }
+
+    async fn ask_local<M, R>(&self, service: &str, message: M, timeout: Duration) -> Result<R, AskError>
+    where
+        M: Send + 'static,
+        R: Send + 'static,
+    {
+        let handler = self
+            .shared
+            .service(service)
+            .ok_or_else(|| AskError::Remote(RemoteError::UnknownService(service.to_string())))?;
+        let (reply, rx) = oneshot::channel();
+        handler
+            .deliver_local(&self.shared.id.name, Box::new(message), Some(reply))
+            .map_err(AskError::Remote)?;
+        let reply: Box<dyn Any + Send> = tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| AskError::Timeout(timeout))?
+            .map_err(|_| AskError::Remote(RemoteError::NoReply))?
+            .map_err(AskError::Remote)?;
+        reply
+            .downcast::<R>()
+            .map(|r| *r)
+            .map_err(|_| AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>())))
+    }
+
+    fn check_running(&self) -> Result<(), SendError> {
+        if self.shared.stopped.load(Ordering::Relaxed) {
+            Err(SendError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn peer_queue(&self, peer: &str) -> Result<mpsc::Sender<Vec<u8>>, SendError> {
+        if let Some(peer) = lock(&self.shared.peers).get(peer) {
+            return Ok(peer.queue.clone());
+        }
+        let addr = self
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == peer)
+            .map(|m| m.addr)
+            .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
+        Ok(self.shared.peer(peer, Some(addr)).queue.clone())
+    }
+
+    /// Leaves gracefully: stops gossip, closes every connection with a goodbye,
+    /// and waits briefly for the close to reach the peers.
+    pub async fn shutdown(&self) {
+        let chitchat = lock(&self.inner.chitchat).take();
+        if let Some(chitchat) = chitchat {
+            let _ = chitchat.shutdown().await;
+        }
+        self.shared.stop_tasks();
+        self.shared
+            .endpoint
+            .close(ErrorCode::Shutdown.into(), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle()).await;
+        tracing::info!(node = %self.shared.id, "node stopped");
+    }
+
+    /// Whether the node has been shut down or has crashed.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// A service of that name is already registered.
+#[derive(Debug, thiserror::Error)]
+#[error("service {0:?} is already registered")]
+pub struct ServiceExists(pub String);
+
+/// Stops everything at once, as a process kill would: tasks aborted, no goodbye.
+fn crash(shared: &Arc<Shared>) {
+    tracing::warn!(node = %shared.id, "crashing (hook)");
+    shared.stop_tasks();
+}
+
+async fn start_gossip(
+    shared: &Arc<Shared>,
+    inbox: crate::gossip::GossipInbox,
+) -> Result<ChitchatHandle, StartError> {
+    let config = &shared.config;
+    let interval = config.gossip_interval;
+    let chitchat_config = ChitchatConfig {
+        chitchat_id: ChitchatId::new(
+            shared.id.name.clone(),
+            shared.id.generation,
+            shared.advertise,
+        ),
+        cluster_id: config.cluster.clone(),
+        gossip_interval: interval,
+        listen_addr: shared.advertise,
+        seed_nodes: config.seeds.iter().map(|s| s.to_string()).collect(),
+        failure_detector_config: FailureDetectorConfig {
+            initial_interval: interval,
+            max_interval: interval * 10,
+            dead_node_grace_period: Duration::from_secs(60),
+            ..FailureDetectorConfig::default()
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(60),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+    };
+    let transport = QuicGossip::new(shared.clone(), inbox);
+    let roles = config.roles.join(",");
+    chitchat::spawn_chitchat(
+        chitchat_config,
+        vec![(crate::members::ROLES_KEY.to_string(), roles)],
+        &transport,
+    )
+    .await
+    .map_err(|e| StartError::Gossip(e.to_string()))
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,294 @@
+//! Connections to peers: one active QUIC connection per peer, a bounded queue of
+//! outgoing frames per peer, and the writer task that batches the queue onto one
+//! long-lived stream.
+//!
+//! Invariant: for each peer name at most one connection is *active*, and both
+//! ends pick the same one. A duplicate of the same incarnation (both nodes
+//! dialed at once) keeps the connection dialed by the node with the smaller
+//! name; a connection to a newer incarnation (larger generation) replaces the
+//! old one; a redial by the same side replaces its older connection. A retired
+//! connection is closed after a grace period so frames already in flight on it
+//! are still read.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use membership::NodeId;
+use tokio::sync::{mpsc, watch};
+
+use crate::node::Shared;
+use crate::stats::Stats;
+use crate::wire::{ErrorCode, StreamKind};
+
+/// Bytes written to a stream in one call at most.
+const MAX_BATCH: usize = 256 * 1024;
+/// How long a retired duplicate connection stays open for frames in flight.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
+
+/// The connection currently used to send to a peer.
+#[derive(Clone)]
+pub(crate) struct ActiveConn {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) id: NodeId,
+    pub(crate) dialed_by_me: bool,
+}
+
+/// Everything known about one peer name.
+pub(crate) struct Peer {
+    pub(crate) name: String,
+    pub(crate) queue: mpsc::Sender<Vec<u8>>,
+    addr: std::sync::Mutex<Option<SocketAddr>>,
+    active: watch::Sender<Option<ActiveConn>>,
+}
+
+impl Peer {
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        *crate::node::lock(&self.addr)
+    }
+
+    pub(crate) fn active(&self) -> Option<ActiveConn> {
+        self.active
+            .borrow()
+            .clone()
+            .filter(|a| a.conn.close_reason().is_none())
+    }
+}
+
+/// Peers by name, and names by advertise address.
+#[derive(Default)]
+pub(crate) struct PeerTable {
+    by_name: HashMap<String, Arc<Peer>>,
+    by_addr: HashMap<SocketAddr, String>,
+}
+
+impl PeerTable {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Peer>> {
+        self.by_name.get(name).cloned()
+    }
+
+    pub(crate) fn by_addr(&self, addr: &SocketAddr) -> Option<Arc<Peer>> {
+        self.by_addr.get(addr).and_then(|name| self.get(name))
+    }
+
+    pub(crate) fn connected(&self) -> Vec<NodeId> {
+        let mut ids: Vec<_> = self
+            .by_name
+            .values()
+            .filter_map(|p| p.active().map(|a| a.id))
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+impl Shared {
+    /// The peer named `name`, created (with its writer task) if new. A known
+    /// `addr` updates where it is dialed.
+    pub(crate) fn peer(self: &Arc<Self>, name: &str, addr: Option<SocketAddr>) -> Arc<Peer> {
+        let mut table = crate::node::lock(&self.peers);
+        let peer = match table.by_name.get(name) {
+            Some(peer) => peer.clone(),
+            None => {
+                let (queue, rx) = mpsc::channel(self.config.peer_queue);
+                let peer = Arc::new(Peer {
+                    name: name.to_string(),
+                    queue,
+                    addr: std::sync::Mutex::new(None),
+                    active: watch::Sender::new(None),
+                });
+                table.by_name.insert(name.to_string(), peer.clone());
+                self.spawn(run_writer(self.clone(), peer.clone(), rx));
+                peer
+            }
+        };
+        if let Some(addr) = addr {
+            let mut current = crate::node::lock(&peer.addr);
+            if *current != Some(addr) {
+                if let Some(old) = current.replace(addr) {
+                    table.by_addr.remove(&old);
+                }
+                table.by_addr.insert(addr, name.to_string());
+            }
+        }
+        peer
+    }
+
+    /// Makes a freshly handshaken connection known; see the module doc for
+    /// which connection stays active.
+    pub(crate) fn register_connection(
+        self: &Arc<Self>,
+        conn: quinn::Connection,
+        id: NodeId,
+        advertise: SocketAddr,
+        dialed_by_me: bool,
+    ) -> ActiveConn {
+        let peer = self.peer(&id.name, Some(advertise));
+        let new = ActiveConn {
+            conn: conn.clone(),
+            id: id.clone(),
+            dialed_by_me,
+        };
+        let current = peer.active();
+        let keep_new = match &current {
+            None => true,
+            Some(cur) if cur.id.generation != id.generation => id.generation > cur.id.generation,
+            Some(cur) if cur.dialed_by_me == dialed_by_me => true,
+            Some(_) => {
+                let dialer = if dialed_by_me {
+                    &self.id.name
+                } else {
+                    &id.name
+                };
+                *dialer == std::cmp::min(&self.id.name, &id.name).to_string()
+            }
+        };
+        let winner = if keep_new {
+            peer.active.send_replace(Some(new.clone()));
+            if let Some(old) = current.clone() {
+                retire(old.conn);
+            }
+            new
+        } else {
+            retire(conn.clone());
+            current.clone().unwrap_or(new)
+        };
+        if current.is_none() && keep_new {
+            tracing::info!(peer = %id, %advertise, "connection up");
+            let _ = self.events.send(crate::node::ConnectionEvent::Up {
+                peer: id.clone(),
+                addr: advertise,
+            });
+        }
+        self.spawn(crate::inbound::run_reader(
+            self.clone(),
+            conn.clone(),
+            id.clone(),
+            advertise,
+        ));
+        self.spawn(watch_closed(self.clone(), peer, conn));
+        winner
+    }
+
+    /// Fails every pending ask to `peer`: its replies can no longer arrive.
+    pub(crate) fn fail_pending(&self, peer: &str) {
+        let mut pending = crate::node::lock(&self.pending);
+        let lost: Vec<u64> = pending
+            .iter()
+            .filter(|(_, ask)| ask.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(ask) = pending.remove(&id) {
+                let _ = ask.reply.send(Err(crate::node::AskFailure::ConnectionLost));
+            }
+        }
+    }
+}
+
+fn retire(conn: quinn::Connection) {
+    tokio::spawn(async move {
+        tokio::time::sleep(RETIRE_GRACE).await;
+        conn.close(ErrorCode::Duplicate.into(), b"duplicate connection");
+    });
+}
+
+/// Clears the peer's active connection when it closes, if it is still the active one.
+async fn watch_closed(shared: Arc<Shared>, peer: Arc<Peer>, conn: quinn::Connection) {
+    let reason = conn.closed().await;
+    let was_active = peer.active.send_if_modified(|active| {
+        let is_this = active
+            .as_ref()
+            .is_some_and(|a| a.conn.stable_id() == conn.stable_id());
+        if is_this {
+            *active = None;
+        }
+        is_this
+    });
+    if was_active {
+        tracing::info!(peer = %peer.name, %reason, "connection down");
+        shared.fail_pending(&peer.name);
+        let _ = shared.events.send(crate::node::ConnectionEvent::Down {
+            peer: peer.name.clone(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// Moves frames from the peer's queue onto its active connection, in order,
+/// many frames per write. Dials when there is no connection.
+async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<Vec<u8>>) {
+    let mut active_rx = peer.active.subscribe();
+    let mut stream: Option<(usize, quinn::SendStream)> = None;
+    let mut backoff = shared.config.reconnect_min;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        let mut frames = 1u64;
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => {
+                    batch.extend_from_slice(&frame);
+                    frames += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut written = false;
+        for _attempt in 0..2 {
+            let conn = match peer.active() {
+                Some(active) => active.conn,
+                None => match dial_peer(&shared, &peer).await {
+                    Ok(active) => active.conn,
+                    Err(error) => {
+                        tracing::debug!(peer = %peer.name, %error, ?backoff, "dial failed");
+                        shared.fail_pending(&peer.name);
+                        active_rx.mark_unchanged();
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = active_rx.changed() => {}
+                        }
+                        backoff = (backoff * 2).min(shared.config.reconnect_max);
+                        break;
+                    }
+                },
+            };
+            backoff = shared.config.reconnect_min;
+            if stream.as_ref().map(|(id, _)| *id) != Some(conn.stable_id()) {
+                stream = open_messages_stream(&conn)
+                    .await
+                    .map(|s| (conn.stable_id(), s));
+            }
+            if let Some((_, send)) = stream.as_mut() {
+                if send.write_all(&batch).await.is_ok() {
+                    written = true;
+                    break;
+                }
+            }
+            stream = None;
+        }
+        if !written {
+            for _ in 0..frames {
+                Stats::bump(&shared.stats.messages_undeliverable);
+            }
+        }
+    }
+}
+
+async fn dial_peer(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+) -> Result<ActiveConn, crate::handshake::DialError> {
+    let addr = peer
+        .addr()
+        .ok_or(crate::handshake::DialError::NoAddress)?;
+    shared.dial(addr, Some(&peer.name)).await
+}
+
+async fn open_messages_stream(conn: &quinn::Connection) -> Option<quinn::SendStream> {
+    let mut send = conn.open_uni().await.ok()?;
+    send.write_all(&[StreamKind::Messages as u8]).await.ok()?;
+    Some(send)
+}

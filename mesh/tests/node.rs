@@ -1,0 +1,314 @@
+//! A real QUIC mesh on loopback: joining, TLS refusals, bad frames, services.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mesh::tls::{certificate_names, ClusterCa, QuicTls};
+use mesh::wire::frame::{encode_frame, encode_value, read_value};
+use mesh::wire::{EnvelopeHeader, Hello, HelloReply, RemoteError, StreamKind, PROTOCOL_VERSION};
+use mesh::{AskError, Node, NodeId, Request, TlsSettings};
+use support::{cluster, init_tracing, start_node, wait_until};
+
+const ASK: Duration = Duration::from_secs(5);
+
+fn echo(node: &Node) {
+    node.register_service("echo", |req: Request<String, String>| {
+        let text = req.message().clone();
+        req.reply(text);
+    })
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_join_through_seeds_and_talk() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2", "n3"]).await;
+    for node in &nodes {
+        echo(node);
+    }
+    for from in &nodes {
+        for to in &nodes {
+            let text = format!("{} -> {}", from.id().name, to.id().name);
+            let answer: String = from.ask(&to.id().name, "echo", text.clone(), ASK).await.unwrap();
+            assert_eq!(answer, text);
+        }
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_from_another_ca_is_refused_and_the_cluster_stays_healthy() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    echo(&nodes[0]);
+    let rogue_ca = ClusterCa::generate("mesh").unwrap();
+    let rogue = start_node(&rogue_ca, "n3", &[&nodes[0]]).await;
+    let refs: Vec<&Node> = nodes.iter().chain([&rogue]).collect();
+    wait_until(Duration::from_secs(10), "n1 to refuse the rogue", &refs, || {
+        nodes[0].stats().handshakes_refused >= 1
+    })
+    .await;
+    assert_eq!(nodes[0].members().len(), 2);
+    assert_eq!(rogue.members().len(), 1, "the rogue must not learn the cluster");
+    let answer: String = nodes[1].ask("n1", "echo", "ok".to_string(), ASK).await.unwrap();
+    assert_eq!(answer, "ok");
+    for node in nodes.iter().chain([&rogue]) {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_is_not_in_the_certificate_is_refused() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let n1 = start_node(&ca, "n1", &[]).await;
+    // "impostor" presents a valid certificate issued for "n2".
+    let impostor = Node::builder("impostor")
+        .seeds(vec![n1.advertise_addr()])
+        .tls(TlsSettings::issued_by(&ca, "n2").unwrap())
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "n1 to refuse the impostor", &[&n1, &impostor], || {
+        n1.stats().handshakes_refused >= 1
+    })
+    .await;
+    assert_eq!(n1.members().len(), 1);
+    impostor.shutdown().await;
+    n1.shutdown().await;
+}
+
+/// A client that passes TLS and the hello as node `name`, for sending raw bytes.
+async fn raw_peer(ca: &ClusterCa, name: &str, target: &Node) -> quinn::Connection {
+    let tls = QuicTls::new(
+        &TlsSettings::issued_by(ca, name).unwrap(),
+        name,
+        Arc::new(quinn::TransportConfig::default()),
+    )
+    .unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(tls.client);
+    let conn = endpoint
+        .connect(target.advertise_addr(), "mesh.node")
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(certificate_names(&conn), vec![target.id().name.clone()]);
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: "mesh".into(),
+        id: NodeId::new(name, 1),
+        advertise: endpoint.local_addr().unwrap(),
+    };
+    send.write_all(&encode_value(&hello, 1 << 16).unwrap()).await.unwrap();
+    let reply: HelloReply = read_value(&mut recv, 1 << 16).await.unwrap();
+    assert!(matches!(reply, HelloReply::Accepted { .. }), "{reply:?}");
+    conn
+}
+
+async fn messages_stream(conn: &quinn::Connection) -> quinn::SendStream {
+    let mut send = conn.open_uni().await.unwrap();
+    send.write_all(&[StreamKind::Messages as u8]).await.unwrap();
+    send
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_close_the_stream_and_the_node_serves_on() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    echo(&nodes[0]);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let raw = raw_peer(&ca, "raw", &nodes[0]).await;
+
+    let mut garbage = messages_stream(&raw).await;
+    garbage.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    let mut huge = messages_stream(&raw).await;
+    huge.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let mut unknown = raw.open_uni().await.unwrap();
+    unknown.write_all(&[99, 1, 2, 3]).await.unwrap();
+    wait_until(Duration::from_secs(10), "all three streams rejected", &refs, || {
+        let stats = nodes[0].stats();
+        stats.frames_malformed == 1 && stats.frames_oversized == 1 && stats.streams_unknown == 1
+    })
+    .await;
+    assert!(garbage.stopped().await.unwrap().is_some());
+    assert!(huge.stopped().await.unwrap().is_some());
+
+    // A well-formed ask on a fresh stream of the same connection still works,
+    // and so does everyone else.
+    let mut good = messages_stream(&raw).await;
+    let frame = encode_frame(1 << 20, |buf| {
+        let buf = postcard::to_extend(&EnvelopeHeader::Ask { id: 7, service: "echo" }, buf)?;
+        postcard::to_extend(&"still here".to_string(), buf)
+    })
+    .unwrap();
+    good.write_all(&frame).await.unwrap();
+    let mut replies = raw.accept_uni().await.unwrap();
+    let mut kind = [0u8];
+    replies.read_exact(&mut kind).await.unwrap();
+    let mut buf = Vec::new();
+    assert!(mesh::wire::frame::read_frame(&mut replies, &mut buf, 1 << 20).await.unwrap());
+    let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(&buf).unwrap();
+    assert_eq!(header, EnvelopeHeader::Reply { id: 7 });
+    assert_eq!(postcard::from_bytes::<String>(body).unwrap(), "still here");
+
+    let answer: String = nodes[1].ask("n1", "echo", "fine".to_string(), ASK).await.unwrap();
+    assert_eq!(answer, "fine");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_service_wrong_type_and_timeouts_are_errors_not_hangs() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    nodes[0]
+        .register_service("silent", move |req: Request<u32, u32>| {
+            keep.lock().unwrap().push(req.into_parts().1);
+        })
+        .unwrap();
+    echo(&nodes[0]);
+
+    let err = nodes[1]
+        .ask::<_, String>("n1", "nope", "x".to_string(), ASK)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AskError::Remote(RemoteError::UnknownService(s)) if s == "nope"),
+        "{err:?}"
+    );
+    let err = nodes[1]
+        .ask::<_, u32>("n1", "silent", 1u32, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::Timeout(_)), "{err:?}");
+    // A body that is not the service's type is answered with an error.
+    let err = nodes[1]
+        .ask::<_, String>("n1", "echo", vec![0xffu8; 3], ASK)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AskError::Remote(RemoteError::MalformedRequest(_))),
+        "{err:?}"
+    );
+    // The same on the local path.
+    let err = nodes[0]
+        .ask::<_, String>("n1", "nope", 1u8, ASK)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::Remote(RemoteError::UnknownService(_))));
+    let err = nodes[0]
+        .ask::<_, String>("n1", "echo", 1u8, ASK)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::Remote(RemoteError::MalformedRequest(_))));
+    let err = nodes[1]
+        .ask::<_, String>("nobody", "echo", "x".to_string(), ASK)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::Send(mesh::SendError::UnknownPeer(_))));
+    assert!(nodes[0].stats().unknown_service >= 1);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_arrive_in_send_order() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    nodes[0]
+        .register_service("seq", move |req: Request<u64, ()>| {
+            sink.lock().unwrap().push((req.from().to_string(), *req.message()));
+        })
+        .unwrap();
+    const N: u64 = 20_000;
+    for i in 0..N {
+        nodes[1].tell("n1", "seq", i).unwrap();
+    }
+    for i in 0..100 {
+        nodes[0].tell("n1", "seq", N + i).unwrap();
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(20), "all tells delivered", &refs, || {
+        seen.lock().unwrap().len() as u64 == N + 100
+    })
+    .await;
+    let seen = seen.lock().unwrap();
+    let from_n2: Vec<u64> = seen.iter().filter(|(f, _)| f == "n2").map(|(_, i)| *i).collect();
+    assert_eq!(from_n2, (0..N).collect::<Vec<_>>());
+    let local: Vec<u64> = seen.iter().filter(|(f, _)| f == "n1").map(|(_, i)| *i).collect();
+    assert_eq!(local, (N..N + 100).collect::<Vec<_>>());
+    drop(seen);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A message that cannot be serialized: only the local path can carry it.
+struct NotSerializable;
+
+impl serde::Serialize for NotSerializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("local delivery must not serialize"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NotSerializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("local delivery must not deserialize"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_delivery_skips_serialization() {
+    init_tracing();
+    let node = Node::builder("solo").start().await.unwrap();
+    node.register_service("local", |req: Request<NotSerializable, NotSerializable>| {
+        req.reply(NotSerializable);
+    })
+    .unwrap();
+    node.tell("solo", "local", NotSerializable).unwrap();
+    let _: NotSerializable = node.ask("solo", "local", NotSerializable, ASK).await.unwrap();
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_appears_with_a_new_generation() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2", "n3"]).await;
+    let old = nodes[2].id().clone();
+    nodes[2].shutdown().await;
+    let restarted = start_node(&ca, "n3", &[&nodes[0]]).await;
+    assert!(restarted.id().generation > old.generation);
+    echo(&restarted);
+    let refs = [&nodes[0], &nodes[1], &restarted];
+    wait_until(Duration::from_secs(15), "the new n3 everywhere, the old one gone", &refs, || {
+        refs.iter().all(|n| {
+            let ids: Vec<NodeId> = n.members().into_iter().map(|m| m.id).collect();
+            ids.contains(restarted.id()) && !ids.contains(&old) && ids.len() == 3
+        })
+    })
+    .await;
+    let answer: String = nodes[0].ask("n3", "echo", "again".to_string(), ASK).await.unwrap();
+    assert_eq!(answer, "again");
+    for node in refs {
+        node.shutdown().await;
+    }
+}

@@ -1,0 +1,84 @@
+//! Shared helpers of the mesh integration tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use mesh::tls::ClusterCa;
+use mesh::{Node, TlsSettings};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Starts a node named `name` with credentials from `ca`, joining through `seeds`.
+pub async fn start_node(ca: &ClusterCa, name: &str, seeds: &[&Node]) -> Node {
+    Node::builder(name)
+        .seeds(seeds.iter().map(|n| n.advertise_addr()).collect())
+        .tls(TlsSettings::issued_by(ca, name).unwrap())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Describes what every node sees, for failure messages.
+pub fn views(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "  {}: members {:?}, connected {:?}, stats {:?}\n",
+                n.id(),
+                n.members()
+                    .iter()
+                    .map(|m| m.id.to_string())
+                    .collect::<Vec<_>>(),
+                n.connected_peers()
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>(),
+                n.stats()
+            )
+        })
+        .collect()
+}
+
+/// Waits until `condition` holds, polling; panics after `deadline` with every node's view.
+pub async fn wait_until(
+    deadline: Duration,
+    what: &str,
+    nodes: &[&Node],
+    mut condition: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !condition() {
+        if start.elapsed() > deadline {
+            panic!(
+                "timed out after {deadline:?} waiting for {what}; what each node sees:\n{}",
+                views(nodes)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `names.len()` nodes, the later ones seeded with the first, and waits
+/// until all see each other.
+pub async fn cluster(ca: &ClusterCa, names: &[&str]) -> Vec<Node> {
+    let first = start_node(ca, names[0], &[]).await;
+    let mut nodes = vec![first.clone()];
+    for name in &names[1..] {
+        nodes.push(start_node(ca, name, &[&first]).await);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(Duration::from_secs(10), "all members to see each other", &refs, || {
+        refs.iter().all(|n| n.members().len() == names.len())
+    })
+    .await;
+    nodes
+}
