@@ -13,12 +13,12 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// The UDP socket could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}: {error}")]
     Bind {
         /// The listen address.
         addr: std::net::SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Gossip could not start.
     #[error("gossip failed to start: {0}")]

@@ -235,15 +235,15 @@ impl Node {
             config.idle_timeout / 5,
         ));
         let quic = QuicTls::new(&tls, &config.name, transport)?;
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(|source| {
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(|error| {
             StartError::Bind {
                 addr: config.listen,
-                source,
+                error,
             }
         })?;
-        let local = socket.local_addr().map_err(|source| StartError::Bind {
+        let local = socket.local_addr().map_err(|error| StartError::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -251,9 +251,9 @@ impl Node {
             socket,
             Arc::new(quinn::TokioRuntime),
         )
-        .map_err(|source| StartError::Bind {
+        .map_err(|error| StartError::Bind {
             addr: config.listen,
-            source,
+            error,
         })?;
         let advertise = config.advertise.unwrap_or(local);
         let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));

@@ -99,21 +99,21 @@ fn node_params(name: &str) -> Result<CertificateParams, TlsError> {
 pub fn write_cluster_dir(dir: &Path, cluster: &str, nodes: &[String]) -> Result<(), TlsError> {
     let write = |file: &str, text: &str| {
         let path = dir.join(file);
-        std::fs::write(&path, text).map_err(|source| TlsError::Write {
+        std::fs::write(&path, text).map_err(|error| TlsError::Write {
             path: path.display().to_string(),
-            source,
+            error,
         })
     };
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| TlsError::Write {
         path: dir.display().to_string(),
-        source,
+        error,
     })?;
     let (ca_pem, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
     let ca = if ca_pem.exists() && ca_key.exists() {
         let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+            std::fs::read_to_string(path).map_err(|error| TlsError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })
         };
         ClusterCa::from_pem(&read(&ca_pem)?, &read(&ca_key)?)?

@@ -49,9 +49,9 @@ impl TlsSettings {
     pub fn from_dir(dir: &std::path::Path, name: &str) -> Result<Self, TlsError> {
         let read = |file: String| {
             let path = dir.join(&file);
-            std::fs::read_to_string(&path).map_err(|source| TlsError::Read {
+            std::fs::read_to_string(&path).map_err(|error| TlsError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })
         };
         Ok(Self::Cluster {
@@ -81,20 +81,20 @@ impl TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// PEM text held no usable certificate or key.
     #[error("invalid PEM: {0}")]

@@ -1,0 +1,371 @@
+//! `mesh-bench`: the mesh against a bare quinn connection with the same framing,
+//! in the same run, on loopback.
+//!
+//! Figures: one-way `tell` throughput of 64-byte messages, and `ask` round trips
+//! at concurrency 1 and 64 (requests/s, p50/p99 in µs). Each figure is the
+//! median of `--rounds` runs, alternating raw and mesh. `--json` prints one
+//! object with `mesh`, `raw` and `ratio` (mesh / raw) per figure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use mesh::tls::{transport_config, QuicTls};
+use mesh::wire::frame::{encode_frame, read_frame};
+use mesh::{Node, Request, TlsSettings};
+use serde_json::json;
+use tokio::sync::Notify;
+
+const PAYLOAD: usize = 64;
+const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+#[derive(Parser)]
+#[command(about = "Mesh vs bare quinn on loopback")]
+struct Args {
+    /// Tells per round.
+    #[arg(long, default_value_t = 500_000)]
+    tells: u64,
+    /// Asks per round at concurrency 64.
+    #[arg(long, default_value_t = 200_000)]
+    asks: u64,
+    /// Asks per round at concurrency 1.
+    #[arg(long, default_value_t = 10_000)]
+    asks_serial: u64,
+    /// Rounds per figure (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One measured round of asks.
+#[derive(Clone, Copy)]
+struct AskFigures {
+    per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let raw = RawPair::start().await?;
+    let mesh = MeshPair::start().await?;
+    let mut figures: Vec<(&str, Vec<f64>, Vec<f64>, bool)> = Vec::new();
+    let mut tell = (Vec::new(), Vec::new());
+    let mut c1 = (Vec::new(), Vec::new());
+    let mut c64 = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        tell.0.push(raw.tell(args.tells).await?);
+        tell.1.push(mesh.tell(args.tells).await?);
+        c1.0.push(raw.asks(args.asks_serial, 1).await?);
+        c1.1.push(mesh.asks(args.asks_serial, 1).await?);
+        c64.0.push(raw.asks(args.asks, 64).await?);
+        c64.1.push(mesh.asks(args.asks, 64).await?);
+        if !args.json {
+            eprintln!("round {} done", round + 1);
+        }
+    }
+    figures.push(("tell_64B_per_s", tell.1, tell.0, true));
+    for (name, (raw_runs, mesh_runs)) in [("ask_c1", c1), ("ask_c64", c64)] {
+        let pick = |runs: &[AskFigures], f: fn(&AskFigures) -> f64| -> Vec<f64> {
+            runs.iter().map(f).collect()
+        };
+        figures.push((
+            leak(format!("{name}_per_s")),
+            pick(&mesh_runs, |a| a.per_s),
+            pick(&raw_runs, |a| a.per_s),
+            true,
+        ));
+        figures.push((
+            leak(format!("{name}_p50_us")),
+            pick(&mesh_runs, |a| a.p50_us),
+            pick(&raw_runs, |a| a.p50_us),
+            false,
+        ));
+        figures.push((
+            leak(format!("{name}_p99_us")),
+            pick(&mesh_runs, |a| a.p99_us),
+            pick(&raw_runs, |a| a.p99_us),
+            false,
+        ));
+    }
+    let mut out = serde_json::Map::new();
+    for (name, mesh_runs, raw_runs, _) in &figures {
+        let (m, r) = (median(mesh_runs), median(raw_runs));
+        out.insert(
+            name.to_string(),
+            json!({"mesh": round2(m), "raw": round2(r), "ratio": round2(m / r)}),
+        );
+    }
+    out.insert(
+        "settings".into(),
+        json!({"payload_bytes": PAYLOAD, "tells": args.tells, "asks_c64": args.asks,
+               "asks_c1": args.asks_serial, "rounds": args.rounds, "runtime_workers": 2}),
+    );
+    let out = serde_json::Value::Object(out);
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    mesh.a.shutdown().await;
+    mesh.b.shutdown().await;
+    Ok(())
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn figures(hist: &Histogram<u64>, count: u64, elapsed: Duration) -> AskFigures {
+    AskFigures {
+        per_s: count as f64 / elapsed.as_secs_f64(),
+        p50_us: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_us: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Two mesh nodes; `b` sends to `a`.
+struct MeshPair {
+    a: Node,
+    b: Node,
+    received: Arc<AtomicU64>,
+    notify: Arc<Notify>,
+}
+
+impl MeshPair {
+    async fn start() -> anyhow::Result<Self> {
+        let ca = mesh::tls::ClusterCa::generate("bench")?;
+        let a = Node::builder("a")
+            .tls(TlsSettings::issued_by(&ca, "a")?)
+            .start()
+            .await?;
+        let b = Node::builder("b")
+            .tls(TlsSettings::issued_by(&ca, "b")?)
+            .seeds(vec![a.advertise_addr()])
+            .start()
+            .await?;
+        let received = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(Notify::new());
+        let (count, wake) = (received.clone(), notify.clone());
+        a.register_service("sink", move |_req: Request<Vec<u8>, ()>| {
+            count.fetch_add(1, Ordering::Relaxed);
+            wake.notify_one();
+        })?;
+        a.register_service("echo", |req: Request<Vec<u8>, Vec<u8>>| {
+            let (message, responder) = req.into_parts();
+            responder.reply(message);
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.members().len() < 2 {
+            anyhow::ensure!(Instant::now() < deadline, "mesh nodes did not meet");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _: Vec<u8> = b
+            .ask("a", "echo", vec![0u8; PAYLOAD], Duration::from_secs(5))
+            .await?;
+        Ok(Self {
+            a,
+            b,
+            received,
+            notify,
+        })
+    }
+
+    async fn tell(&self, n: u64) -> anyhow::Result<f64> {
+        let start_count = self.received.load(Ordering::Relaxed);
+        let payload = vec![7u8; PAYLOAD];
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < n {
+            match self.b.tell("a", "sink", payload.clone()) {
+                Ok(()) => sent += 1,
+                Err(mesh::SendError::Backpressure(_)) => tokio::task::yield_now().await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        while self.received.load(Ordering::Relaxed) - start_count < n {
+            let _ = tokio::time::timeout(Duration::from_millis(50), self.notify.notified()).await;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    }
+
+    async fn asks(&self, n: u64, concurrency: u64) -> anyhow::Result<AskFigures> {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let b = self.b.clone();
+            let count = n / concurrency;
+            tasks.push(tokio::spawn(async move {
+                let mut hist = histogram();
+                let payload = vec![7u8; PAYLOAD];
+                for _ in 0..count {
+                    let t = Instant::now();
+                    let _: Vec<u8> = b
+                        .ask("a", "echo", payload.clone(), Duration::from_secs(10))
+                        .await?;
+                    hist.record(t.elapsed().as_nanos() as u64)?;
+                }
+                anyhow::Ok(hist)
+            }));
+        }
+        let mut hist = histogram();
+        for task in tasks {
+            hist.add(task.await??)?;
+        }
+        Ok(figures(&hist, n / concurrency * concurrency, start.elapsed()))
+    }
+}
+
+/// A bare quinn connection with mesh framing: a client and a server task.
+struct RawPair {
+    conn: quinn::Connection,
+    _endpoints: (quinn::Endpoint, quinn::Endpoint),
+}
+
+/// First byte of a raw stream: what the server does with its frames.
+const RAW_SINK: u8 = 1;
+const RAW_ECHO: u8 = 2;
+
+impl RawPair {
+    async fn start() -> anyhow::Result<Self> {
+        let transport = Arc::new(transport_config(
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        ));
+        let server_tls = QuicTls::new(&TlsSettings::InsecureDev, "server", transport.clone())?;
+        let client_tls = QuicTls::new(&TlsSettings::InsecureDev, "client", transport)?;
+        let server = quinn::Endpoint::server(server_tls.server, "127.0.0.1:0".parse()?)?;
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        client.set_default_client_config(client_tls.client);
+        let server_addr = server.local_addr()?;
+        let accept = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accept.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((send, recv)) = conn.accept_bi().await {
+                        tokio::spawn(raw_serve(send, recv));
+                    }
+                });
+            }
+        });
+        let conn = client.connect(server_addr, "mesh.node")?.await?;
+        Ok(Self {
+            conn,
+            _endpoints: (server, client),
+        })
+    }
+
+    async fn tell(&self, n: u64) -> anyhow::Result<f64> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_all(&[RAW_SINK]).await?;
+        let frame = encode_frame(MAX_FRAME, |mut buf| {
+            buf.extend_from_slice(&[7u8; PAYLOAD]);
+            Ok(buf)
+        })?;
+        let batch: Vec<u8> = frame.repeat(1024);
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < n {
+            let k = (n - sent).min(1024);
+            send.write_all(&batch[..frame.len() * k as usize]).await?;
+            sent += k;
+        }
+        send.finish()?;
+        let mut done = [0u8; 8];
+        recv.read_exact(&mut done).await?;
+        anyhow::ensure!(u64::from_be_bytes(done) == n, "raw sink lost frames");
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    }
+
+    /// Keeps `window` requests in flight on one stream, each answered by an echo.
+    async fn asks(&self, n: u64, window: u64) -> anyhow::Result<AskFigures> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_all(&[RAW_ECHO]).await?;
+        let request = |id: u64| {
+            encode_frame(MAX_FRAME, |mut buf| {
+                buf.extend_from_slice(&id.to_be_bytes());
+                buf.extend_from_slice(&[7u8; PAYLOAD - 8]);
+                Ok(buf)
+            })
+        };
+        let mut sent_at = vec![Instant::now(); n as usize];
+        let mut hist = histogram();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut first = Vec::new();
+        while sent < window.min(n) {
+            sent_at[sent as usize] = Instant::now();
+            first.extend_from_slice(&request(sent)?);
+            sent += 1;
+        }
+        send.write_all(&first).await?;
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            anyhow::ensure!(read_frame(&mut recv, &mut buf, MAX_FRAME).await?, "raw echo ended");
+            let id = u64::from_be_bytes(buf[..8].try_into()?);
+            hist.record(sent_at[id as usize].elapsed().as_nanos() as u64)?;
+            if sent < n {
+                sent_at[sent as usize] = Instant::now();
+                send.write_all(&request(sent)?).await?;
+                sent += 1;
+            }
+        }
+        send.finish()?;
+        Ok(figures(&hist, n, start.elapsed()))
+    }
+}
+
+/// Server side of a raw stream: count frames (answering the count at the end), or echo each.
+async fn raw_serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut kind = [0u8];
+    if recv.read_exact(&mut kind).await.is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    let mut count = 0u64;
+    while let Ok(true) = read_frame(&mut recv, &mut buf, MAX_FRAME).await {
+        count += 1;
+        if kind[0] == RAW_ECHO {
+            let Ok(frame) = encode_frame(MAX_FRAME, |mut out| {
+                out.extend_from_slice(&buf);
+                Ok(out)
+            }) else {
+                return;
+            };
+            if send.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+    if kind[0] == RAW_SINK {
+        let _ = send.write_all(&count.to_be_bytes()).await;
+    }
+    let _ = send.finish();
+}

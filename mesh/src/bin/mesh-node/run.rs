@@ -1,0 +1,119 @@
+//! `mesh-node run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use mesh::{Node, NodeConfig, TlsSettings};
+
+/// Flags of `mesh-node run`.
+#[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("tls").required(true).args(["tls_dir", "insecure_dev_tls"])))]
+pub struct RunArgs {
+    /// Node name (must match the name in its certificate).
+    #[arg(long, env = "MESH_NAME")]
+    pub name: String,
+    /// UDP address to listen on.
+    #[arg(long, env = "MESH_LISTEN")]
+    pub listen: SocketAddr,
+    /// Seed addresses, comma separated.
+    #[arg(long, value_delimiter = ',', env = "MESH_SEEDS")]
+    pub seeds: Vec<SocketAddr>,
+    /// Address other nodes use to reach this one (default: the listen address).
+    #[arg(long, env = "MESH_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// Cluster name.
+    #[arg(long, default_value = "mesh", env = "MESH_CLUSTER")]
+    pub cluster: String,
+    /// Roles, comma separated.
+    #[arg(long, value_delimiter = ',', env = "MESH_ROLES")]
+    pub roles: Vec<String>,
+    /// Directory with ca.pem, NAME.pem and NAME.key (from `mesh-node certs init`).
+    #[arg(long, env = "MESH_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Self-signed certificate, no verification: local experiments only.
+    #[arg(long)]
+    pub insecure_dev_tls: bool,
+    /// Address of the admin HTTP API.
+    #[arg(long, env = "MESH_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// TOML file with node settings (flags override it).
+    #[arg(long, env = "MESH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn node_config(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid config {}", path.display()))?
+            }
+            None => NodeConfig::default(),
+        };
+        config.name = self.name.clone();
+        config.listen = self.listen;
+        config.cluster = self.cluster.clone();
+        if !self.seeds.is_empty() {
+            config.seeds = self.seeds.clone();
+        }
+        if self.advertise.is_some() {
+            config.advertise = self.advertise;
+        }
+        if !self.roles.is_empty() {
+            config.roles = self.roles.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn tls(&self) -> anyhow::Result<TlsSettings> {
+        match &self.tls_dir {
+            Some(dir) => Ok(TlsSettings::from_dir(dir, &self.name)?),
+            None => Ok(TlsSettings::InsecureDev),
+        }
+    }
+}
+
+/// Runs one node until SIGINT or SIGTERM, then leaves gracefully.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.node_config()?;
+    let tls = args.tls()?;
+    let admin = match args.admin {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind admin address {addr}"))?,
+        ),
+        None => None,
+    };
+    let node = Node::builder(&config.name)
+        .config(config)
+        .tls(tls)
+        .start()
+        .await?;
+    if let Some(listener) = admin {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin API listening");
+        tokio::spawn(mesh::admin::serve(listener, node.clone()));
+    }
+    wait_for_signal().await?;
+    tracing::info!("signal received, leaving");
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
