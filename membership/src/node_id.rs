@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn orders_oldest_first_then_by_name() {
-        let mut ids = vec![
+        let mut ids = [
             NodeId::new("b", 2),
             NodeId::new("a", 2),
             NodeId::new("z", 1),

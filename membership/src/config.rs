@@ -1,0 +1,133 @@
+//! Configuration of the membership state machine: one serde struct with
+//! documented defaults (DESIGN.md section 7).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::downing::DowningStrategy;
+
+/// Timings and policies of membership. Every duration reads and writes as
+/// `"200ms"`, `"2s"`, `"1m"` or an integer of milliseconds.
+///
+/// ```
+/// use membership::{DowningStrategy, MembershipConfig};
+/// let config = MembershipConfig::default();
+/// assert_eq!(config.downing, DowningStrategy::KeepMajority);
+/// assert_eq!(config.monitored_ring_size, 5);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// How often a direct heartbeat is sent to each monitored peer. Default 200 ms.
+    #[serde(with = "crate::duration::human")]
+    pub heartbeat_interval: Duration,
+    /// A silence this long beyond the usual interval is still normal (GC pause,
+    /// slow link). Default 1 s.
+    #[serde(with = "crate::duration::human")]
+    pub acceptable_heartbeat_pause: Duration,
+    /// A peer whose phi exceeds this is unreachable. Default 8.
+    pub phi_threshold: f64,
+    /// Floor for the standard deviation of heartbeat intervals. Default 15 ms:
+    /// on a quiet link phi crosses 8 about 1.28 s after the last heartbeat
+    /// (interval + pause + ~5.2 standard deviations), which keeps crash -> Down
+    /// within the 3.5 s budget. Akka's 100 ms would add ~0.4 s.
+    #[serde(with = "crate::duration::human")]
+    pub min_std_deviation: Duration,
+    /// Number of heartbeat intervals kept per peer. Default 1000.
+    pub max_sample_size: usize,
+    /// Each node monitors this many successors on the ring of members ordered
+    /// by `NodeId` (everyone when the cluster is smaller). Default 5.
+    pub monitored_ring_size: usize,
+    /// The downing decision is taken only after the set of unreachable members
+    /// has not changed for this long. Default 2 s.
+    #[serde(with = "crate::duration::human")]
+    pub stable_after: Duration,
+    /// The split-brain strategy. Default `keep-majority`.
+    pub downing: DowningStrategy,
+    /// If the unreachable set keeps changing for `stable_after` plus this long,
+    /// the deciding node downs every member of its side and the other side
+    /// (Akka's `down-all-when-unstable`). `"off"` disables it. Default 4 s
+    /// (Akka: 3/4 of `stable_after`, at least 4 s).
+    #[serde(with = "crate::duration::human_opt")]
+    pub down_all_when_unstable: Option<Duration>,
+    /// A joining node that, this long after it started and after at least one
+    /// gossip round, sees no Up member and no older joining node admits
+    /// itself: it is the first node of a cluster. Default 1 s.
+    #[serde(with = "crate::duration::human")]
+    pub seed_self_admit_after: Duration,
+    /// A leaving node moves on from `Leaving` to `Exiting` after this long even
+    /// if the driver never reported the handoff done. Default 10 s.
+    #[serde(with = "crate::duration::human")]
+    pub leave_handoff_timeout: Duration,
+    /// How long a node publishes `Exiting` before `Removed`, so that peers see
+    /// it go gracefully and do not treat its silence as a crash. Default 1 s.
+    #[serde(with = "crate::duration::human")]
+    pub exiting_linger: Duration,
+    /// A node keeps the Down decisions it published for a member this long
+    /// after that member has disappeared from gossip, then deletes the keys.
+    /// Default 10 min.
+    #[serde(with = "crate::duration::human")]
+    pub down_key_retention: Duration,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(200),
+            acceptable_heartbeat_pause: Duration::from_secs(1),
+            phi_threshold: 8.0,
+            min_std_deviation: Duration::from_millis(15),
+            max_sample_size: 1000,
+            monitored_ring_size: 5,
+            stable_after: Duration::from_secs(2),
+            downing: DowningStrategy::KeepMajority,
+            down_all_when_unstable: Some(Duration::from_secs(4)),
+            seed_self_admit_after: Duration::from_secs(1),
+            leave_handoff_timeout: Duration::from_secs(10),
+            exiting_linger: Duration::from_secs(1),
+            down_key_retention: Duration::from_secs(600),
+        }
+    }
+}
+
+impl MembershipConfig {
+    /// How often the driver should call [`crate::Membership::tick`]: half the
+    /// heartbeat interval, so that detection and decisions are not delayed by a
+    /// whole interval.
+    pub fn tick_interval(&self) -> Duration {
+        (self.heartbeat_interval / 2).max(Duration::from_millis(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_serde() {
+        let config = MembershipConfig::default();
+        let json = serde_json::to_string(&config).expect("serializes");
+        let back: MembershipConfig = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn reads_human_durations_and_strategies() {
+        let json = r#"{
+            "heartbeat_interval": "100ms",
+            "stable_after": 1000,
+            "down_all_when_unstable": "off",
+            "downing": { "strategy": "static-quorum", "quorum_size": 3 }
+        }"#;
+        let config: MembershipConfig = serde_json::from_str(json).expect("deserializes");
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(config.stable_after, Duration::from_secs(1));
+        assert_eq!(config.down_all_when_unstable, None);
+        assert_eq!(
+            config.downing,
+            DowningStrategy::StaticQuorum { quorum_size: 3 }
+        );
+        assert_eq!(config.phi_threshold, 8.0);
+    }
+}

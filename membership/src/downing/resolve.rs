@@ -1,0 +1,488 @@
+//! One resolution of one view: who is unreachable, who is indirectly
+//! connected, who decides, and whom the decision downs.
+//!
+//! Follows Akka's split-brain resolver:
+//! - Only members that are `Joining`, `Up` or `Leaving` take part; `Up` and
+//!   `Leaving` are counted by the strategies, `Joining` members are downed
+//!   along with their side.
+//! - **Indirectly connected** members are unreachable from some observers but
+//!   still in touch with the cluster: (a) an observer that is itself
+//!   unreachable (a cut link between two members makes each report the other),
+//!   and (b) an unreachable member that a reachable member monitoring it does
+//!   not report (Akka: the subject has seen the current gossip), together with
+//!   the observers that report it. They are downed: if they are the only
+//!   unreachable members, only they are; otherwise the strategy weighs the
+//!   cleanly unreachable members against the rest (the observations involving
+//!   indirectly connected members are suspicious and left out, as in Akka) and
+//!   the indirectly connected are downed whatever it decides.
+//! - The deciding node is the oldest counted member of its side: the members
+//!   nobody reports, plus itself (Akka's leader rule).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::strategy::{Decision, DowningStrategy, Split};
+use crate::{ring, Member, NodeId};
+
+/// What the strategy decides for the current view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// The oldest counted member of the resolving node's side: the one that acts.
+    pub decider: NodeId,
+    /// What the strategy decided.
+    pub decision: Decision,
+    /// The members the decision downs.
+    pub to_down: BTreeSet<NodeId>,
+    /// Members reported unreachable (by a counting observer).
+    pub unreachable: BTreeSet<NodeId>,
+    /// Members unreachable from some observers but reachable from others.
+    pub indirectly_connected: BTreeSet<NodeId>,
+}
+
+/// Resolves the view `members` (every member this node knows, any status)
+/// from the point of view of `self_id`, with `strategy` and a monitoring ring
+/// of `ring_size` successors. `None` when no member is unreachable or when
+/// this node's side has no counted member to decide.
+pub fn resolve(
+    strategy: &DowningStrategy,
+    self_id: &NodeId,
+    members: &[Member],
+    ring_size: usize,
+) -> Option<Resolution> {
+    let taking_part: BTreeMap<&NodeId, &Member> = members
+        .iter()
+        .filter(|m| m.status.is_monitored())
+        .map(|m| (&m.id, m))
+        .collect();
+    let observers_of: BTreeMap<&NodeId, BTreeSet<&NodeId>> = taking_part
+        .iter()
+        .filter(|(_, m)| !m.reachability.is_reachable())
+        .map(|(id, m)| (*id, m.reachability.observers().collect()))
+        .collect();
+    if observers_of.is_empty() {
+        return None;
+    }
+    let unreachable: BTreeSet<NodeId> = observers_of.keys().map(|id| (*id).clone()).collect();
+    let indirectly_connected = indirectly_connected(&taking_part, &observers_of, ring_size);
+
+    let decider = taking_part
+        .values()
+        .filter(|m| m.status.is_counted())
+        .find(|m| !unreachable.contains(&m.id) || m.id == *self_id)?
+        .id
+        .clone();
+
+    let decision = if indirectly_connected.is_empty() {
+        strategy.decide(&split(&taking_part, &unreachable))
+    } else if unreachable.is_subset(&indirectly_connected) {
+        Decision::DownIndirectlyConnected
+    } else {
+        let other_side: BTreeSet<NodeId> = unreachable
+            .difference(&indirectly_connected)
+            .cloned()
+            .collect();
+        match strategy.decide(&split(&taking_part, &other_side)) {
+            Decision::DownReachable => Decision::DownReachableAndIndirectlyConnected,
+            other => other,
+        }
+    };
+
+    let downable: BTreeSet<NodeId> = taking_part.keys().map(|id| (*id).clone()).collect();
+    let own_side = || downable.difference(&unreachable).cloned();
+    let to_down: BTreeSet<NodeId> = match decision {
+        Decision::DownUnreachable => downable
+            .iter()
+            .filter(|id| unreachable.contains(*id) || indirectly_connected.contains(*id))
+            .cloned()
+            .collect(),
+        Decision::DownReachable => own_side().collect(),
+        Decision::DownAll => downable.clone(),
+        Decision::DownIndirectlyConnected => downable
+            .intersection(&indirectly_connected)
+            .cloned()
+            .collect(),
+        Decision::DownReachableAndIndirectlyConnected => own_side()
+            .chain(downable.intersection(&indirectly_connected).cloned())
+            .collect(),
+    };
+
+    Some(Resolution {
+        decider,
+        decision,
+        to_down,
+        unreachable,
+        indirectly_connected,
+    })
+}
+
+fn split(taking_part: &BTreeMap<&NodeId, &Member>, other_side: &BTreeSet<NodeId>) -> Split {
+    let mut split = Split::default();
+    for (id, member) in taking_part {
+        if !member.status.is_counted() {
+            continue;
+        }
+        if other_side.contains(*id) {
+            split.unreachable.insert((*id).clone());
+        } else {
+            split.reachable.insert((*id).clone());
+        }
+    }
+    split
+}
+
+fn indirectly_connected(
+    taking_part: &BTreeMap<&NodeId, &Member>,
+    observers_of: &BTreeMap<&NodeId, BTreeSet<&NodeId>>,
+    ring_size: usize,
+) -> BTreeSet<NodeId> {
+    let mut result = BTreeSet::new();
+    // (a) observers that are themselves unreachable: the two ends of a cut link.
+    for observers in observers_of.values() {
+        for observer in observers {
+            if observers_of.contains_key(*observer) {
+                result.insert((*observer).clone());
+            }
+        }
+    }
+    // (b) a reachable member that watches the subject does not report it.
+    let ring: BTreeSet<NodeId> = taking_part.keys().map(|id| (*id).clone()).collect();
+    for (subject, observers) in observers_of {
+        let still_in_touch = ring::monitors_of(&ring, subject, ring_size)
+            .iter()
+            .any(|monitor| !observers_of.contains_key(monitor) && !observers.contains(monitor));
+        if still_in_touch {
+            result.insert((*subject).clone());
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    //! The resolver table of the issue: each case is a view (who reports whom)
+    //! and the set of members that must be downed, whoever computes it.
+
+    use super::*;
+    use crate::{MemberStatus, Reachability};
+
+    fn id(n: u64) -> NodeId {
+        NodeId::new(format!("n{n}"), n)
+    }
+
+    /// `n` Up members n1..=n<n> (n1 oldest) and `reports` as (observer, subject).
+    fn view(n: u64, reports: &[(u64, u64)]) -> Vec<Member> {
+        (1..=n)
+            .map(|i| {
+                let observers: BTreeSet<NodeId> = reports
+                    .iter()
+                    .filter(|(_, subject)| *subject == i)
+                    .map(|(observer, _)| id(*observer))
+                    .collect();
+                Member {
+                    id: id(i),
+                    addr: ([127, 0, 0, 1], 7000 + i as u16).into(),
+                    status: MemberStatus::Up,
+                    roles: BTreeSet::new(),
+                    reachability: Reachability::from_observers(observers),
+                }
+            })
+            .collect()
+    }
+
+    /// Every member of `a` reports every member of `b` and vice versa, as far
+    /// as `visible_observers` published it.
+    fn partition(a: &[u64], b: &[u64], visible_observers: &[u64]) -> Vec<(u64, u64)> {
+        let mut reports = Vec::new();
+        for x in a {
+            for y in b {
+                if visible_observers.contains(x) {
+                    reports.push((*x, *y));
+                }
+                if visible_observers.contains(y) {
+                    reports.push((*y, *x));
+                }
+            }
+        }
+        reports
+    }
+
+    fn ids(gens: &[u64]) -> BTreeSet<NodeId> {
+        gens.iter().map(|g| id(*g)).collect()
+    }
+
+    struct Case {
+        name: &'static str,
+        strategy: DowningStrategy,
+        members: u64,
+        reports: Vec<(u64, u64)>,
+        resolver: u64,
+        decider: u64,
+        decision: Decision,
+        to_down: &'static [u64],
+    }
+
+    fn keep_majority() -> DowningStrategy {
+        DowningStrategy::KeepMajority
+    }
+
+    #[test]
+    fn resolver_table() {
+        use Decision::*;
+        let cases = vec![
+            Case {
+                name: "3|2 seen from the majority: the minority goes",
+                strategy: keep_majority(),
+                members: 5,
+                reports: partition(&[3, 4, 5], &[1, 2], &[3, 4, 5]),
+                resolver: 4,
+                decider: 3,
+                decision: DownUnreachable,
+                to_down: &[1, 2],
+            },
+            Case {
+                name: "3|2 seen from the minority: it downs itself",
+                strategy: keep_majority(),
+                members: 5,
+                reports: partition(&[1, 2], &[3, 4, 5], &[1, 2]),
+                resolver: 2,
+                decider: 1,
+                decision: DownReachable,
+                to_down: &[1, 2],
+            },
+            Case {
+                name: "2|2 tie, side with the oldest: it survives",
+                strategy: keep_majority(),
+                members: 4,
+                reports: partition(&[1, 3], &[2, 4], &[1, 3]),
+                resolver: 3,
+                decider: 1,
+                decision: DownUnreachable,
+                to_down: &[2, 4],
+            },
+            Case {
+                name: "2|2 tie, side without the oldest: it downs itself",
+                strategy: keep_majority(),
+                members: 4,
+                reports: partition(&[1, 3], &[2, 4], &[2, 4]),
+                resolver: 4,
+                decider: 2,
+                decision: DownReachable,
+                to_down: &[2, 4],
+            },
+            Case {
+                name: "1|4: the crashed or isolated node is downed",
+                strategy: keep_majority(),
+                members: 5,
+                reports: partition(&[1, 2, 3, 4], &[5], &[1, 2, 3, 4]),
+                resolver: 1,
+                decider: 1,
+                decision: DownUnreachable,
+                to_down: &[5],
+            },
+            Case {
+                name: "1|4 seen from the isolated oldest node: it downs itself",
+                strategy: keep_majority(),
+                members: 5,
+                reports: partition(&[1], &[2, 3, 4, 5], &[1]),
+                resolver: 1,
+                decider: 1,
+                decision: DownReachable,
+                to_down: &[1],
+            },
+            Case {
+                name: "link n1-n3 cut, both report each other: both indirectly connected",
+                strategy: keep_majority(),
+                members: 5,
+                reports: vec![(1, 3), (3, 1)],
+                resolver: 5,
+                decider: 2,
+                decision: DownIndirectlyConnected,
+                to_down: &[1, 3],
+            },
+            Case {
+                name: "link n1-n3 cut, seen from n1 itself: same decision",
+                strategy: keep_majority(),
+                members: 5,
+                reports: vec![(1, 3), (3, 1)],
+                resolver: 1,
+                decider: 1,
+                decision: DownIndirectlyConnected,
+                to_down: &[1, 3],
+            },
+            Case {
+                name: "n4 cut from observer n2 only (one way): n4 indirectly connected",
+                strategy: keep_majority(),
+                members: 5,
+                reports: vec![(2, 4)],
+                resolver: 1,
+                decider: 1,
+                decision: DownIndirectlyConnected,
+                to_down: &[4],
+            },
+            Case {
+                name: "n5 crashed and link n1-n3 cut: majority downs n5 and the cut pair",
+                strategy: keep_majority(),
+                members: 5,
+                reports: {
+                    let mut r = partition(&[1, 2, 3, 4], &[5], &[1, 2, 3, 4]);
+                    r.extend([(1, 3), (3, 1)]);
+                    r
+                },
+                resolver: 2,
+                decider: 2,
+                decision: DownUnreachable,
+                to_down: &[1, 3, 5],
+            },
+            Case {
+                name: "static-quorum 3 of 5, side of 3 survives",
+                strategy: DowningStrategy::StaticQuorum { quorum_size: 3 },
+                members: 5,
+                reports: partition(&[1, 2, 3], &[4, 5], &[1, 2, 3]),
+                resolver: 1,
+                decider: 1,
+                decision: DownUnreachable,
+                to_down: &[4, 5],
+            },
+            Case {
+                name: "static-quorum 4 of 5, side of 3 downs itself",
+                strategy: DowningStrategy::StaticQuorum { quorum_size: 4 },
+                members: 5,
+                reports: partition(&[1, 2, 3], &[4, 5], &[1, 2, 3]),
+                resolver: 2,
+                decider: 1,
+                decision: DownReachable,
+                to_down: &[1, 2, 3],
+            },
+            Case {
+                name: "static-quorum 2 with 5 members: too many, down all",
+                strategy: DowningStrategy::StaticQuorum { quorum_size: 2 },
+                members: 5,
+                reports: partition(&[1, 2, 3], &[4, 5], &[1, 2, 3]),
+                resolver: 1,
+                decider: 1,
+                decision: DownAll,
+                to_down: &[1, 2, 3, 4, 5],
+            },
+            Case {
+                name: "keep-oldest: minority with the oldest survives",
+                strategy: DowningStrategy::KeepOldest {
+                    down_if_alone: true,
+                },
+                members: 5,
+                reports: partition(&[1, 2], &[3, 4, 5], &[3, 4, 5]),
+                resolver: 3,
+                decider: 3,
+                decision: DownReachable,
+                to_down: &[3, 4, 5],
+            },
+            Case {
+                name: "keep-oldest, down_if_alone: the lone oldest is downed",
+                strategy: DowningStrategy::KeepOldest {
+                    down_if_alone: true,
+                },
+                members: 5,
+                reports: partition(&[1], &[2, 3, 4, 5], &[2, 3, 4, 5]),
+                resolver: 2,
+                decider: 2,
+                decision: DownUnreachable,
+                to_down: &[1],
+            },
+            Case {
+                name: "keep-oldest without down_if_alone: the lone oldest wins",
+                strategy: DowningStrategy::KeepOldest {
+                    down_if_alone: false,
+                },
+                members: 5,
+                reports: partition(&[1], &[2, 3, 4, 5], &[2, 3, 4, 5]),
+                resolver: 2,
+                decider: 2,
+                decision: DownReachable,
+                to_down: &[2, 3, 4, 5],
+            },
+            Case {
+                name: "down-all on a 4|1 split",
+                strategy: DowningStrategy::DownAll,
+                members: 5,
+                reports: partition(&[1, 2, 3, 4], &[5], &[1, 2, 3, 4]),
+                resolver: 1,
+                decider: 1,
+                decision: DownAll,
+                to_down: &[1, 2, 3, 4, 5],
+            },
+        ];
+        for case in cases {
+            let members = view(case.members, &case.reports);
+            let resolution = resolve(&case.strategy, &id(case.resolver), &members, 5)
+                .unwrap_or_else(|| panic!("{}: no resolution", case.name));
+            assert_eq!(resolution.decider, id(case.decider), "{}", case.name);
+            assert_eq!(resolution.decision, case.decision, "{}", case.name);
+            assert_eq!(resolution.to_down, ids(case.to_down), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn nothing_to_resolve_when_all_reachable() {
+        let members = view(5, &[]);
+        assert_eq!(
+            resolve(&DowningStrategy::KeepMajority, &id(1), &members, 5),
+            None
+        );
+    }
+
+    #[test]
+    fn a_clean_partition_in_a_large_ring_is_not_indirectly_connected() {
+        let a: Vec<u64> = (1..=4).collect();
+        let b: Vec<u64> = (5..=10).collect();
+        // Each node watches 3 successors, walking past unreachable ones; only
+        // watchers report. n4 is watched only by n1..n3 on the ring, so it is
+        // found by n10 walking past them.
+        let all: BTreeSet<NodeId> = (1..=10).map(id).collect();
+        let side_a = ids(&a);
+        let reports: Vec<(u64, u64)> = partition(&a, &b, &b)
+            .into_iter()
+            .filter(|(o, s)| ring::watched(&all, &id(*o), 3, &side_a).contains(&id(*s)))
+            .collect();
+        assert!(reports.contains(&(10, 4)));
+        let members = view(10, &reports);
+        let r = resolve(&DowningStrategy::KeepMajority, &id(5), &members, 3).expect("resolves");
+        assert!(r.indirectly_connected.is_empty(), "{r:?}");
+        assert_eq!(r.to_down, ids(&a));
+    }
+
+    #[test]
+    fn joining_members_are_downed_with_their_side_but_not_counted() {
+        // n6 joins on the minority side; n7 joins on the majority side.
+        let mut reports = partition(&[1, 2, 3, 7], &[4, 5, 6], &[1, 2, 3, 7]);
+        reports.retain(|(_, subject)| *subject != 6);
+        let mut members = view(5, &reports);
+        for (n, observers) in [(6, ids(&[1, 2, 3, 7])), (7, BTreeSet::new())] {
+            members.push(Member {
+                id: id(n),
+                addr: ([127, 0, 0, 1], 7100).into(),
+                status: MemberStatus::Joining,
+                roles: BTreeSet::new(),
+                reachability: Reachability::from_observers(observers),
+            });
+        }
+        let r = resolve(&DowningStrategy::KeepMajority, &id(1), &members, 10).expect("resolves");
+        assert_eq!(r.decision, Decision::DownUnreachable);
+        assert_eq!(r.to_down, ids(&[4, 5, 6]));
+    }
+
+    #[test]
+    fn a_joining_node_never_decides() {
+        let mut members = view(2, &[(3, 1), (3, 2)]);
+        members.push(Member {
+            id: id(3),
+            addr: ([127, 0, 0, 1], 7100).into(),
+            status: MemberStatus::Joining,
+            roles: BTreeSet::new(),
+            reachability: Reachability::Reachable,
+        });
+        assert_eq!(
+            resolve(&DowningStrategy::KeepMajority, &id(3), &members, 5),
+            None
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! What the state machine hands back to its driver, and the member events
+//! derived by comparing two views.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{Member, MemberStatus, NodeId};
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEffect {
+    /// Set one of this node's own chitchat keys.
+    SetKey {
+        /// The key (see [`crate::keys`]).
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Delete one of this node's own chitchat keys.
+    DeleteKey {
+        /// The key.
+        key: String,
+    },
+    /// Send a heartbeat request to `to`; feed its answer to
+    /// [`crate::Membership::on_heartbeat`].
+    SendHeartbeat {
+        /// The monitored peer.
+        to: NodeId,
+    },
+    /// Publish a member event to subscribers.
+    Event(MemberEvent),
+    /// This node is Down: stop its services at once and leave the mesh. Keep
+    /// gossiping for a few gossip intervals first if possible, so that the
+    /// Down keys this node published reach its side.
+    SelfDown,
+    /// This node has left gracefully (Removed): shut down after a gossip round
+    /// or two so that peers see `removed`.
+    SelfRemoved,
+}
+
+/// A change in the cluster, as Akka names them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MemberEvent {
+    /// The member became Up (or was first seen Up).
+    MemberUp(Member),
+    /// The member started leaving (Leaving).
+    MemberLeft(Member),
+    /// The member was declared Down.
+    MemberDowned(Member),
+    /// The member is gone: Removed, or no longer in gossip.
+    MemberRemoved(Member),
+    /// Some observers report the member unreachable.
+    Unreachable {
+        /// The member.
+        member: NodeId,
+        /// Who reports it.
+        observers: Vec<NodeId>,
+    },
+    /// Every observer cleared the member.
+    Reachable(NodeId),
+    /// The host of the singleton for a role changed.
+    SingletonHostChanged {
+        /// The role (`None`: any member).
+        role: Option<String>,
+        /// The new host, if any member qualifies.
+        host: Option<NodeId>,
+    },
+}
+
+/// The events that lead from `before` to `after` (both keyed by id, any status).
+pub(crate) fn member_events(
+    before: &BTreeMap<NodeId, Member>,
+    after: &BTreeMap<NodeId, Member>,
+) -> Vec<MemberEvent> {
+    let mut events = Vec::new();
+    for (id, member) in after {
+        let old = before.get(id);
+        if old.map(|o| o.status) != Some(member.status) {
+            match member.status {
+                MemberStatus::Up => events.push(MemberEvent::MemberUp(member.clone())),
+                MemberStatus::Leaving => events.push(MemberEvent::MemberLeft(member.clone())),
+                MemberStatus::Down => events.push(MemberEvent::MemberDowned(member.clone())),
+                MemberStatus::Removed => events.push(MemberEvent::MemberRemoved(member.clone())),
+                MemberStatus::Joining | MemberStatus::Exiting => {}
+            }
+        }
+        let was_reachable = old.is_none_or(|o| o.reachability.is_reachable());
+        let is_reachable = member.reachability.is_reachable();
+        if was_reachable && !is_reachable {
+            events.push(MemberEvent::Unreachable {
+                member: id.clone(),
+                observers: member.reachability.observers().cloned().collect(),
+            });
+        } else if !was_reachable && is_reachable && !member.status.is_gone() {
+            events.push(MemberEvent::Reachable(id.clone()));
+        }
+    }
+    for (id, member) in before {
+        if !after.contains_key(id) && member.status != MemberStatus::Removed {
+            let mut gone = member.clone();
+            gone.status = MemberStatus::Removed;
+            events.push(MemberEvent::MemberRemoved(gone));
+        }
+    }
+    events
+}

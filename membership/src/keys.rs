@@ -1,0 +1,206 @@
+//! The chitchat key schema of membership.
+//!
+//! Each node writes **only its own keys**; what a node says about others lives
+//! in its own key space, and everyone reads everyone's. All keys start with
+//! `member.` so that other subsystems can share the node's key space.
+//!
+//! | key | value | written by | meaning |
+//! |---|---|---|---|
+//! | `member.status` | `joining` `up` `leaving` `exiting` `removed` | the node itself | its lifecycle status (`down` is never self-published) |
+//! | `member.roles` | `role-a,role-b` (sorted, no empty names) | the node itself | the roles it offers |
+//! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
+//! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
+//! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
+//!
+//! `<name>#<gen>` is [`NodeId`]'s `Display` form; it is parsed with the last
+//! `#`, so names may contain dots. Keys and values that do not decode are
+//! skipped by the reader, never trusted and never a panic.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::error::KeyError;
+use crate::{MemberStatus, NodeId};
+
+/// Prefix of every membership key.
+pub const PREFIX: &str = "member.";
+/// The node's own lifecycle status.
+pub const STATUS: &str = "member.status";
+/// The node's roles.
+pub const ROLES: &str = "member.roles";
+/// Prefix of an unreachability observation: `member.unreachable.<name>#<gen>`.
+pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
+/// Prefix of a Down decision: `member.down.<name>#<gen>`.
+pub const DOWN_PREFIX: &str = "member.down.";
+/// Prefix of an admission of a joining member: `member.admit.<name>#<gen>`.
+pub const ADMIT_PREFIX: &str = "member.admit.";
+/// The value of the marker keys (observations, decisions, admissions).
+pub const MARKER: &str = "1";
+
+/// A decoded membership key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MembershipKey {
+    /// `member.status`
+    Status,
+    /// `member.roles`
+    Roles,
+    /// `member.unreachable.<id>`: the writer observes `id` unreachable.
+    Unreachable(NodeId),
+    /// `member.down.<id>`: the writer decided `id` is Down.
+    Down(NodeId),
+    /// `member.admit.<id>`: the writer admits the joining `id`.
+    Admit(NodeId),
+}
+
+impl MembershipKey {
+    /// Decodes a chitchat key: `None` if it is not a membership key at all,
+    /// `Some(Err(_))` if it is one but malformed.
+    pub fn decode(key: &str) -> Option<Result<Self, KeyError>> {
+        if !key.starts_with(PREFIX) {
+            return None;
+        }
+        if key == STATUS {
+            return Some(Ok(Self::Status));
+        }
+        if key == ROLES {
+            return Some(Ok(Self::Roles));
+        }
+        let (make, rest): (fn(NodeId) -> Self, &str) =
+            if let Some(rest) = key.strip_prefix(UNREACHABLE_PREFIX) {
+                (Self::Unreachable, rest)
+            } else if let Some(rest) = key.strip_prefix(DOWN_PREFIX) {
+                (Self::Down, rest)
+            } else if let Some(rest) = key.strip_prefix(ADMIT_PREFIX) {
+                (Self::Admit, rest)
+            } else {
+                return None;
+            };
+        Some(parse_node_id(rest).map(make))
+    }
+
+    /// The chitchat key.
+    pub fn encode(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for MembershipKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status => f.write_str(STATUS),
+            Self::Roles => f.write_str(ROLES),
+            Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
+            Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
+            Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
+        }
+    }
+}
+
+/// Parses `name#generation` (the last `#` separates; the name must not be empty).
+pub fn parse_node_id(text: &str) -> Result<NodeId, KeyError> {
+    let bad = || KeyError::BadNodeId(text.to_owned());
+    let (name, generation) = text.rsplit_once('#').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    let generation = generation.parse().map_err(|_| bad())?;
+    Ok(NodeId::new(name, generation))
+}
+
+/// The value of `member.status`. `Down` is accepted for robustness although
+/// nodes never publish it for themselves.
+pub fn decode_status(value: &str) -> Result<MemberStatus, KeyError> {
+    match value {
+        "joining" => Ok(MemberStatus::Joining),
+        "up" => Ok(MemberStatus::Up),
+        "leaving" => Ok(MemberStatus::Leaving),
+        "exiting" => Ok(MemberStatus::Exiting),
+        "down" => Ok(MemberStatus::Down),
+        "removed" => Ok(MemberStatus::Removed),
+        other => Err(KeyError::BadStatus(other.to_owned())),
+    }
+}
+
+/// The value of `member.status` for `status`.
+pub fn encode_status(status: MemberStatus) -> String {
+    status.to_string()
+}
+
+/// The value of `member.roles`: sorted, comma separated; roles that are empty
+/// or contain a comma cannot be represented and are left out.
+pub fn encode_roles(roles: &BTreeSet<String>) -> String {
+    roles
+        .iter()
+        .filter(|role| !role.is_empty() && !role.contains(','))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads `member.roles`; empty names are skipped.
+pub fn decode_roles(value: &str) -> BTreeSet<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|role| !role.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let id = NodeId::new("node.eu-1#weird", 17);
+        for key in [
+            MembershipKey::Status,
+            MembershipKey::Roles,
+            MembershipKey::Unreachable(id.clone()),
+            MembershipKey::Down(id.clone()),
+            MembershipKey::Admit(id.clone()),
+        ] {
+            assert_eq!(MembershipKey::decode(&key.encode()), Some(Ok(key)));
+        }
+    }
+
+    #[test]
+    fn foreign_keys_are_not_ours_and_garbage_is_an_error() {
+        assert_eq!(MembershipKey::decode("sharding.x"), None);
+        assert_eq!(MembershipKey::decode("member.unknown"), None);
+        for garbage in [
+            "member.down.",
+            "member.down.#3",
+            "member.down.a#",
+            "member.down.a#x",
+            "member.down.a",
+            "member.unreachable.a#-1",
+        ] {
+            assert!(
+                matches!(MembershipKey::decode(garbage), Some(Err(_))),
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_and_roles() {
+        for status in [
+            MemberStatus::Joining,
+            MemberStatus::Up,
+            MemberStatus::Leaving,
+            MemberStatus::Exiting,
+            MemberStatus::Removed,
+        ] {
+            assert_eq!(decode_status(&encode_status(status)), Ok(status));
+        }
+        assert!(decode_status("UP!").is_err());
+        let roles: BTreeSet<String> = ["b".into(), "a".into(), "".into(), "x,y".into()].into();
+        assert_eq!(encode_roles(&roles), "a,b");
+        assert_eq!(
+            decode_roles(" a,, b ,"),
+            ["a".to_string(), "b".to_string()].into()
+        );
+    }
+}

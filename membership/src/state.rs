@@ -1,0 +1,460 @@
+//! [`Membership`]: the membership brain of one node, stepped by its driver.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::downing::{PendingDecision, SplitBrainResolver};
+use crate::events::{member_events, MemberEvent, MembershipEffect};
+use crate::gossip_view::{GossipNode, GossipView};
+use crate::keys::{self, MembershipKey};
+use crate::monitor::HeartbeatMonitor;
+use crate::phi::PhiConfig;
+use crate::{ordering, ring, Member, MemberStatus, MembershipConfig, NodeId};
+
+/// The membership state machine of one node. See the crate documentation for
+/// how a driver uses it.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    config: MembershipConfig,
+    self_id: NodeId,
+    addr: SocketAddr,
+    roles: BTreeSet<String>,
+    started: Instant,
+    now: Instant,
+    /// What this node publishes as its status (never Down: that is decided).
+    lifecycle: MemberStatus,
+    leave_started: Option<Instant>,
+    exiting_since: Option<Instant>,
+    /// The latest gossip, without this node (its own keys are overlaid).
+    gossip: Vec<GossipNode>,
+    gossip_rounds: u64,
+    /// Every Down decision ever adopted: final.
+    down: BTreeSet<NodeId>,
+    /// Down decisions this node published, with since when their subject has
+    /// been absent from gossip.
+    decided: BTreeMap<NodeId, Option<Instant>>,
+    /// Joining members this node admits while it is the leader.
+    admits: BTreeSet<NodeId>,
+    monitor: HeartbeatMonitor,
+    resolver: SplitBrainResolver,
+    /// This node's keys as last handed to the driver.
+    published: BTreeMap<String, String>,
+    view: GossipView,
+    /// The members as of the last events emitted.
+    reported: BTreeMap<NodeId, Member>,
+    singletons: BTreeMap<Option<String>, Option<NodeId>>,
+    finished: bool,
+}
+
+impl Membership {
+    /// A node that is about to join: status `Joining`, nothing published yet
+    /// (the first [`tick`](Self::tick) publishes its keys).
+    pub fn new(
+        self_id: NodeId,
+        addr: SocketAddr,
+        roles: BTreeSet<String>,
+        config: MembershipConfig,
+        now: Instant,
+    ) -> Self {
+        let monitor = HeartbeatMonitor::new(
+            PhiConfig::from_membership(&config),
+            config.heartbeat_interval,
+        );
+        let resolver = SplitBrainResolver::new(&config, now);
+        let mut membership = Self {
+            config,
+            self_id,
+            addr,
+            roles,
+            started: now,
+            now,
+            lifecycle: MemberStatus::Joining,
+            leave_started: None,
+            exiting_since: None,
+            gossip: Vec::new(),
+            gossip_rounds: 0,
+            down: BTreeSet::new(),
+            decided: BTreeMap::new(),
+            admits: BTreeSet::new(),
+            monitor,
+            resolver,
+            published: BTreeMap::new(),
+            view: GossipView::default(),
+            reported: BTreeMap::new(),
+            singletons: BTreeMap::new(),
+            finished: false,
+        };
+        membership.rebuild_view();
+        membership
+    }
+
+    /// A heartbeat answer from `from` arrived (the reply to a
+    /// [`MembershipEffect::SendHeartbeat`]). Late or duplicate answers and
+    /// answers from peers no longer monitored are harmless.
+    pub fn on_heartbeat(&mut self, now: Instant, from: &NodeId) {
+        let now = self.advance(now);
+        self.monitor.heartbeat(now, from);
+    }
+
+    /// The current chitchat view: every node chitchat knows (this node's own
+    /// entry is ignored: its keys are taken from this state machine). Replaces
+    /// the previous view; a stale or reordered view can only delay, never undo,
+    /// a Down (Down is final).
+    pub fn on_gossip(&mut self, now: Instant, nodes: Vec<GossipNode>) {
+        self.advance(now);
+        self.gossip = nodes
+            .into_iter()
+            .filter(|node| node.id != self.self_id)
+            .collect();
+        self.gossip_rounds += 1;
+        self.rebuild_view();
+    }
+
+    /// Advances timers: failure detection, lifecycle, admissions, downing.
+    /// Call it every [`MembershipConfig::tick_interval`] (and after
+    /// [`on_gossip`](Self::on_gossip) for faster reactions). After
+    /// [`MembershipEffect::SelfDown`] or [`MembershipEffect::SelfRemoved`] it
+    /// returns nothing.
+    pub fn tick(&mut self, now: Instant) -> Vec<MembershipEffect> {
+        let now = self.advance(now);
+        if self.finished {
+            return Vec::new();
+        }
+        self.rebuild_view();
+        self.progress_lifecycle(now);
+        self.update_monitoring(now);
+        self.update_admissions();
+        self.rebuild_view();
+        self.run_resolver(now);
+        self.forget_old_decisions(now);
+        self.effects(now)
+    }
+
+    /// Starts a graceful leave: `Leaving` now (services hand off), `Exiting`
+    /// after [`leave_handoff_done`](Self::leave_handoff_done) or after
+    /// `leave_handoff_timeout`, `Removed` `exiting_linger` later, signalled by
+    /// [`MembershipEffect::SelfRemoved`]. Calling it again changes nothing.
+    pub fn leave(&mut self, now: Instant) -> Vec<MembershipEffect> {
+        if matches!(self.lifecycle, MemberStatus::Joining | MemberStatus::Up) {
+            self.lifecycle = MemberStatus::Leaving;
+            self.leave_started = Some(now);
+        }
+        self.tick(now)
+    }
+
+    /// The services have handed off: move on from `Leaving` to `Exiting`.
+    /// Ignored in any other status.
+    pub fn leave_handoff_done(&mut self, now: Instant) -> Vec<MembershipEffect> {
+        if self.lifecycle == MemberStatus::Leaving {
+            self.lifecycle = MemberStatus::Exiting;
+            self.exiting_since = Some(now);
+        }
+        self.tick(now)
+    }
+
+    /// The members, oldest first, Removed ones left out: the same on every
+    /// node that has the same gossip.
+    pub fn members(&self) -> Vec<Member> {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status != MemberStatus::Removed)
+            .cloned()
+            .collect()
+    }
+
+    /// One member by id.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.view.members.get(id)
+    }
+
+    /// The oldest member that is Up with `role` (`None`: any role): where the
+    /// singleton for that role runs. Unreachability does not move it.
+    pub fn singleton_host(&self, role: Option<&str>) -> Option<NodeId> {
+        ordering::singleton_host(self.view.members.values(), role)
+    }
+
+    /// The oldest member that is neither Down nor Removed.
+    pub fn oldest(&self) -> Option<NodeId> {
+        ordering::oldest(self.view.members.values())
+    }
+
+    /// The peers this node sends heartbeats to.
+    pub fn monitored(&self) -> Vec<NodeId> {
+        self.monitor.monitored()
+    }
+
+    /// What the split-brain resolver would decide and when, if some member
+    /// is unreachable.
+    pub fn pending_decision(&self) -> Option<PendingDecision> {
+        if self.finished {
+            return None;
+        }
+        let members: Vec<Member> = self.view.members.values().cloned().collect();
+        self.resolver.pending(self.now, &self.self_id, &members)
+    }
+
+    /// Whether this node's side would survive the downing strategy if it were
+    /// applied now (for fencing before the decision lands). False once this
+    /// node is Down or gone.
+    pub fn would_survive(&self) -> bool {
+        if self.finished || self.status().is_gone() {
+            return false;
+        }
+        match self.pending_decision() {
+            None => true,
+            Some(pending) => !pending.to_down.contains(&self.self_id),
+        }
+    }
+
+    /// This node's id.
+    pub fn self_id(&self) -> &NodeId {
+        &self.self_id
+    }
+
+    /// This node's status: what it publishes, or Down.
+    pub fn status(&self) -> MemberStatus {
+        if self.down.contains(&self.self_id) {
+            MemberStatus::Down
+        } else {
+            self.lifecycle
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn own_keys(&self) -> BTreeMap<String, String> {
+        let mut own = BTreeMap::new();
+        own.insert(keys::STATUS.to_owned(), keys::encode_status(self.lifecycle));
+        own.insert(keys::ROLES.to_owned(), keys::encode_roles(&self.roles));
+        let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
+        own.extend(
+            self.monitor
+                .unreachable()
+                .iter()
+                .map(|id| marker(MembershipKey::Unreachable(id.clone()))),
+        );
+        own.extend(
+            self.decided
+                .keys()
+                .map(|id| marker(MembershipKey::Down(id.clone()))),
+        );
+        own.extend(
+            self.admits
+                .iter()
+                .map(|id| marker(MembershipKey::Admit(id.clone()))),
+        );
+        own
+    }
+
+    fn rebuild_view(&mut self) {
+        let me = GossipNode {
+            id: self.self_id.clone(),
+            addr: self.addr,
+            keys: self.own_keys(),
+            live: true,
+        };
+        self.view = GossipView::build(self.gossip.iter().chain([&me]), &self.down);
+        self.down.clone_from(&self.view.down);
+    }
+
+    fn progress_lifecycle(&mut self, now: Instant) {
+        match self.lifecycle {
+            MemberStatus::Joining => {
+                if self.view.admitted.contains(&self.self_id) || self.may_admit_itself(now) {
+                    self.lifecycle = MemberStatus::Up;
+                }
+            }
+            MemberStatus::Leaving => {
+                let since = *self.leave_started.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.config.leave_handoff_timeout {
+                    self.lifecycle = MemberStatus::Exiting;
+                    self.exiting_since = Some(now);
+                }
+            }
+            MemberStatus::Exiting => {
+                let since = *self.exiting_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.config.exiting_linger {
+                    self.lifecycle = MemberStatus::Removed;
+                }
+            }
+            MemberStatus::Up | MemberStatus::Down | MemberStatus::Removed => {}
+        }
+    }
+
+    /// The first node of a cluster: it has gossiped for a while and sees no
+    /// member that is Up (or past Up) and no older live joining node.
+    fn may_admit_itself(&self, now: Instant) -> bool {
+        if self.gossip_rounds == 0
+            || now.saturating_duration_since(self.started) < self.config.seed_self_admit_after
+        {
+            return false;
+        }
+        self.view.members.values().all(|m| {
+            m.id == self.self_id
+                || m.status.is_gone()
+                || (m.status == MemberStatus::Joining
+                    && (m.id > self.self_id || !self.view.live.contains(&m.id)))
+        })
+    }
+
+    fn update_monitoring(&mut self, now: Instant) {
+        let watching = !self.down.contains(&self.self_id) && self.lifecycle.is_monitored();
+        if !watching {
+            self.monitor.set_monitored(now, []);
+        } else {
+            let ring: BTreeSet<NodeId> = self
+                .view
+                .members
+                .values()
+                .filter(|m| m.status.is_monitored())
+                .map(|m| m.id.clone())
+                .collect();
+            let unreachable: BTreeSet<NodeId> = self
+                .view
+                .members
+                .values()
+                .filter(|m| !m.reachability.is_reachable())
+                .map(|m| m.id.clone())
+                .collect();
+            let peers = ring::watched(
+                &ring,
+                &self.self_id,
+                self.config.monitored_ring_size,
+                &unreachable,
+            );
+            self.monitor.set_monitored(now, peers);
+        }
+        self.monitor.evaluate(now);
+    }
+
+    /// The leader (oldest Up or Leaving member that nobody reports, or this
+    /// node) admits the live, reachable joining members.
+    fn update_admissions(&mut self) {
+        self.admits.clear();
+        let leader = self
+            .view
+            .members
+            .values()
+            .filter(|m| matches!(m.status, MemberStatus::Up | MemberStatus::Leaving))
+            .find(|m| m.reachability.is_reachable() || m.id == self.self_id)
+            .map(|m| m.id.clone());
+        if leader.as_ref() != Some(&self.self_id) {
+            return;
+        }
+        self.admits = self
+            .view
+            .members
+            .values()
+            .filter(|m| {
+                m.status == MemberStatus::Joining
+                    && m.reachability.is_reachable()
+                    && self.view.live.contains(&m.id)
+            })
+            .map(|m| m.id.clone())
+            .collect();
+    }
+
+    fn run_resolver(&mut self, now: Instant) {
+        if self.down.contains(&self.self_id) || self.lifecycle.is_gone() {
+            return;
+        }
+        let members: Vec<Member> = self.view.members.values().cloned().collect();
+        let to_down = self.resolver.step(now, &self.self_id, &members);
+        if to_down.is_empty() {
+            return;
+        }
+        for id in to_down {
+            self.decided.entry(id.clone()).or_insert(None);
+            self.down.insert(id);
+        }
+        self.rebuild_view();
+    }
+
+    fn forget_old_decisions(&mut self, now: Instant) {
+        let retention = self.config.down_key_retention;
+        let view = &self.view;
+        self.decided.retain(|id, absent_since| {
+            if view.members.contains_key(id) {
+                *absent_since = None;
+                return true;
+            }
+            let since = *absent_since.get_or_insert(now);
+            now.saturating_duration_since(since) < retention
+        });
+    }
+
+    fn effects(&mut self, now: Instant) -> Vec<MembershipEffect> {
+        let mut effects = Vec::new();
+
+        let desired = self.own_keys();
+        for (key, value) in &desired {
+            if self.published.get(key) != Some(value) {
+                effects.push(MembershipEffect::SetKey {
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+        for key in self.published.keys() {
+            if !desired.contains_key(key) {
+                effects.push(MembershipEffect::DeleteKey { key: key.clone() });
+            }
+        }
+        self.published = desired;
+
+        let self_down = self.down.contains(&self.self_id);
+        if !self_down && self.lifecycle.is_monitored() {
+            effects.extend(
+                self.monitor
+                    .due(now)
+                    .into_iter()
+                    .map(|to| MembershipEffect::SendHeartbeat { to }),
+            );
+        }
+
+        let events = member_events(&self.reported, &self.view.members);
+        self.reported.clone_from(&self.view.members);
+        effects.extend(events.into_iter().map(MembershipEffect::Event));
+        effects.extend(
+            self.singleton_changes()
+                .into_iter()
+                .map(MembershipEffect::Event),
+        );
+
+        if self_down {
+            self.finished = true;
+            effects.push(MembershipEffect::SelfDown);
+        } else if self.lifecycle == MemberStatus::Removed {
+            self.finished = true;
+            effects.push(MembershipEffect::SelfRemoved);
+        }
+        effects
+    }
+
+    fn singleton_changes(&mut self) -> Vec<MemberEvent> {
+        let mut roles: BTreeSet<Option<String>> = self.singletons.keys().cloned().collect();
+        roles.insert(None);
+        for member in self.view.members.values() {
+            roles.extend(member.roles.iter().cloned().map(Some));
+        }
+        let mut events = Vec::new();
+        for role in roles {
+            let host = self.singleton_host(role.as_deref());
+            let previous = self.singletons.insert(role.clone(), host.clone());
+            if previous.flatten() != host {
+                events.push(MemberEvent::SingletonHostChanged { role, host });
+            }
+        }
+        events
+    }
+}

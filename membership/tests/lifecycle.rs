@@ -1,0 +1,333 @@
+//! One `Membership` driven by hand-made gossip: Joining -> Up, the leader's
+//! admissions, bootstrap, graceful leave, learning that it is Down.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use membership::{
+    keys, GossipNode, MemberEvent, MemberStatus, Membership, MembershipConfig, MembershipEffect,
+    NodeId,
+};
+
+fn id(n: u64) -> NodeId {
+    NodeId::new(format!("n{n}"), n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn node(n: u64, live: bool, entries: &[(String, &str)]) -> GossipNode {
+    GossipNode {
+        id: id(n),
+        addr: ([127, 0, 0, 1], 7000 + n as u16).into(),
+        keys: entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        live,
+    }
+}
+
+fn status(value: &str) -> (String, &str) {
+    (keys::STATUS.to_string(), value)
+}
+
+fn admit(n: u64) -> (String, &'static str) {
+    (format!("{}{}", keys::ADMIT_PREFIX, id(n)), keys::MARKER)
+}
+
+fn down(n: u64) -> (String, &'static str) {
+    (format!("{}{}", keys::DOWN_PREFIX, id(n)), keys::MARKER)
+}
+
+fn new_node(n: u64, start: Instant) -> Membership {
+    Membership::new(
+        id(n),
+        ([127, 0, 0, 1], 7000 + n as u16).into(),
+        BTreeSet::new(),
+        MembershipConfig::default(),
+        start,
+    )
+}
+
+/// Ticks at `now`, answering every heartbeat request at once.
+fn tick(m: &mut Membership, now: Instant) -> Vec<MembershipEffect> {
+    let effects = m.tick(now);
+    for effect in &effects {
+        if let MembershipEffect::SendHeartbeat { to } = effect {
+            m.on_heartbeat(now, to);
+        }
+    }
+    effects
+}
+
+fn set_keys(effects: &[MembershipEffect]) -> BTreeMap<String, String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            MembershipEffect::SetKey { key, value } => Some((key.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deleted_keys(effects: &[MembershipEffect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            MembershipEffect::DeleteKey { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn first_tick_publishes_joining_and_roles() {
+    let start = Instant::now();
+    let mut m = Membership::new(
+        id(1),
+        ([127, 0, 0, 1], 7001).into(),
+        BTreeSet::from(["coord".to_string(), "store".to_string()]),
+        MembershipConfig::default(),
+        start,
+    );
+    let effects = m.tick(start);
+    let keys = set_keys(&effects);
+    assert_eq!(keys[keys::STATUS], "joining");
+    assert_eq!(keys[keys::ROLES], "coord,store");
+    assert!(
+        set_keys(&m.tick(start + ms(100))).is_empty(),
+        "no re-publishing"
+    );
+}
+
+#[test]
+fn a_joining_node_becomes_up_once_admitted() {
+    let start = Instant::now();
+    let mut m = new_node(2, start);
+    tick(&mut m, start);
+    let leader = node(1, true, &[status("up")]);
+    m.on_gossip(start + ms(100), vec![leader.clone()]);
+    for t in (100..3_000).step_by(100) {
+        tick(&mut m, start + ms(t));
+    }
+    assert_eq!(
+        m.status(),
+        MemberStatus::Joining,
+        "an existing cluster must admit it"
+    );
+
+    m.on_gossip(
+        start + ms(3_000),
+        vec![node(1, true, &[status("up"), admit(2)])],
+    );
+    let effects = tick(&mut m, start + ms(3_000));
+    assert_eq!(set_keys(&effects)[keys::STATUS], "up");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        MembershipEffect::Event(MemberEvent::MemberUp(member)) if member.id == id(2)
+    )));
+    assert_eq!(m.status(), MemberStatus::Up);
+}
+
+#[test]
+fn an_admission_by_a_joining_node_does_not_count() {
+    let start = Instant::now();
+    let mut m = new_node(3, start);
+    m.on_gossip(
+        start,
+        vec![
+            node(1, true, &[status("up")]),
+            node(2, true, &[status("joining"), admit(3)]),
+        ],
+    );
+    tick(&mut m, start + ms(100));
+    assert_eq!(m.status(), MemberStatus::Joining);
+}
+
+#[test]
+fn the_leader_admits_live_reachable_joining_nodes_and_cleans_up() {
+    let start = Instant::now();
+    let mut m = new_node(1, start);
+    m.on_gossip(start, vec![]);
+    let mut now = start;
+    while m.status() != MemberStatus::Up {
+        now += ms(100);
+        tick(&mut m, now);
+        assert!(now < start + ms(2_000), "bootstraps");
+    }
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            node(2, true, &[status("joining")]),
+            node(3, false, &[status("joining")]),
+        ],
+    );
+    let effects = tick(&mut m, now);
+    let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(2));
+    assert_eq!(
+        set_keys(&effects).get(&admitted).map(String::as_str),
+        Some("1")
+    );
+    let not_live = format!("{}{}", keys::ADMIT_PREFIX, id(3));
+    assert!(!set_keys(&effects).contains_key(&not_live));
+
+    now += ms(100);
+    m.on_gossip(now, vec![node(2, true, &[status("up")])]);
+    let effects = tick(&mut m, now);
+    assert_eq!(deleted_keys(&effects), vec![admitted]);
+}
+
+#[test]
+fn the_first_node_admits_itself_only_after_gossip_and_the_delay() {
+    let start = Instant::now();
+    let mut m = new_node(1, start);
+    for t in (0..3_000).step_by(100) {
+        tick(&mut m, start + ms(t));
+    }
+    assert_eq!(
+        m.status(),
+        MemberStatus::Joining,
+        "never gossiped: maybe not alone"
+    );
+
+    let mut m = new_node(1, start);
+    m.on_gossip(start, vec![]);
+    tick(&mut m, start + ms(900));
+    assert_eq!(m.status(), MemberStatus::Joining);
+    tick(&mut m, start + ms(1_000));
+    assert_eq!(m.status(), MemberStatus::Up);
+}
+
+#[test]
+fn an_older_live_joining_node_bootstraps_first() {
+    let start = Instant::now();
+    let mut m = new_node(2, start);
+    m.on_gossip(start, vec![node(1, true, &[status("joining")])]);
+    tick(&mut m, start + ms(2_000));
+    assert_eq!(m.status(), MemberStatus::Joining);
+    // The older one died while joining: it no longer blocks.
+    m.on_gossip(
+        start + ms(2_100),
+        vec![node(1, false, &[status("joining")])],
+    );
+    tick(&mut m, start + ms(2_100));
+    assert_eq!(m.status(), MemberStatus::Up);
+}
+
+fn bootstrapped_alone(start: Instant) -> (Membership, Instant) {
+    let mut m = new_node(1, start);
+    m.on_gossip(start, vec![]);
+    let now = start + ms(1_000);
+    tick(&mut m, now);
+    assert_eq!(m.status(), MemberStatus::Up);
+    (m, now)
+}
+
+#[test]
+fn leave_walks_leaving_exiting_removed_with_handoff_done() {
+    let start = Instant::now();
+    let (mut m, mut now) = bootstrapped_alone(start);
+    let effects = m.leave(now);
+    assert_eq!(set_keys(&effects)[keys::STATUS], "leaving");
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        MembershipEffect::Event(MemberEvent::MemberLeft(member)) if member.id == id(1)
+    )));
+    assert_eq!(
+        m.singleton_host(None),
+        None,
+        "a leaving node hosts no singleton"
+    );
+    assert!(m.leave(now).is_empty(), "leave is idempotent");
+
+    now += ms(500);
+    let effects = m.leave_handoff_done(now);
+    assert_eq!(set_keys(&effects)[keys::STATUS], "exiting");
+    assert_eq!(m.status(), MemberStatus::Exiting);
+    assert!(m.monitored().is_empty());
+
+    now += ms(900);
+    assert!(!tick(&mut m, now).contains(&MembershipEffect::SelfRemoved));
+    now += ms(100);
+    let effects = tick(&mut m, now);
+    assert_eq!(set_keys(&effects)[keys::STATUS], "removed");
+    assert_eq!(effects.last(), Some(&MembershipEffect::SelfRemoved));
+    assert!(tick(&mut m, now + ms(100)).is_empty(), "finished");
+}
+
+#[test]
+fn leave_moves_on_after_the_handoff_timeout() {
+    let start = Instant::now();
+    let (mut m, now) = bootstrapped_alone(start);
+    m.leave(now);
+    tick(&mut m, now + ms(9_900));
+    assert_eq!(m.status(), MemberStatus::Leaving);
+    tick(&mut m, now + ms(10_000));
+    assert_eq!(m.status(), MemberStatus::Exiting);
+    let effects = tick(&mut m, now + ms(11_000));
+    assert_eq!(effects.last(), Some(&MembershipEffect::SelfRemoved));
+}
+
+#[test]
+fn a_node_that_learns_it_is_down_stops() {
+    let start = Instant::now();
+    let (mut m, now) = bootstrapped_alone(start);
+    m.on_gossip(now, vec![node(2, true, &[status("up"), down(1)])]);
+    assert!(!m.would_survive());
+    let effects = tick(&mut m, now + ms(100));
+    assert_eq!(effects.last(), Some(&MembershipEffect::SelfDown));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        MembershipEffect::Event(MemberEvent::MemberDowned(member)) if member.id == id(1)
+    )));
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, MembershipEffect::SendHeartbeat { .. })));
+    assert_eq!(m.status(), MemberStatus::Down);
+    assert!(tick(&mut m, now + ms(200)).is_empty());
+    // Down is final: the key disappearing changes nothing.
+    m.on_gossip(now + ms(300), vec![node(2, true, &[status("up")])]);
+    assert_eq!(m.status(), MemberStatus::Down);
+}
+
+#[test]
+fn unreachable_then_reachable_emits_both_events_and_keys() {
+    let start = Instant::now();
+    let (mut m, mut now) = bootstrapped_alone(start);
+    let peer = node(2, true, &[status("up")]);
+    m.on_gossip(now, vec![peer.clone()]);
+    tick(&mut m, now);
+    assert_eq!(m.monitored(), vec![id(2)]);
+    // n2 stops answering.
+    let observation = format!("{}{}", keys::UNREACHABLE_PREFIX, id(2));
+    let mut became_unreachable = None;
+    for _ in 0..20 {
+        now += ms(100);
+        let effects = m.tick(now);
+        if set_keys(&effects).contains_key(&observation) {
+            assert!(effects.iter().any(|e| matches!(
+                e,
+                MembershipEffect::Event(MemberEvent::Unreachable { member, observers })
+                    if *member == id(2) && *observers == vec![id(1)]
+            )));
+            became_unreachable = Some(now);
+            break;
+        }
+    }
+    assert!(became_unreachable.is_some());
+    assert!(!m.member(&id(2)).expect("known").reachability.is_reachable());
+    let pending = m.pending_decision().expect("pending");
+    assert_eq!(pending.to_down, vec![id(2)]);
+    // It answers again before the decision.
+    now += ms(100);
+    m.on_heartbeat(now, &id(2));
+    let effects = m.tick(now);
+    assert_eq!(deleted_keys(&effects), vec![observation]);
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, MembershipEffect::Event(MemberEvent::Reachable(n)) if *n == id(2))));
+    assert!(m.pending_decision().is_none());
+}

@@ -1,0 +1,140 @@
+//! `testbed`: command-line entry to the testbed.
+//!
+//! `testbed proxy --config FILE` runs the fault-injecting proxy with its JSON
+//! control API (see `testbed::proxy` and `testbed/examples/proxy.jsonc`). When
+//! everything is bound it prints one JSON line on stdout:
+//! `{"control": ADDR, "seed": N, "relays": [{"name", "listen", "target"}]}`.
+//! A bad config or an address in use ends it with one line on stderr and exit
+//! code 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use testbed::proxy::{ProxyConfig, ProxyServer};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for a config or environment the proxy cannot start with.
+const EXIT_BAD_SETUP: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "testbed", version, about = "The mesh's testbed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the fault-injecting UDP proxy with its HTTP control API.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// JSON config file (see testbed/examples/proxy.jsonc).
+    #[arg(long, env = "TESTBED_PROXY_CONFIG")]
+    config: PathBuf,
+    /// Address of the control API, overriding the config's `control`.
+    #[arg(long, env = "TESTBED_PROXY_CONTROL")]
+    control: Option<SocketAddr>,
+    /// Seed of the randomness, overriding the config's `seed`.
+    #[arg(long, env = "TESTBED_PROXY_SEED")]
+    seed: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    control: SocketAddr,
+    seed: u64,
+    relays: Vec<ReadyRelay>,
+}
+
+#[derive(Serialize)]
+struct ReadyRelay {
+    name: String,
+    listen: SocketAddr,
+    target: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the async runtime: {error}")),
+    };
+    match cli.command {
+        Command::Proxy(args) => runtime.block_on(run_proxy(args)),
+    }
+}
+
+async fn run_proxy(args: ProxyArgs) -> ExitCode {
+    let mut config = match ProxyConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    if let Some(control) = args.control {
+        config.control = control;
+    }
+    if args.seed.is_some() {
+        config.seed = args.seed;
+    }
+    let server = match ProxyServer::start(&config).await {
+        Ok(server) => server,
+        Err(error) => return fail(error),
+    };
+    let ready = Ready {
+        control: server.control_addr(),
+        seed: server.network().seed(),
+        relays: server
+            .relays()
+            .iter()
+            .map(|relay| ReadyRelay {
+                name: relay.name().to_string(),
+                listen: relay.public_addr(),
+                target: relay.target(),
+            })
+            .collect(),
+    };
+    match serde_json::to_string(&ready) {
+        Ok(line) => println!("{line}"),
+        Err(error) => return fail(format!("cannot describe the proxy: {error}")),
+    }
+    if let Err(error) = shutdown_signal().await {
+        return fail(format!("cannot wait for a shutdown signal: {error}"));
+    }
+    info!("shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("testbed: {error}");
+    ExitCode::from(EXIT_BAD_SETUP)
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
