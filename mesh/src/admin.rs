@@ -31,9 +31,15 @@ pub struct MemberRow {
 /// The admin routes for `node`.
 pub fn router(node: Node) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/members", get(members))
-        .route("/stats", get(|State(node): State<Node>| async move { Json(node.stats()) }))
+        .route(
+            "/stats",
+            get(|State(node): State<Node>| async move { Json(node.stats()) }),
+        )
         .with_state(node)
 }
 

@@ -28,8 +28,9 @@ pub struct NodeConfig {
     /// Chitchat gossip interval. Default 200 ms.
     #[serde(with = "millis")]
     pub gossip_interval: Duration,
-    /// Outgoing messages queued per peer before `tell` reports backpressure. Default 65,536.
-    pub peer_queue: usize,
+    /// Bytes of outgoing frames buffered per peer before `tell` reports
+    /// backpressure (and `ask` waits). Default 16 MiB.
+    pub peer_buffer: usize,
     /// First delay between failed dials to a peer; doubles up to `reconnect_max`. Default 100 ms.
     #[serde(with = "millis")]
     pub reconnect_min: Duration,
@@ -52,7 +53,7 @@ impl Default for NodeConfig {
             roles: Vec::new(),
             max_frame_size: 8 * 1024 * 1024,
             gossip_interval: Duration::from_millis(200),
-            peer_queue: 65_536,
+            peer_buffer: 16 * 1024 * 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
@@ -92,7 +93,7 @@ impl NodeConfig {
         }
         for (what, zero) in [
             ("gossip_interval", self.gossip_interval.is_zero()),
-            ("peer_queue", self.peer_queue == 0),
+            ("peer_buffer", self.peer_buffer == 0),
             ("reconnect_min", self.reconnect_min.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
         ] {

@@ -74,7 +74,7 @@ impl Shared {
     /// Sends one gossip message to the node advertising `to`, dialing it first
     /// if there is no connection (the message then waits for the dial).
     fn send_gossip(self: &Arc<Self>, to: SocketAddr, bytes: Vec<u8>) {
-        let active = crate::node::lock(&self.peers)
+        let active = crate::node::read(&self.peers.0)
             .by_addr(&to)
             .and_then(|peer| peer.active());
         if let Some(active) = active {
@@ -104,7 +104,9 @@ async fn write_gossip(conn: quinn::Connection, bytes: Vec<u8>) {
     let Ok(mut send) = conn.open_uni().await else {
         return;
     };
-    if send.write_all(&[StreamKind::Gossip as u8]).await.is_ok() && send.write_all(&bytes).await.is_ok() {
+    if send.write_all(&[StreamKind::Gossip as u8]).await.is_ok()
+        && send.write_all(&bytes).await.is_ok()
+    {
         let _ = send.finish();
     }
 }

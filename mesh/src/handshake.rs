@@ -63,15 +63,15 @@ impl Shared {
                     Err(DialError::Refused(reason))
                 }
                 HelloReply::Accepted { id, advertise } => {
-                    let check = self.check_certificate(&conn, &id.name).and_then(|()| {
-                        match expected {
-                            Some(name) if name != id.name => Err(format!(
-                                "{addr} answered as {:?}, expected {name:?}",
-                                id.name
-                            )),
-                            _ => Ok(()),
-                        }
-                    });
+                    let check =
+                        self.check_certificate(&conn, &id.name)
+                            .and_then(|()| match expected {
+                                Some(name) if name != id.name => Err(format!(
+                                    "{addr} answered as {:?}, expected {name:?}",
+                                    id.name
+                                )),
+                                _ => Ok(()),
+                            });
                     if let Err(reason) = check {
                         Stats::bump(&self.stats.handshakes_refused);
                         tracing::warn!(%addr, %reason, "refusing peer");
@@ -137,7 +137,11 @@ impl Shared {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         closing.close(ErrorCode::Refused.into(), why.as_bytes());
                     });
-                    Err(format!("{} claims {}: {reason}", conn.remote_address(), hello.id))
+                    Err(format!(
+                        "{} claims {}: {reason}",
+                        conn.remote_address(),
+                        hello.id
+                    ))
                 }
             }
         };

@@ -121,13 +121,17 @@ impl Hooks {
                     .store(!armed.is_empty(), Ordering::Release);
             }
         }
-        *lock(&self.inner.fired).entry(point.to_string()).or_default() += 1;
+        *lock(&self.inner.fired)
+            .entry(point.to_string())
+            .or_default() += 1;
         Some(action)
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use membership::NodeId;
 use tokio::task::JoinSet;
 
 use crate::node::{AskFailure, Shared};
-use crate::service::{failure_frame, send_frame, ReplyTarget};
+use crate::outbox::Outbox;
+use crate::service::{send_failure, ErasedService, ReplyTarget};
 use crate::stats::Stats;
-use crate::wire::frame::{read_frame, FrameError};
+use crate::wire::frame::{FrameError, FrameReader};
 use crate::wire::{EnvelopeHeader, ErrorCode, RemoteError, StreamKind};
 
 /// Largest gossip message accepted (chitchat sizes them for 64 KiB datagrams).
@@ -53,25 +54,27 @@ async fn read_stream(
     }
 }
 
-async fn read_messages(shared: &Arc<Shared>, mut recv: quinn::RecvStream, from: &NodeId) {
-    let max = shared.config.max_frame_size;
-    let replies = shared.peer(&from.name, None).queue.clone();
-    let mut buf = Vec::new();
+async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &NodeId) {
+    let mut frames = FrameReader::new(recv, shared.config.max_frame_size);
+    let replies = shared.peer(&from.name, None).outbox.clone();
+    let sender: Arc<str> = from.name.as_str().into();
+    let mut services = ServiceCache::default();
     loop {
-        match read_frame(&mut recv, &mut buf, max).await {
-            Ok(true) => {
-                if let Err(error) = dispatch(shared, &from.name, &buf, &replies).await {
+        match frames.next().await {
+            Ok(Some(frame)) => {
+                if let Err(error) = dispatch(shared, &sender, frame, &replies, &mut services).await
+                {
                     Stats::bump(&shared.stats.frames_malformed);
                     tracing::warn!(peer = %from, %error, "closing stream: malformed frame");
-                    let _ = recv.stop(ErrorCode::Malformed.into());
+                    frames.stop(ErrorCode::Malformed.into());
                     return;
                 }
             }
-            Ok(false) => return,
+            Ok(None) => return,
             Err(error @ FrameError::Oversized { .. }) => {
                 Stats::bump(&shared.stats.frames_oversized);
                 tracing::warn!(peer = %from, %error, "closing stream: oversized frame");
-                let _ = recv.stop(ErrorCode::Oversized.into());
+                frames.stop(ErrorCode::Oversized.into());
                 return;
             }
             Err(_) => return,
@@ -83,33 +86,32 @@ async fn read_messages(shared: &Arc<Shared>, mut recv: quinn::RecvStream, from: 
 /// of the stream; a bad body is that message's problem alone.
 async fn dispatch(
     shared: &Arc<Shared>,
-    from: &str,
+    from: &Arc<str>,
     frame: &[u8],
-    replies: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    replies: &Arc<Outbox>,
+    services: &mut ServiceCache,
 ) -> Result<(), postcard::Error> {
     let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(frame)?;
-    let max_frame = shared.config.max_frame_size;
     match header {
         EnvelopeHeader::Tell { service } => {
             shared.hooks.fire("mesh.before_deliver").await;
-            let Some(handler) = shared.service(service) else {
+            let Some(handler) = services.get(shared, service) else {
                 Stats::bump(&shared.stats.unknown_service);
-                tracing::debug!(from, service, "tell to unknown service dropped");
+                tracing::debug!(%from, service, "tell to unknown service dropped");
                 return Ok(());
             };
             if let Err((error, _)) = handler.deliver_remote(from, body, None) {
                 Stats::bump(&shared.stats.messages_malformed);
-                tracing::warn!(from, service, %error, "tell dropped");
+                tracing::warn!(%from, service, %error, "tell dropped");
             }
         }
         EnvelopeHeader::Ask { id, service } => {
             shared.hooks.fire("mesh.before_deliver").await;
             let target = ReplyTarget::Remote {
-                queue: replies.clone(),
+                outbox: replies.clone(),
                 id,
-                max_frame,
             };
-            let failure = match shared.service(service) {
+            let failure = match services.get(shared, service) {
                 None => {
                     Stats::bump(&shared.stats.unknown_service);
                     Some(RemoteError::UnknownService(service.to_string()))
@@ -123,9 +125,7 @@ async fn dispatch(
                 },
             };
             if let Some(error) = failure {
-                if let Ok(frame) = failure_frame(id, error, max_frame) {
-                    send_frame(replies.clone(), frame);
-                }
+                send_failure(replies, id, error);
             }
         }
         EnvelopeHeader::Reply { id } => shared.complete_ask(id, Ok(body.to_vec())),
@@ -134,6 +134,27 @@ async fn dispatch(
         }
     }
     Ok(())
+}
+
+/// The service a stream addressed last: most streams carry one service, so
+/// this saves a registry lookup per message. Valid while the registry version holds.
+#[derive(Default)]
+struct ServiceCache {
+    last: Option<(u64, String, Arc<dyn ErasedService>)>,
+}
+
+impl ServiceCache {
+    fn get(&mut self, shared: &Shared, name: &str) -> Option<Arc<dyn ErasedService>> {
+        let version = shared.services_version();
+        if let Some((v, cached, handler)) = &self.last {
+            if *v == version && cached == name {
+                return Some(handler.clone());
+            }
+        }
+        let handler = shared.service(name)?;
+        self.last = Some((version, name.to_string(), handler.clone()));
+        Some(handler)
+    }
 }
 
 async fn read_gossip(

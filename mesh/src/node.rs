@@ -4,7 +4,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
@@ -18,11 +18,13 @@ use crate::error::{AskError, SendError, StartError};
 use crate::gossip::{QuicGossip, GOSSIP_INBOX};
 use crate::hooks::Hooks;
 use crate::members::{MemberInfo, MembersView};
+use crate::outbox::{Outbox, PushError};
 use crate::peers::PeerTable;
 use crate::service::{ErasedService, Request, TypedService};
+use crate::socket::CrashableSocket;
 use crate::stats::{NodeStats, Stats};
 use crate::tls::{transport_config, QuicTls, TlsSettings};
-use crate::wire::frame::encode_frame;
+use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, ErrorCode, RemoteError};
 
 /// A connection to a peer came up or went down.
@@ -57,13 +59,20 @@ pub(crate) struct PendingAsk {
 /// State shared by the node's tasks.
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
+    /// `id.name`, shared by every locally sent [`Request`].
+    local_name: Arc<str>,
     pub(crate) config: NodeConfig,
     pub(crate) advertise: SocketAddr,
     pub(crate) insecure: bool,
     pub(crate) endpoint: quinn::Endpoint,
+    socket: Arc<CrashableSocket>,
     pub(crate) client_config: quinn::ClientConfig,
     services: RwLock<HashMap<String, Arc<dyn ErasedService>>>,
-    pub(crate) peers: Mutex<PeerTable>,
+    /// Bumped on every (un)registration; readers cache services until it moves.
+    services_version: CacheAligned<AtomicU64>,
+    /// Locked for reading on every send: kept off the cache lines that the
+    /// receiving side touches.
+    pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
     pub(crate) pending: Mutex<HashMap<u64, PendingAsk>>,
     next_ask: AtomicU64,
     pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
@@ -76,7 +85,22 @@ pub(crate) struct Shared {
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Keeps a value on cache lines of its own.
+#[repr(align(128))]
+pub(crate) struct CacheAligned<T>(pub(crate) T);
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -92,11 +116,12 @@ impl Shared {
     }
 
     pub(crate) fn service(&self, name: &str) -> Option<Arc<dyn ErasedService>> {
-        self.services
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        read(&self.services).get(name).cloned()
+    }
+
+    /// The current registry version (see [`crate::inbound`]'s service cache).
+    pub(crate) fn services_version(&self) -> u64 {
+        self.services_version.0.load(Ordering::Acquire)
     }
 
     pub(crate) fn complete_ask(&self, id: u64, outcome: Result<Vec<u8>, AskFailure>) {
@@ -235,37 +260,37 @@ impl Node {
             config.idle_timeout / 5,
         ));
         let quic = QuicTls::new(&tls, &config.name, transport)?;
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(|error| {
-            StartError::Bind {
-                addr: config.listen,
-                error,
-            }
-        })?;
-        let local = socket.local_addr().map_err(|error| StartError::Bind {
+        let bind_error = |error| StartError::Bind {
             addr: config.listen,
             error,
-        })?;
-        let endpoint = quinn::Endpoint::new(
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let local = socket.local_addr().map_err(bind_error)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = CrashableSocket::new(
+            quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
+        );
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(quic.server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
+            socket.clone(),
+            runtime,
         )
-        .map_err(|error| StartError::Bind {
-            addr: config.listen,
-            error,
-        })?;
+        .map_err(bind_error)?;
         let advertise = config.advertise.unwrap_or(local);
         let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
         let shared = Arc::new(Shared {
+            socket,
+            local_name: id.name.as_str().into(),
             id: id.clone(),
             advertise,
             insecure: tls.is_insecure(),
             endpoint,
             client_config: quic.client,
             services: RwLock::default(),
-            peers: Mutex::default(),
+            services_version: CacheAligned(AtomicU64::new(0)),
+            peers: CacheAligned(RwLock::default()),
             pending: Mutex::default(),
             next_ask: AtomicU64::new(1),
             gossip_inbox: gossip_tx,
@@ -342,7 +367,7 @@ impl Node {
 
     /// Peers with an active connection.
     pub fn connected_peers(&self) -> Vec<NodeId> {
-        lock(&self.shared.peers).connected()
+        read(&self.shared.peers.0).connected()
     }
 
     /// Connection up/down events from now on.
@@ -368,25 +393,25 @@ impl Node {
         R: Serialize + Send + 'static,
         F: Fn(Request<M, R>) + Send + Sync + 'static,
     {
-        let mut services = self
-            .shared
-            .services
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut services = write(&self.shared.services);
         if services.contains_key(name) {
             return Err(ServiceExists(name.to_string()));
         }
         services.insert(name.to_string(), Arc::new(TypedService::new(handler)));
+        self.shared
+            .services_version
+            .0
+            .fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// Removes service `name`; later messages for it get an unknown-service error.
     pub fn unregister_service(&self, name: &str) {
+        write(&self.shared.services).remove(name);
         self.shared
-            .services
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .services_version
+            .0
+            .fetch_add(1, Ordering::AcqRel);
     }
 
     /// Sends a one-way message to `service` on node `peer`. Messages from this
@@ -403,17 +428,18 @@ impl Node {
                 .shared
                 .service(service)
                 .ok_or_else(|| SendError::UnknownService(service.to_string()))?;
-            handler.deliver_local(&self.shared.id.name, Box::new(message), None)?;
+            handler.deliver_local(&self.shared.local_name, Box::new(message), None)?;
             return Ok(());
         }
-        let frame = encode_frame(self.shared.config.max_frame_size, |buf| {
-            let buf = postcard::to_extend(&EnvelopeHeader::Tell { service }, buf)?;
-            postcard::to_extend(&message, buf)
-        })?;
-        let queue = self.peer_queue(peer)?;
-        queue.try_send(frame).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => SendError::Backpressure(peer.to_string()),
-            mpsc::error::TrySendError::Closed(_) => SendError::Shutdown,
+        self.with_outbox(peer, |outbox| {
+            outbox.push(|buf| {
+                put_postcard(buf, &EnvelopeHeader::Tell { service })?;
+                put_postcard(buf, &message)
+            })
+        })?
+        .map_err(|error| match error {
+            PushError::Full => SendError::Backpressure(peer.to_string()),
+            PushError::Encode(error) => SendError::Encode(error),
         })
     }
 
@@ -435,12 +461,7 @@ impl Node {
             return self.ask_local(service, message, timeout).await;
         }
         let id = self.shared.next_ask.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(self.shared.config.max_frame_size, |buf| {
-            let buf = postcard::to_extend(&EnvelopeHeader::Ask { id, service }, buf)?;
-            postcard::to_extend(&message, buf)
-        })
-        .map_err(SendError::from)?;
-        let queue = self.peer_queue(peer)?;
+        let outbox = self.with_outbox(peer, |outbox| outbox.clone())?;
         let (reply, rx) = oneshot::channel();
         lock(&self.shared.pending).insert(
             id,
@@ -450,7 +471,13 @@ impl Node {
             },
         );
         let outcome = tokio::time::timeout(timeout, async {
-            queue.send(frame).await.map_err(|_| SendError::Shutdown)?;
+            outbox
+                .push_wait(|buf| {
+                    put_postcard(buf, &EnvelopeHeader::Ask { id, service })?;
+                    put_postcard(buf, &message)
+                })
+                .await
+                .map_err(SendError::from)?;
             rx.await
                 .map_err(|_| AskError::ConnectionLost(peer.to_string()))
         })
@@ -473,7 +500,12 @@ impl Node {
         postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
     }
 
-    async fn ask_local<M, R>(&self, service: &str, message: M, timeout: Duration) -> Result<R, AskError>
+    async fn ask_local<M, R>(
+        &self,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
     where
         M: Send + 'static,
         R: Send + 'static,
@@ -484,17 +516,16 @@ impl Node {
             .ok_or_else(|| AskError::Remote(RemoteError::UnknownService(service.to_string())))?;
         let (reply, rx) = oneshot::channel();
         handler
-            .deliver_local(&self.shared.id.name, Box::new(message), Some(reply))
+            .deliver_local(&self.shared.local_name, Box::new(message), Some(reply))
             .map_err(AskError::Remote)?;
         let reply: Box<dyn Any + Send> = tokio::time::timeout(timeout, rx)
             .await
             .map_err(|_| AskError::Timeout(timeout))?
             .map_err(|_| AskError::Remote(RemoteError::NoReply))?
             .map_err(AskError::Remote)?;
-        reply
-            .downcast::<R>()
-            .map(|r| *r)
-            .map_err(|_| AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>())))
+        reply.downcast::<R>().map(|r| *r).map_err(|_| {
+            AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>()))
+        })
     }
 
     fn check_running(&self) -> Result<(), SendError> {
@@ -505,9 +536,14 @@ impl Node {
         }
     }
 
-    fn peer_queue(&self, peer: &str) -> Result<mpsc::Sender<Vec<u8>>, SendError> {
-        if let Some(peer) = lock(&self.shared.peers).get(peer) {
-            return Ok(peer.queue.clone());
+    /// Runs `f` on the outbox of `peer` without cloning anything on the hot path.
+    fn with_outbox<T>(
+        &self,
+        peer: &str,
+        f: impl FnOnce(&Arc<Outbox>) -> T,
+    ) -> Result<T, SendError> {
+        if let Some(peer) = read(&self.shared.peers.0).get_ref(peer) {
+            return Ok(f(&peer.outbox));
         }
         let addr = self
             .members()
@@ -515,7 +551,7 @@ impl Node {
             .find(|m| m.id.name == peer)
             .map(|m| m.addr)
             .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
-        Ok(self.shared.peer(peer, Some(addr)).queue.clone())
+        Ok(f(&self.shared.peer(peer, Some(addr)).outbox))
     }
 
     /// Leaves gracefully: stops gossip, closes every connection with a goodbye,
@@ -529,8 +565,18 @@ impl Node {
         self.shared
             .endpoint
             .close(ErrorCode::Shutdown.into(), b"shutdown");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle()).await;
         tracing::info!(node = %self.shared.id, "node stopped");
+    }
+
+    /// Kills the node as `kill -9` would: no goodbye to any peer, nothing
+    /// flushed, every task aborted. For failure tests.
+    pub fn crash(&self) {
+        if let Some(chitchat) = lock(&self.inner.chitchat).take() {
+            chitchat.abort();
+        }
+        crash(&self.shared);
     }
 
     /// Whether the node has been shut down or has crashed.
@@ -544,9 +590,11 @@ impl Node {
 #[error("service {0:?} is already registered")]
 pub struct ServiceExists(pub String);
 
-/// Stops everything at once, as a process kill would: tasks aborted, no goodbye.
+/// Stops everything at once, as a process kill would: the socket goes silent
+/// first (no goodbye reaches anyone), then every task is aborted.
 fn crash(shared: &Arc<Shared>) {
-    tracing::warn!(node = %shared.id, "crashing (hook)");
+    tracing::warn!(node = %shared.id, "crashing");
+    shared.socket.kill();
     shared.stop_tasks();
 }
 

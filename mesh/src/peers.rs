@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use membership::NodeId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+use crate::outbox::Outbox;
 
 use crate::node::Shared;
-use crate::stats::Stats;
 use crate::wire::{ErrorCode, StreamKind};
 
-/// Bytes written to a stream in one call at most.
-const MAX_BATCH: usize = 256 * 1024;
 /// How long a retired duplicate connection stays open for frames in flight.
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
 
@@ -38,7 +37,7 @@ pub(crate) struct ActiveConn {
 /// Everything known about one peer name.
 pub(crate) struct Peer {
     pub(crate) name: String,
-    pub(crate) queue: mpsc::Sender<Vec<u8>>,
+    pub(crate) outbox: Arc<Outbox>,
     addr: std::sync::Mutex<Option<SocketAddr>>,
     active: watch::Sender<Option<ActiveConn>>,
 }
@@ -68,6 +67,10 @@ impl PeerTable {
         self.by_name.get(name).cloned()
     }
 
+    pub(crate) fn get_ref(&self, name: &str) -> Option<&Arc<Peer>> {
+        self.by_name.get(name)
+    }
+
     pub(crate) fn by_addr(&self, addr: &SocketAddr) -> Option<Arc<Peer>> {
         self.by_addr.get(addr).and_then(|name| self.get(name))
     }
@@ -87,19 +90,23 @@ impl Shared {
     /// The peer named `name`, created (with its writer task) if new. A known
     /// `addr` updates where it is dialed.
     pub(crate) fn peer(self: &Arc<Self>, name: &str, addr: Option<SocketAddr>) -> Arc<Peer> {
-        let mut table = crate::node::lock(&self.peers);
+        if let Some(peer) = crate::node::read(&self.peers.0).get(name) {
+            if addr.is_none() || addr == peer.addr() {
+                return peer;
+            }
+        }
+        let mut table = crate::node::write(&self.peers.0);
         let peer = match table.by_name.get(name) {
             Some(peer) => peer.clone(),
             None => {
-                let (queue, rx) = mpsc::channel(self.config.peer_queue);
                 let peer = Arc::new(Peer {
                     name: name.to_string(),
-                    queue,
+                    outbox: Outbox::new(self.config.peer_buffer, self.config.max_frame_size),
                     addr: std::sync::Mutex::new(None),
                     active: watch::Sender::new(None),
                 });
                 table.by_name.insert(name.to_string(), peer.clone());
-                self.spawn(run_writer(self.clone(), peer.clone(), rx));
+                self.spawn(run_writer(self.clone(), peer.clone()));
                 peer
             }
         };
@@ -141,7 +148,7 @@ impl Shared {
                 } else {
                     &id.name
                 };
-                *dialer == std::cmp::min(&self.id.name, &id.name).to_string()
+                dialer == std::cmp::min(&self.id.name, &id.name)
             }
         };
         let winner = if keep_new {
@@ -216,26 +223,16 @@ async fn watch_closed(shared: Arc<Shared>, peer: Arc<Peer>, conn: quinn::Connect
     }
 }
 
-/// Moves frames from the peer's queue onto its active connection, in order,
-/// many frames per write. Dials when there is no connection.
-async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<Vec<u8>>) {
+/// Moves frames from the peer's outbox onto its active connection, in order,
+/// everything buffered in one write. Dials when there is no connection.
+async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>) {
     let mut active_rx = peer.active.subscribe();
     let mut stream: Option<(usize, quinn::SendStream)> = None;
     let mut backoff = shared.config.reconnect_min;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
+    let mut batch = Vec::new();
+    loop {
         batch.clear();
-        batch.extend_from_slice(&first);
-        let mut frames = 1u64;
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(frame) => {
-                    batch.extend_from_slice(&frame);
-                    frames += 1;
-                }
-                Err(_) => break,
-            }
-        }
+        let frames = peer.outbox.take(&mut batch).await;
         let mut written = false;
         for _attempt in 0..2 {
             let conn = match peer.active() {
@@ -270,9 +267,10 @@ async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Recei
             stream = None;
         }
         if !written {
-            for _ in 0..frames {
-                Stats::bump(&shared.stats.messages_undeliverable);
-            }
+            shared
+                .stats
+                .messages_undeliverable
+                .fetch_add(frames, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -281,9 +279,7 @@ async fn dial_peer(
     shared: &Arc<Shared>,
     peer: &Peer,
 ) -> Result<ActiveConn, crate::handshake::DialError> {
-    let addr = peer
-        .addr()
-        .ok_or(crate::handshake::DialError::NoAddress)?;
+    let addr = peer.addr().ok_or(crate::handshake::DialError::NoAddress)?;
     shared.dial(addr, Some(&peer.name)).await
 }
 

@@ -7,11 +7,13 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::wire::frame::encode_frame;
+use crate::outbox::{Outbox, PushError};
+use crate::wire::frame::{encode_frame, put_postcard};
 use crate::wire::{EnvelopeHeader, RemoteError};
 
 /// What a reply channel carries: a value for local asks, bytes for remote ones.
@@ -19,7 +21,7 @@ pub(crate) type LocalReply = oneshot::Sender<Result<Box<dyn Any + Send>, RemoteE
 
 /// One incoming message and, for an ask, the way to answer it.
 pub struct Request<M, R> {
-    from: String,
+    from: Arc<str>,
     message: M,
     responder: Responder<R>,
 }
@@ -59,11 +61,7 @@ pub struct Responder<R> {
 
 pub(crate) enum ReplyTarget {
     Local(LocalReply),
-    Remote {
-        queue: mpsc::Sender<Vec<u8>>,
-        id: u64,
-        max_frame: usize,
-    },
+    Remote { outbox: Arc<Outbox>, id: u64 },
 }
 
 impl<R: Serialize + Send + 'static> Responder<R> {
@@ -81,20 +79,26 @@ impl<R: Serialize + Send + 'static> Responder<R> {
             Some(ReplyTarget::Local(tx)) => {
                 let _ = tx.send(Ok(Box::new(reply)));
             }
-            Some(ReplyTarget::Remote {
-                queue,
-                id,
-                max_frame,
-            }) => {
-                let frame = encode_frame(max_frame, |buf| {
-                    let buf = postcard::to_extend(&EnvelopeHeader::Reply { id }, buf)?;
-                    postcard::to_extend(&reply, buf)
-                })
-                .or_else(|error| {
-                    failure_frame(id, RemoteError::ReplyFailed(error.to_string()), max_frame)
+            Some(ReplyTarget::Remote { outbox, id }) => {
+                let pushed = outbox.push(|buf| {
+                    put_postcard(buf, &EnvelopeHeader::Reply { id })?;
+                    put_postcard(buf, &reply)
                 });
-                if let Some(frame) = frame.ok() {
-                    send_frame(queue, frame);
+                match pushed {
+                    Ok(()) => {}
+                    Err(PushError::Full) => {
+                        // Encoded once more into a frame of its own, queued by a task.
+                        let frame = encode_frame(usize::MAX, |buf| {
+                            put_postcard(buf, &EnvelopeHeader::Reply { id })?;
+                            put_postcard(buf, &reply)
+                        });
+                        if let Ok(frame) = frame {
+                            outbox.push_encoded(frame);
+                        }
+                    }
+                    Err(PushError::Encode(error)) => {
+                        send_failure(&outbox, id, RemoteError::ReplyFailed(error.to_string()))
+                    }
                 }
             }
         }
@@ -108,35 +112,20 @@ impl<R> Drop for Responder<R> {
             Some(ReplyTarget::Local(tx)) => {
                 let _ = tx.send(Err(RemoteError::NoReply));
             }
-            Some(ReplyTarget::Remote {
-                queue,
-                id,
-                max_frame,
-            }) => {
-                if let Ok(frame) = failure_frame(id, RemoteError::NoReply, max_frame) {
-                    send_frame(queue, frame);
-                }
+            Some(ReplyTarget::Remote { outbox, id }) => {
+                send_failure(&outbox, id, RemoteError::NoReply)
             }
         }
     }
 }
 
-pub(crate) fn failure_frame(
-    id: u64,
-    error: RemoteError,
-    max_frame: usize,
-) -> Result<Vec<u8>, crate::wire::frame::FrameError> {
-    encode_frame(max_frame, |buf| {
-        postcard::to_extend(&EnvelopeHeader::Failure { id, error }, buf)
-    })
-}
-
-/// Queues a frame for a peer, waiting for room in a task if the queue is full.
-pub(crate) fn send_frame(queue: mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
-    if let Err(mpsc::error::TrySendError::Full(frame)) = queue.try_send(frame) {
-        tokio::spawn(async move {
-            let _ = queue.send(frame).await;
-        });
+/// Answers ask `id` with `error`.
+pub(crate) fn send_failure(outbox: &Arc<Outbox>, id: u64, error: RemoteError) {
+    let frame = encode_frame(usize::MAX, |buf| {
+        put_postcard(buf, &EnvelopeHeader::Failure { id, error })
+    });
+    if let Ok(frame) = frame {
+        outbox.push_encoded(frame);
     }
 }
 
@@ -145,7 +134,7 @@ pub(crate) trait ErasedService: Send + Sync {
     /// Delivers a message from the local node; no serialization.
     fn deliver_local(
         &self,
-        from: &str,
+        from: &Arc<str>,
         message: Box<dyn Any + Send>,
         reply: Option<LocalReply>,
     ) -> Result<(), RemoteError>;
@@ -153,7 +142,7 @@ pub(crate) trait ErasedService: Send + Sync {
     /// Delivers an encoded message from a peer.
     fn deliver_remote(
         &self,
-        from: &str,
+        from: &Arc<str>,
         body: &[u8],
         reply: Option<ReplyTarget>,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)>;
@@ -181,7 +170,7 @@ where
 {
     fn deliver_local(
         &self,
-        from: &str,
+        from: &Arc<str>,
         message: Box<dyn Any + Send>,
         reply: Option<LocalReply>,
     ) -> Result<(), RemoteError> {
@@ -192,7 +181,7 @@ where
             ))
         })?;
         (self.handler)(Request {
-            from: from.to_string(),
+            from: from.clone(),
             message: *message,
             responder: Responder::new(reply.map(ReplyTarget::Local)),
         });
@@ -201,14 +190,14 @@ where
 
     fn deliver_remote(
         &self,
-        from: &str,
+        from: &Arc<str>,
         body: &[u8],
         reply: Option<ReplyTarget>,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)> {
         match postcard::from_bytes::<M>(body) {
             Ok(message) => {
                 (self.handler)(Request {
-                    from: from.to_string(),
+                    from: from.clone(),
                     message,
                     responder: Responder::new(reply),
                 });

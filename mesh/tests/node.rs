@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh::tls::{certificate_names, ClusterCa, QuicTls};
-use mesh::wire::frame::{encode_frame, encode_value, read_value};
+use mesh::wire::frame::{encode_frame, encode_value, put_postcard, read_value, FrameReader};
 use mesh::wire::{EnvelopeHeader, Hello, HelloReply, RemoteError, StreamKind, PROTOCOL_VERSION};
 use mesh::{AskError, Node, NodeId, Request, TlsSettings};
 use support::{cluster, init_tracing, start_node, wait_until};
@@ -32,7 +32,10 @@ async fn three_nodes_join_through_seeds_and_talk() {
     for from in &nodes {
         for to in &nodes {
             let text = format!("{} -> {}", from.id().name, to.id().name);
-            let answer: String = from.ask(&to.id().name, "echo", text.clone(), ASK).await.unwrap();
+            let answer: String = from
+                .ask(&to.id().name, "echo", text.clone(), ASK)
+                .await
+                .unwrap();
             assert_eq!(answer, text);
         }
     }
@@ -50,13 +53,23 @@ async fn certificate_from_another_ca_is_refused_and_the_cluster_stays_healthy() 
     let rogue_ca = ClusterCa::generate("mesh").unwrap();
     let rogue = start_node(&rogue_ca, "n3", &[&nodes[0]]).await;
     let refs: Vec<&Node> = nodes.iter().chain([&rogue]).collect();
-    wait_until(Duration::from_secs(10), "n1 to refuse the rogue", &refs, || {
-        nodes[0].stats().handshakes_refused >= 1
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "n1 to refuse the rogue",
+        &refs,
+        || nodes[0].stats().handshakes_refused >= 1,
+    )
     .await;
     assert_eq!(nodes[0].members().len(), 2);
-    assert_eq!(rogue.members().len(), 1, "the rogue must not learn the cluster");
-    let answer: String = nodes[1].ask("n1", "echo", "ok".to_string(), ASK).await.unwrap();
+    assert_eq!(
+        rogue.members().len(),
+        1,
+        "the rogue must not learn the cluster"
+    );
+    let answer: String = nodes[1]
+        .ask("n1", "echo", "ok".to_string(), ASK)
+        .await
+        .unwrap();
     assert_eq!(answer, "ok");
     for node in nodes.iter().chain([&rogue]) {
         node.shutdown().await;
@@ -75,9 +88,12 @@ async fn a_name_that_is_not_in_the_certificate_is_refused() {
         .start()
         .await
         .unwrap();
-    wait_until(Duration::from_secs(10), "n1 to refuse the impostor", &[&n1, &impostor], || {
-        n1.stats().handshakes_refused >= 1
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "n1 to refuse the impostor",
+        &[&n1, &impostor],
+        || n1.stats().handshakes_refused >= 1,
+    )
     .await;
     assert_eq!(n1.members().len(), 1);
     impostor.shutdown().await;
@@ -107,7 +123,9 @@ async fn raw_peer(ca: &ClusterCa, name: &str, target: &Node) -> quinn::Connectio
         id: NodeId::new(name, 1),
         advertise: endpoint.local_addr().unwrap(),
     };
-    send.write_all(&encode_value(&hello, 1 << 16).unwrap()).await.unwrap();
+    send.write_all(&encode_value(&hello, 1 << 16).unwrap())
+        .await
+        .unwrap();
     let reply: HelloReply = read_value(&mut recv, 1 << 16).await.unwrap();
     assert!(matches!(reply, HelloReply::Accepted { .. }), "{reply:?}");
     conn
@@ -129,15 +147,23 @@ async fn malformed_and_oversized_frames_close_the_stream_and_the_node_serves_on(
     let raw = raw_peer(&ca, "raw", &nodes[0]).await;
 
     let mut garbage = messages_stream(&raw).await;
-    garbage.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    garbage
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     let mut huge = messages_stream(&raw).await;
     huge.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     let mut unknown = raw.open_uni().await.unwrap();
     unknown.write_all(&[99, 1, 2, 3]).await.unwrap();
-    wait_until(Duration::from_secs(10), "all three streams rejected", &refs, || {
-        let stats = nodes[0].stats();
-        stats.frames_malformed == 1 && stats.frames_oversized == 1 && stats.streams_unknown == 1
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "all three streams rejected",
+        &refs,
+        || {
+            let stats = nodes[0].stats();
+            stats.frames_malformed == 1 && stats.frames_oversized == 1 && stats.streams_unknown == 1
+        },
+    )
     .await;
     assert!(garbage.stopped().await.unwrap().is_some());
     assert!(huge.stopped().await.unwrap().is_some());
@@ -146,21 +172,28 @@ async fn malformed_and_oversized_frames_close_the_stream_and_the_node_serves_on(
     // and so does everyone else.
     let mut good = messages_stream(&raw).await;
     let frame = encode_frame(1 << 20, |buf| {
-        let buf = postcard::to_extend(&EnvelopeHeader::Ask { id: 7, service: "echo" }, buf)?;
-        postcard::to_extend(&"still here".to_string(), buf)
+        let ask = EnvelopeHeader::Ask {
+            id: 7,
+            service: "echo",
+        };
+        put_postcard(buf, &ask)?;
+        put_postcard(buf, "still here")
     })
     .unwrap();
     good.write_all(&frame).await.unwrap();
     let mut replies = raw.accept_uni().await.unwrap();
     let mut kind = [0u8];
     replies.read_exact(&mut kind).await.unwrap();
-    let mut buf = Vec::new();
-    assert!(mesh::wire::frame::read_frame(&mut replies, &mut buf, 1 << 20).await.unwrap());
-    let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(&buf).unwrap();
+    let mut replies = FrameReader::new(replies, 1 << 20);
+    let buf = replies.next().await.unwrap().unwrap();
+    let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(buf).unwrap();
     assert_eq!(header, EnvelopeHeader::Reply { id: 7 });
     assert_eq!(postcard::from_bytes::<String>(body).unwrap(), "still here");
 
-    let answer: String = nodes[1].ask("n1", "echo", "fine".to_string(), ASK).await.unwrap();
+    let answer: String = nodes[1]
+        .ask("n1", "echo", "fine".to_string(), ASK)
+        .await
+        .unwrap();
     assert_eq!(answer, "fine");
     for node in &nodes {
         node.shutdown().await;
@@ -208,17 +241,26 @@ async fn unknown_service_wrong_type_and_timeouts_are_errors_not_hangs() {
         .ask::<_, String>("n1", "nope", 1u8, ASK)
         .await
         .unwrap_err();
-    assert!(matches!(err, AskError::Remote(RemoteError::UnknownService(_))));
+    assert!(matches!(
+        err,
+        AskError::Remote(RemoteError::UnknownService(_))
+    ));
     let err = nodes[0]
         .ask::<_, String>("n1", "echo", 1u8, ASK)
         .await
         .unwrap_err();
-    assert!(matches!(err, AskError::Remote(RemoteError::MalformedRequest(_))));
+    assert!(matches!(
+        err,
+        AskError::Remote(RemoteError::MalformedRequest(_))
+    ));
     let err = nodes[1]
         .ask::<_, String>("nobody", "echo", "x".to_string(), ASK)
         .await
         .unwrap_err();
-    assert!(matches!(err, AskError::Send(mesh::SendError::UnknownPeer(_))));
+    assert!(matches!(
+        err,
+        AskError::Send(mesh::SendError::UnknownPeer(_))
+    ));
     assert!(nodes[0].stats().unknown_service >= 1);
     for node in &nodes {
         node.shutdown().await;
@@ -234,7 +276,9 @@ async fn tells_arrive_in_send_order() {
     let sink = seen.clone();
     nodes[0]
         .register_service("seq", move |req: Request<u64, ()>| {
-            sink.lock().unwrap().push((req.from().to_string(), *req.message()));
+            sink.lock()
+                .unwrap()
+                .push((req.from().to_string(), *req.message()));
         })
         .unwrap();
     const N: u64 = 20_000;
@@ -245,16 +289,26 @@ async fn tells_arrive_in_send_order() {
         nodes[0].tell("n1", "seq", N + i).unwrap();
     }
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_until(Duration::from_secs(20), "all tells delivered", &refs, || {
-        seen.lock().unwrap().len() as u64 == N + 100
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "all tells delivered",
+        &refs,
+        || seen.lock().unwrap().len() as u64 == N + 100,
+    )
     .await;
-    let seen = seen.lock().unwrap();
-    let from_n2: Vec<u64> = seen.iter().filter(|(f, _)| f == "n2").map(|(_, i)| *i).collect();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let from_n2: Vec<u64> = seen
+        .iter()
+        .filter(|(f, _)| f == "n2")
+        .map(|(_, i)| *i)
+        .collect();
     assert_eq!(from_n2, (0..N).collect::<Vec<_>>());
-    let local: Vec<u64> = seen.iter().filter(|(f, _)| f == "n1").map(|(_, i)| *i).collect();
+    let local: Vec<u64> = seen
+        .iter()
+        .filter(|(f, _)| f == "n1")
+        .map(|(_, i)| *i)
+        .collect();
     assert_eq!(local, (N..N + 100).collect::<Vec<_>>());
-    drop(seen);
     for node in &nodes {
         node.shutdown().await;
     }
@@ -265,13 +319,17 @@ struct NotSerializable;
 
 impl serde::Serialize for NotSerializable {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("local delivery must not serialize"))
+        Err(serde::ser::Error::custom(
+            "local delivery must not serialize",
+        ))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for NotSerializable {
     fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("local delivery must not deserialize"))
+        Err(serde::de::Error::custom(
+            "local delivery must not deserialize",
+        ))
     }
 }
 
@@ -284,7 +342,10 @@ async fn local_delivery_skips_serialization() {
     })
     .unwrap();
     node.tell("solo", "local", NotSerializable).unwrap();
-    let _: NotSerializable = node.ask("solo", "local", NotSerializable, ASK).await.unwrap();
+    let _: NotSerializable = node
+        .ask("solo", "local", NotSerializable, ASK)
+        .await
+        .unwrap();
     node.shutdown().await;
 }
 
@@ -299,16 +360,60 @@ async fn a_restarted_node_appears_with_a_new_generation() {
     assert!(restarted.id().generation > old.generation);
     echo(&restarted);
     let refs = [&nodes[0], &nodes[1], &restarted];
-    wait_until(Duration::from_secs(15), "the new n3 everywhere, the old one gone", &refs, || {
-        refs.iter().all(|n| {
-            let ids: Vec<NodeId> = n.members().into_iter().map(|m| m.id).collect();
-            ids.contains(restarted.id()) && !ids.contains(&old) && ids.len() == 3
-        })
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "the new n3 everywhere, the old one gone",
+        &refs,
+        || {
+            refs.iter().all(|n| {
+                let ids: Vec<NodeId> = n.members().into_iter().map(|m| m.id).collect();
+                ids.contains(restarted.id()) && !ids.contains(&old) && ids.len() == 3
+            })
+        },
+    )
     .await;
-    let answer: String = nodes[0].ask("n3", "echo", "again".to_string(), ASK).await.unwrap();
+    let answer: String = nodes[0]
+        .ask("n3", "echo", "again".to_string(), ASK)
+        .await
+        .unwrap();
     assert_eq!(answer, "again");
     for node in refs {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_node_says_no_goodbye_and_drops_out_of_gossip() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2", "n3"]).await;
+    echo(&nodes[2]);
+    let _: String = nodes[0]
+        .ask("n3", "echo", "hi".to_string(), ASK)
+        .await
+        .unwrap();
+    let mut events = nodes[0].connection_events();
+    nodes[2].crash();
+    assert!(nodes[2].is_stopped());
+    // No close frame: the connection is not reported down, the ask just times out.
+    let err = nodes[0]
+        .ask::<_, String>("n3", "echo", "hi".to_string(), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AskError::Timeout(_)), "{err:?}");
+    assert!(
+        events.try_recv().is_err(),
+        "a crash must not look like a goodbye"
+    );
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(
+        Duration::from_secs(15),
+        "n3 out of the live members",
+        &refs,
+        || nodes[..2].iter().all(|n| n.members().len() == 2),
+    )
+    .await;
+    for node in &nodes[..2] {
         node.shutdown().await;
     }
 }

@@ -9,8 +9,7 @@ use mesh::{Node, TlsSettings};
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -76,9 +75,12 @@ pub async fn cluster(ca: &ClusterCa, names: &[&str]) -> Vec<Node> {
         nodes.push(start_node(ca, name, &[&first]).await);
     }
     let refs: Vec<&Node> = nodes.iter().collect();
-    wait_until(Duration::from_secs(10), "all members to see each other", &refs, || {
-        refs.iter().all(|n| n.members().len() == names.len())
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "all members to see each other",
+        &refs,
+        || refs.iter().all(|n| n.members().len() == names.len()),
+    )
     .await;
     nodes
 }

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mesh::tls::{transport_config, QuicTls};
-use mesh::wire::frame::{encode_frame, read_frame};
+use mesh::wire::frame::{encode_frame, FrameReader};
 use mesh::{Node, Request, TlsSettings};
 use serde_json::json;
-use tokio::sync::Notify;
 
 const PAYLOAD: usize = 64;
 const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -39,6 +39,34 @@ struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// A 64-byte message: encoded as one byte string, copied, never allocated.
+#[derive(Clone, Copy)]
+struct Payload([u8; PAYLOAD]);
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Payload;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "{PAYLOAD} bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                v.try_into()
+                    .map(Payload)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
 }
 
 /// One measured round of asks.
@@ -155,7 +183,6 @@ struct MeshPair {
     a: Node,
     b: Node,
     received: Arc<AtomicU64>,
-    notify: Arc<Notify>,
 }
 
 impl MeshPair {
@@ -171,13 +198,11 @@ impl MeshPair {
             .start()
             .await?;
         let received = Arc::new(AtomicU64::new(0));
-        let notify = Arc::new(Notify::new());
-        let (count, wake) = (received.clone(), notify.clone());
-        a.register_service("sink", move |_req: Request<Vec<u8>, ()>| {
+        let count = received.clone();
+        a.register_service("sink", move |_req: Request<Payload, ()>| {
             count.fetch_add(1, Ordering::Relaxed);
-            wake.notify_one();
         })?;
-        a.register_service("echo", |req: Request<Vec<u8>, Vec<u8>>| {
+        a.register_service("echo", |req: Request<Payload, Payload>| {
             let (message, responder) = req.into_parts();
             responder.reply(message);
         })?;
@@ -186,31 +211,26 @@ impl MeshPair {
             anyhow::ensure!(Instant::now() < deadline, "mesh nodes did not meet");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _: Vec<u8> = b
-            .ask("a", "echo", vec![0u8; PAYLOAD], Duration::from_secs(5))
+        let _: Payload = b
+            .ask("a", "echo", Payload([0; PAYLOAD]), Duration::from_secs(5))
             .await?;
-        Ok(Self {
-            a,
-            b,
-            received,
-            notify,
-        })
+        Ok(Self { a, b, received })
     }
 
     async fn tell(&self, n: u64) -> anyhow::Result<f64> {
         let start_count = self.received.load(Ordering::Relaxed);
-        let payload = vec![7u8; PAYLOAD];
+        let payload = Payload([7; PAYLOAD]);
         let start = Instant::now();
         let mut sent = 0;
         while sent < n {
-            match self.b.tell("a", "sink", payload.clone()) {
+            match self.b.tell("a", "sink", payload) {
                 Ok(()) => sent += 1,
                 Err(mesh::SendError::Backpressure(_)) => tokio::task::yield_now().await,
                 Err(e) => return Err(e.into()),
             }
         }
         while self.received.load(Ordering::Relaxed) - start_count < n {
-            let _ = tokio::time::timeout(Duration::from_millis(50), self.notify.notified()).await;
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
         Ok(n as f64 / start.elapsed().as_secs_f64())
     }
@@ -223,12 +243,10 @@ impl MeshPair {
             let count = n / concurrency;
             tasks.push(tokio::spawn(async move {
                 let mut hist = histogram();
-                let payload = vec![7u8; PAYLOAD];
+                let payload = Payload([7; PAYLOAD]);
                 for _ in 0..count {
                     let t = Instant::now();
-                    let _: Vec<u8> = b
-                        .ask("a", "echo", payload.clone(), Duration::from_secs(10))
-                        .await?;
+                    let _: Payload = b.ask("a", "echo", payload, Duration::from_secs(10)).await?;
                     hist.record(t.elapsed().as_nanos() as u64)?;
                 }
                 anyhow::Ok(hist)
@@ -238,7 +256,11 @@ impl MeshPair {
         for task in tasks {
             hist.add(task.await??)?;
         }
-        Ok(figures(&hist, n / concurrency * concurrency, start.elapsed()))
+        Ok(figures(
+            &hist,
+            n / concurrency * concurrency,
+            start.elapsed(),
+        ))
     }
 }
 
@@ -285,9 +307,9 @@ impl RawPair {
     async fn tell(&self, n: u64) -> anyhow::Result<f64> {
         let (mut send, mut recv) = self.conn.open_bi().await?;
         send.write_all(&[RAW_SINK]).await?;
-        let frame = encode_frame(MAX_FRAME, |mut buf| {
+        let frame = encode_frame(MAX_FRAME, |buf| {
             buf.extend_from_slice(&[7u8; PAYLOAD]);
-            Ok(buf)
+            Ok(())
         })?;
         let batch: Vec<u8> = frame.repeat(1024);
         let start = Instant::now();
@@ -306,13 +328,14 @@ impl RawPair {
 
     /// Keeps `window` requests in flight on one stream, each answered by an echo.
     async fn asks(&self, n: u64, window: u64) -> anyhow::Result<AskFigures> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let (mut send, recv) = self.conn.open_bi().await?;
         send.write_all(&[RAW_ECHO]).await?;
+        let mut replies = FrameReader::new(recv, MAX_FRAME);
         let request = |id: u64| {
-            encode_frame(MAX_FRAME, |mut buf| {
+            encode_frame(MAX_FRAME, |buf| {
                 buf.extend_from_slice(&id.to_be_bytes());
                 buf.extend_from_slice(&[7u8; PAYLOAD - 8]);
-                Ok(buf)
+                Ok(())
             })
         };
         let mut sent_at = vec![Instant::now(); n as usize];
@@ -326,9 +349,8 @@ impl RawPair {
             sent += 1;
         }
         send.write_all(&first).await?;
-        let mut buf = Vec::new();
         for _ in 0..n {
-            anyhow::ensure!(read_frame(&mut recv, &mut buf, MAX_FRAME).await?, "raw echo ended");
+            let buf = replies.next().await?.context("raw echo ended")?;
             let id = u64::from_be_bytes(buf[..8].try_into()?);
             hist.record(sent_at[id as usize].elapsed().as_nanos() as u64)?;
             if sent < n {
@@ -348,14 +370,14 @@ async fn raw_serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     if recv.read_exact(&mut kind).await.is_err() {
         return;
     }
-    let mut buf = Vec::new();
+    let mut frames = FrameReader::new(recv, MAX_FRAME);
     let mut count = 0u64;
-    while let Ok(true) = read_frame(&mut recv, &mut buf, MAX_FRAME).await {
+    while let Ok(Some(buf)) = frames.next().await {
         count += 1;
         if kind[0] == RAW_ECHO {
-            let Ok(frame) = encode_frame(MAX_FRAME, |mut out| {
-                out.extend_from_slice(&buf);
-                Ok(out)
+            let Ok(frame) = encode_frame(MAX_FRAME, |out| {
+                out.extend_from_slice(buf);
+                Ok(())
             }) else {
                 return;
             };

@@ -1,7 +1,9 @@
 //! Length-prefixed frames: a big-endian `u32` payload length, then the payload.
 
+use bytes::{Buf, BytesMut};
 use quinn::RecvStream;
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::AsyncReadExt;
 
 /// Bytes in the length prefix of every frame.
 pub const LENGTH_PREFIX: usize = 4;
@@ -23,27 +25,61 @@ pub enum FrameError {
     /// The stream ended or failed.
     #[error("stream error: {0}")]
     Read(#[from] quinn::ReadExactError),
+    /// The stream failed.
+    #[error("stream error: {0}")]
+    Stream(#[from] std::io::Error),
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
     /// The stream could not be written.
     #[error("stream error: {0}")]
     Write(#[from] quinn::WriteError),
 }
 
-/// Encodes one frame whose payload `write_payload` appends to the vector it is
-/// given (one allocation, no copy of the payload).
+/// Appends one frame to `buf`, its payload written by `write_payload`. On error
+/// `buf` is left as it was.
+pub fn encode_frame_into(
+    buf: &mut Vec<u8>,
+    max: usize,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> postcard::Result<()>,
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; LENGTH_PREFIX]);
+    let written = write_payload(buf).map_err(FrameError::from).and_then(|()| {
+        let len = buf.len() - start - LENGTH_PREFIX;
+        check_len(len, max)?;
+        Ok(len)
+    });
+    match written {
+        Ok(len) => {
+            buf[start..start + LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+            Ok(())
+        }
+        Err(error) => {
+            buf.truncate(start);
+            Err(error)
+        }
+    }
+}
+
+/// Encodes one frame, its payload written by `write_payload`.
 pub fn encode_frame(
     max: usize,
-    write_payload: impl FnOnce(Vec<u8>) -> postcard::Result<Vec<u8>>,
+    write_payload: impl FnOnce(&mut Vec<u8>) -> postcard::Result<()>,
 ) -> Result<Vec<u8>, FrameError> {
-    let mut frame = write_payload(vec![0; LENGTH_PREFIX])?;
-    let len = frame.len() - LENGTH_PREFIX;
-    check_len(len, max)?;
-    frame[..LENGTH_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    let mut frame = Vec::with_capacity(128);
+    encode_frame_into(&mut frame, max, write_payload)?;
     Ok(frame)
+}
+
+/// Appends the `postcard` encoding of `value` to `buf`.
+pub fn put_postcard<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> postcard::Result<()> {
+    postcard::to_io(value, buf).map(|_| ())
 }
 
 /// Encodes one frame holding the `postcard` encoding of `value`.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Vec<u8>, FrameError> {
-    encode_frame(max, |buf| postcard::to_extend(value, buf))
+    encode_frame(max, |buf| put_postcard(buf, value))
 }
 
 fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
@@ -53,25 +89,59 @@ fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// Reads the next frame's payload into `buf` (replacing its contents).
-/// Returns `Ok(false)` when the stream ended cleanly before a new frame began.
-pub async fn read_frame(
-    recv: &mut RecvStream,
-    buf: &mut Vec<u8>,
+/// Reads frames from a stream, many per read call.
+pub struct FrameReader {
+    recv: RecvStream,
+    buf: BytesMut,
+    /// Bytes of `buf` that belong to the frame returned last.
+    consumed: usize,
     max: usize,
-) -> Result<bool, FrameError> {
-    let mut prefix = [0u8; LENGTH_PREFIX];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(false),
-        Err(e) => return Err(e.into()),
+}
+
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl FrameReader {
+    /// A reader of frames of at most `max` bytes from `recv`.
+    pub fn new(recv: RecvStream, max: usize) -> Self {
+        Self {
+            recv,
+            buf: BytesMut::new(),
+            consumed: 0,
+            max,
+        }
     }
-    let len = u32::from_be_bytes(prefix) as usize;
-    check_len(len, max)?;
-    buf.clear();
-    buf.resize(len, 0);
-    recv.read_exact(buf).await?;
-    Ok(true)
+
+    /// The next frame's payload, or `None` when the stream ended cleanly
+    /// between frames. An oversized length prefix fails before its payload is read.
+    pub async fn next(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        self.buf.advance(std::mem::take(&mut self.consumed));
+        loop {
+            if self.buf.len() >= LENGTH_PREFIX {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                    as usize;
+                check_len(len, self.max)?;
+                if self.buf.len() >= LENGTH_PREFIX + len {
+                    self.consumed = LENGTH_PREFIX + len;
+                    return Ok(Some(&self.buf[LENGTH_PREFIX..self.consumed]));
+                }
+                self.buf.reserve(LENGTH_PREFIX + len - self.buf.len());
+            }
+            self.buf.reserve(READ_CHUNK);
+            if self.recv.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        }
+    }
+
+    /// Asks the peer to stop sending on this stream, with `code`.
+    pub fn stop(&mut self, code: quinn::VarInt) {
+        let _ = self.recv.stop(code);
+    }
 }
 
 /// Reads one frame and decodes it as a `T`. A clean end of stream is an error here.
@@ -79,11 +149,13 @@ pub async fn read_value<T: DeserializeOwned>(
     recv: &mut RecvStream,
     max: usize,
 ) -> Result<T, FrameError> {
-    let mut buf = Vec::new();
-    if !read_frame(recv, &mut buf, max).await? {
-        return Err(FrameError::Read(quinn::ReadExactError::FinishedEarly(0)));
-    }
-    Ok(postcard::from_bytes(&buf)?)
+    let mut prefix = [0u8; LENGTH_PREFIX];
+    recv.read_exact(&mut prefix).await?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    check_len(len, max)?;
+    let mut payload = vec![0; len];
+    recv.read_exact(&mut payload).await?;
+    Ok(postcard::from_bytes(&payload)?)
 }
 
 #[cfg(test)]
@@ -97,6 +169,15 @@ mod tests {
         assert_eq!(len, frame.len() - 4);
         let (s, n): (&str, u8) = postcard::from_bytes(&frame[4..]).unwrap();
         assert_eq!((s, n), ("abc", 7));
+    }
+
+    #[test]
+    fn a_failed_encoding_leaves_the_buffer_as_it_was() {
+        let mut buf = b"keep".to_vec();
+        assert!(encode_frame_into(&mut buf, 10, |b| put_postcard(b, &[1u8; 100][..])).is_err());
+        assert_eq!(buf, b"keep");
+        encode_frame_into(&mut buf, 10, |b| put_postcard(b, &7u8)).unwrap();
+        assert_eq!(buf, b"keep\0\0\0\x01\x07");
     }
 
     #[test]

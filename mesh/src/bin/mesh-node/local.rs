@@ -28,9 +28,10 @@ pub struct LocalArgs {
 /// Starts the children and waits for SIGINT/SIGTERM (or a child's exit), then stops all.
 pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
-    let dir = args.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("mesh-local-{}", std::process::id()))
-    });
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("mesh-local-{}", std::process::id())));
     mesh::tls::write_cluster_dir(&dir, "mesh", &names)?;
     let exe = std::env::current_exe().context("cannot find the mesh-node executable")?;
     let seed = format!("127.0.0.1:{}", args.base_port);

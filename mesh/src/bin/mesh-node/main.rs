@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mesh-node", version, about = "A mesh node: QUIC, mutual TLS, gossip")]
+#[command(
+    name = "mesh-node",
+    version,
+    about = "A mesh node: QUIC, mutual TLS, gossip"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
