@@ -29,7 +29,7 @@ pub struct NodeConfig {
     #[serde(with = "millis")]
     pub gossip_interval: Duration,
     /// Bytes of outgoing frames buffered per peer before `tell` reports
-    /// backpressure (and `ask` waits). Default 16 MiB.
+    /// backpressure (and `ask` waits). Default 4 MiB.
     pub peer_buffer: usize,
     /// First delay between failed dials to a peer; doubles up to `reconnect_max`. Default 100 ms.
     #[serde(with = "millis")]
@@ -53,7 +53,7 @@ impl Default for NodeConfig {
             roles: Vec::new(),
             max_frame_size: 8 * 1024 * 1024,
             gossip_interval: Duration::from_millis(200),
-            peer_buffer: 16 * 1024 * 1024,
+            peer_buffer: 4 * 1024 * 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),

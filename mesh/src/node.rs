@@ -1,6 +1,5 @@
 //! The [`Node`]: one QUIC endpoint, its peers, its services and its gossip.
 
-use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,18 +13,16 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::config::NodeConfig;
-use crate::error::{AskError, SendError, StartError};
+use crate::error::StartError;
 use crate::gossip::{QuicGossip, GOSSIP_INBOX};
 use crate::hooks::Hooks;
 use crate::members::{MemberInfo, MembersView};
-use crate::outbox::{Outbox, PushError};
 use crate::peers::PeerTable;
 use crate::service::{ErasedService, Request, TypedService};
 use crate::socket::CrashableSocket;
 use crate::stats::{NodeStats, Stats};
 use crate::tls::{transport_config, QuicTls, TlsSettings};
-use crate::wire::frame::put_postcard;
-use crate::wire::{EnvelopeHeader, ErrorCode, RemoteError};
+use crate::wire::{ErrorCode, RemoteError};
 
 /// A connection to a peer came up or went down.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +57,7 @@ pub(crate) struct PendingAsk {
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     /// `id.name`, shared by every locally sent [`Request`].
-    local_name: Arc<str>,
+    pub(crate) local_name: Arc<str>,
     pub(crate) config: NodeConfig,
     pub(crate) advertise: SocketAddr,
     pub(crate) insecure: bool,
@@ -74,14 +71,14 @@ pub(crate) struct Shared {
     /// receiving side touches.
     pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
     pub(crate) pending: Mutex<HashMap<u64, PendingAsk>>,
-    next_ask: AtomicU64,
+    pub(crate) next_ask: AtomicU64,
     pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
     pub(crate) dialing: Mutex<HashSet<SocketAddr>>,
     pub(crate) stats: Stats,
     pub(crate) hooks: Hooks,
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     tasks: Mutex<Vec<AbortHandle>>,
-    stopped: AtomicBool,
+    pub(crate) stopped: AtomicBool,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,7 +217,7 @@ impl NodeBuilder {
 /// A running mesh node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
 pub struct Node {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     inner: Arc<NodeInner>,
 }
 
@@ -412,146 +409,6 @@ impl Node {
             .services_version
             .0
             .fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Sends a one-way message to `service` on node `peer`. Messages from this
-    /// node to one peer arrive in send order while nothing fails.
-    pub fn tell<M: Serialize + Send + 'static>(
-        &self,
-        peer: &str,
-        service: &str,
-        message: M,
-    ) -> Result<(), SendError> {
-        self.check_running()?;
-        if peer == self.shared.id.name {
-            let handler = self
-                .shared
-                .service(service)
-                .ok_or_else(|| SendError::UnknownService(service.to_string()))?;
-            handler.deliver_local(&self.shared.local_name, Box::new(message), None)?;
-            return Ok(());
-        }
-        self.with_outbox(peer, |outbox| {
-            outbox.push(|buf| {
-                put_postcard(buf, &EnvelopeHeader::Tell { service })?;
-                put_postcard(buf, &message)
-            })
-        })?
-        .map_err(|error| match error {
-            PushError::Full => SendError::Backpressure(peer.to_string()),
-            PushError::Encode(error) => SendError::Encode(error),
-        })
-    }
-
-    /// Sends a request to `service` on node `peer` and waits up to `timeout`
-    /// for the reply. Always ends: a reply, a remote error, or a timeout.
-    pub async fn ask<M, R>(
-        &self,
-        peer: &str,
-        service: &str,
-        message: M,
-        timeout: Duration,
-    ) -> Result<R, AskError>
-    where
-        M: Serialize + Send + 'static,
-        R: DeserializeOwned + Send + 'static,
-    {
-        self.check_running()?;
-        if peer == self.shared.id.name {
-            return self.ask_local(service, message, timeout).await;
-        }
-        let id = self.shared.next_ask.fetch_add(1, Ordering::Relaxed);
-        let outbox = self.with_outbox(peer, |outbox| outbox.clone())?;
-        let (reply, rx) = oneshot::channel();
-        lock(&self.shared.pending).insert(
-            id,
-            PendingAsk {
-                peer: peer.to_string(),
-                reply,
-            },
-        );
-        let outcome = tokio::time::timeout(timeout, async {
-            outbox
-                .push_wait(|buf| {
-                    put_postcard(buf, &EnvelopeHeader::Ask { id, service })?;
-                    put_postcard(buf, &message)
-                })
-                .await
-                .map_err(SendError::from)?;
-            rx.await
-                .map_err(|_| AskError::ConnectionLost(peer.to_string()))
-        })
-        .await;
-        let bytes = match outcome {
-            Err(_) => {
-                lock(&self.shared.pending).remove(&id);
-                return Err(AskError::Timeout(timeout));
-            }
-            Ok(Err(error)) => {
-                lock(&self.shared.pending).remove(&id);
-                return Err(error);
-            }
-            Ok(Ok(Ok(bytes))) => bytes,
-            Ok(Ok(Err(AskFailure::Remote(error)))) => return Err(AskError::Remote(error)),
-            Ok(Ok(Err(AskFailure::ConnectionLost))) => {
-                return Err(AskError::ConnectionLost(peer.to_string()))
-            }
-        };
-        postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
-    }
-
-    async fn ask_local<M, R>(
-        &self,
-        service: &str,
-        message: M,
-        timeout: Duration,
-    ) -> Result<R, AskError>
-    where
-        M: Send + 'static,
-        R: Send + 'static,
-    {
-        let handler = self
-            .shared
-            .service(service)
-            .ok_or_else(|| AskError::Remote(RemoteError::UnknownService(service.to_string())))?;
-        let (reply, rx) = oneshot::channel();
-        handler
-            .deliver_local(&self.shared.local_name, Box::new(message), Some(reply))
-            .map_err(AskError::Remote)?;
-        let reply: Box<dyn Any + Send> = tokio::time::timeout(timeout, rx)
-            .await
-            .map_err(|_| AskError::Timeout(timeout))?
-            .map_err(|_| AskError::Remote(RemoteError::NoReply))?
-            .map_err(AskError::Remote)?;
-        reply.downcast::<R>().map(|r| *r).map_err(|_| {
-            AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>()))
-        })
-    }
-
-    fn check_running(&self) -> Result<(), SendError> {
-        if self.shared.stopped.load(Ordering::Relaxed) {
-            Err(SendError::Shutdown)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Runs `f` on the outbox of `peer` without cloning anything on the hot path.
-    fn with_outbox<T>(
-        &self,
-        peer: &str,
-        f: impl FnOnce(&Arc<Outbox>) -> T,
-    ) -> Result<T, SendError> {
-        if let Some(peer) = read(&self.shared.peers.0).get_ref(peer) {
-            return Ok(f(&peer.outbox));
-        }
-        let addr = self
-            .members()
-            .into_iter()
-            .find(|m| m.id.name == peer)
-            .map(|m| m.addr)
-            .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
-        Ok(f(&self.shared.peer(peer, Some(addr)).outbox))
     }
 
     /// Leaves gracefully: stops gossip, closes every connection with a goodbye,

@@ -10,12 +10,12 @@
 //! connection is closed after a grace period so frames already in flight on it
 //! are still read.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use membership::NodeId;
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::outbox::Outbox;
@@ -58,8 +58,9 @@ impl Peer {
 /// Peers by name, and names by advertise address.
 #[derive(Default)]
 pub(crate) struct PeerTable {
-    by_name: HashMap<String, Arc<Peer>>,
-    by_addr: HashMap<SocketAddr, String>,
+    // Looked up on every send; names are few and come from authenticated peers.
+    by_name: FxHashMap<String, Arc<Peer>>,
+    by_addr: FxHashMap<SocketAddr, String>,
 }
 
 impl PeerTable {

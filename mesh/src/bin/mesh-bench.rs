@@ -220,14 +220,10 @@ impl MeshPair {
     async fn tell(&self, n: u64) -> anyhow::Result<f64> {
         let start_count = self.received.load(Ordering::Relaxed);
         let payload = Payload([7; PAYLOAD]);
+        let a = self.b.peer("a")?;
         let start = Instant::now();
-        let mut sent = 0;
-        while sent < n {
-            match self.b.tell("a", "sink", payload) {
-                Ok(()) => sent += 1,
-                Err(mesh::SendError::Backpressure(_)) => tokio::task::yield_now().await,
-                Err(e) => return Err(e.into()),
-            }
+        for _ in 0..n {
+            a.tell_wait("sink", payload).await?;
         }
         while self.received.load(Ordering::Relaxed) - start_count < n {
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -239,14 +235,14 @@ impl MeshPair {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
-            let b = self.b.clone();
+            let a = self.b.peer("a")?;
             let count = n / concurrency;
             tasks.push(tokio::spawn(async move {
                 let mut hist = histogram();
                 let payload = Payload([7; PAYLOAD]);
                 for _ in 0..count {
                     let t = Instant::now();
-                    let _: Payload = b.ask("a", "echo", payload, Duration::from_secs(10)).await?;
+                    let _: Payload = a.ask("echo", payload, Duration::from_secs(10)).await?;
                     hist.record(t.elapsed().as_nanos() as u64)?;
                 }
                 anyhow::Ok(hist)

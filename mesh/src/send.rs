@@ -1,0 +1,267 @@
+//! Sending: `tell` and `ask`, by peer name or through a [`PeerRef`].
+
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::oneshot;
+
+use crate::error::{AskError, SendError};
+use crate::node::{lock, read, AskFailure, Node, PendingAsk, Shared};
+use crate::outbox::{Outbox, PushError};
+use crate::wire::frame::put_postcard;
+use crate::wire::{EnvelopeHeader, RemoteError};
+
+/// A handle on one peer (or on this node) for repeated sends, with no lookup
+/// per message. Cheap to clone. It stays valid across reconnects and restarts
+/// of the peer: it names the peer, not a connection.
+#[derive(Clone)]
+pub struct PeerRef {
+    shared: Arc<Shared>,
+    name: Arc<str>,
+    /// `None` for this node itself: delivered without serialization.
+    outbox: Option<Arc<Outbox>>,
+}
+
+impl PeerRef {
+    /// The peer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Like [`Node::tell`].
+    pub fn tell<M: Serialize + Send + 'static>(
+        &self,
+        service: &str,
+        message: M,
+    ) -> Result<(), SendError> {
+        self.shared.check_running()?;
+        match &self.outbox {
+            None => self.shared.tell_local(service, message),
+            Some(outbox) => tell_remote(outbox, &self.name, service, &message),
+        }
+    }
+
+    /// Like [`PeerRef::tell`], but waits for room in the peer's outgoing
+    /// buffer instead of failing with [`SendError::Backpressure`]: the way for
+    /// a producer to run at the speed of the network.
+    pub async fn tell_wait<M: Serialize + Send + 'static>(
+        &self,
+        service: &str,
+        message: M,
+    ) -> Result<(), SendError> {
+        self.shared.check_running()?;
+        match &self.outbox {
+            None => self.shared.tell_local(service, message),
+            Some(outbox) => Ok(outbox
+                .push_wait(|buf| {
+                    put_postcard(buf, &EnvelopeHeader::Tell { service })?;
+                    put_postcard(buf, &message)
+                })
+                .await?),
+        }
+    }
+
+    /// Like [`Node::ask`].
+    pub async fn ask<M, R>(
+        &self,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
+    where
+        M: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.shared.check_running()?;
+        match &self.outbox {
+            None => self.shared.ask_local(service, message, timeout).await,
+            Some(outbox) => {
+                self.shared
+                    .ask_remote(outbox, &self.name, service, message, timeout)
+                    .await
+            }
+        }
+    }
+}
+
+impl Node {
+    /// A handle for sending to `peer` (which may be this node) without a
+    /// lookup per message. Fails if no member of that name is known.
+    pub fn peer(&self, peer: &str) -> Result<PeerRef, SendError> {
+        let outbox = if peer == self.shared.id.name {
+            None
+        } else {
+            Some(self.with_outbox(peer, |outbox| outbox.clone())?)
+        };
+        Ok(PeerRef {
+            shared: self.shared.clone(),
+            name: peer.into(),
+            outbox,
+        })
+    }
+
+    /// Sends a one-way message to `service` on node `peer`. Messages from this
+    /// node to one peer arrive in send order while nothing fails.
+    pub fn tell<M: Serialize + Send + 'static>(
+        &self,
+        peer: &str,
+        service: &str,
+        message: M,
+    ) -> Result<(), SendError> {
+        self.shared.check_running()?;
+        if peer == self.shared.id.name {
+            return self.shared.tell_local(service, message);
+        }
+        self.with_outbox(peer, |outbox| tell_remote(outbox, peer, service, &message))?
+    }
+
+    /// Sends a request to `service` on node `peer` and waits up to `timeout`
+    /// for the reply. Always ends: a reply, a remote error, or a timeout.
+    pub async fn ask<M, R>(
+        &self,
+        peer: &str,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
+    where
+        M: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.peer(peer)?.ask(service, message, timeout).await
+    }
+
+    /// Runs `f` on the outbox of `peer` without cloning anything on the hot path.
+    fn with_outbox<T>(
+        &self,
+        peer: &str,
+        f: impl FnOnce(&Arc<Outbox>) -> T,
+    ) -> Result<T, SendError> {
+        if let Some(peer) = read(&self.shared.peers.0).get_ref(peer) {
+            return Ok(f(&peer.outbox));
+        }
+        let addr = self
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == peer)
+            .map(|m| m.addr)
+            .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
+        Ok(f(&self.shared.peer(peer, Some(addr)).outbox))
+    }
+}
+
+fn tell_remote<M: Serialize>(
+    outbox: &Outbox,
+    peer: &str,
+    service: &str,
+    message: &M,
+) -> Result<(), SendError> {
+    outbox
+        .push(|buf| {
+            put_postcard(buf, &EnvelopeHeader::Tell { service })?;
+            put_postcard(buf, message)
+        })
+        .map_err(|error| match error {
+            PushError::Full => SendError::Backpressure(peer.to_string()),
+            PushError::Encode(error) => SendError::Encode(error),
+        })
+}
+
+impl Shared {
+    fn check_running(&self) -> Result<(), SendError> {
+        if self.stopped.load(Ordering::Relaxed) {
+            Err(SendError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn tell_local<M: Send + 'static>(&self, service: &str, message: M) -> Result<(), SendError> {
+        let handler = self
+            .service(service)
+            .ok_or_else(|| SendError::UnknownService(service.to_string()))?;
+        handler.deliver_local(&self.local_name, Box::new(message), None)?;
+        Ok(())
+    }
+
+    async fn ask_local<M, R>(
+        &self,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
+    where
+        M: Send + 'static,
+        R: Send + 'static,
+    {
+        let handler = self
+            .service(service)
+            .ok_or_else(|| AskError::Remote(RemoteError::UnknownService(service.to_string())))?;
+        let (reply, rx) = oneshot::channel();
+        handler
+            .deliver_local(&self.local_name, Box::new(message), Some(reply))
+            .map_err(AskError::Remote)?;
+        let reply: Box<dyn Any + Send> = tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| AskError::Timeout(timeout))?
+            .map_err(|_| AskError::Remote(RemoteError::NoReply))?
+            .map_err(AskError::Remote)?;
+        reply.downcast::<R>().map(|r| *r).map_err(|_| {
+            AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>()))
+        })
+    }
+
+    async fn ask_remote<M, R>(
+        &self,
+        outbox: &Outbox,
+        peer: &str,
+        service: &str,
+        message: M,
+        timeout: Duration,
+    ) -> Result<R, AskError>
+    where
+        M: Serialize,
+        R: DeserializeOwned,
+    {
+        let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        lock(&self.pending).insert(
+            id,
+            PendingAsk {
+                peer: peer.to_string(),
+                reply,
+            },
+        );
+        let outcome = tokio::time::timeout(timeout, async {
+            outbox
+                .push_wait(|buf| {
+                    put_postcard(buf, &EnvelopeHeader::Ask { id, service })?;
+                    put_postcard(buf, &message)
+                })
+                .await
+                .map_err(SendError::from)?;
+            rx.await
+                .map_err(|_| AskError::ConnectionLost(peer.to_string()))
+        })
+        .await;
+        let bytes = match outcome {
+            Err(_) => {
+                lock(&self.pending).remove(&id);
+                return Err(AskError::Timeout(timeout));
+            }
+            Ok(Err(error)) => {
+                lock(&self.pending).remove(&id);
+                return Err(error);
+            }
+            Ok(Ok(Ok(bytes))) => bytes,
+            Ok(Ok(Err(AskFailure::Remote(error)))) => return Err(AskError::Remote(error)),
+            Ok(Ok(Err(AskFailure::ConnectionLost))) => {
+                return Err(AskError::ConnectionLost(peer.to_string()))
+            }
+        };
+        postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
+    }
+}
