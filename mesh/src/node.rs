@@ -349,7 +349,8 @@ impl Node {
 
     /// Counters of refused and dropped input.
     pub fn stats(&self) -> NodeStats {
-        self.shared.stats.snapshot()
+        let replies_dropped = read(&self.shared.peers.0).replies_dropped();
+        self.shared.stats.snapshot(replies_dropped)
     }
 
     /// Live members as gossip sees them, this node included, oldest first.

@@ -2,6 +2,7 @@
 //! the peer's writer task takes everything buffered in one swap and writes it
 //! with one call. No allocation per message, no channel hop.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -24,6 +25,8 @@ pub(crate) struct Outbox {
     space: Notify,
     limit: usize,
     max_frame: usize,
+    /// Replies dropped because the buffer was full (the asker times out).
+    pub(crate) replies_dropped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -40,6 +43,7 @@ impl Outbox {
             space: Notify::new(),
             limit,
             max_frame,
+            replies_dropped: AtomicU64::new(0),
         })
     }
 
@@ -74,24 +78,6 @@ impl Outbox {
                 Err(PushError::Encode(error)) => return Err(error),
                 Ok(()) => return Ok(()),
             }
-        }
-    }
-
-    /// Appends an already encoded frame, waiting in a task if the buffer is full.
-    pub(crate) fn push_encoded(self: &Arc<Self>, frame: Vec<u8>) {
-        let raw = |buf: &mut Vec<u8>| {
-            buf.extend_from_slice(&frame[crate::wire::frame::LENGTH_PREFIX..]);
-            Ok(())
-        };
-        if let Err(PushError::Full) = self.push(raw) {
-            let outbox = self.clone();
-            tokio::spawn(async move {
-                let raw = |buf: &mut Vec<u8>| {
-                    buf.extend_from_slice(&frame[crate::wire::frame::LENGTH_PREFIX..]);
-                    Ok(())
-                };
-                let _ = outbox.push_wait(raw).await;
-            });
         }
     }
 

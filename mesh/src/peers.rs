@@ -76,6 +76,17 @@ impl PeerTable {
         self.by_addr.get(addr).and_then(|name| self.get(name))
     }
 
+    pub(crate) fn replies_dropped(&self) -> u64 {
+        self.by_name
+            .values()
+            .map(|p| {
+                p.outbox
+                    .replies_dropped
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     pub(crate) fn connected(&self) -> Vec<NodeId> {
         let mut ids: Vec<_> = self
             .by_name

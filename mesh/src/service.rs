@@ -7,13 +7,14 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::outbox::{Outbox, PushError};
-use crate::wire::frame::{encode_frame, put_postcard};
+use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
 /// What a reply channel carries: a value for local asks, bytes for remote ones.
@@ -86,16 +87,7 @@ impl<R: Serialize + Send + 'static> Responder<R> {
                 });
                 match pushed {
                     Ok(()) => {}
-                    Err(PushError::Full) => {
-                        // Encoded once more into a frame of its own, queued by a task.
-                        let frame = encode_frame(usize::MAX, |buf| {
-                            put_postcard(buf, &EnvelopeHeader::Reply { id })?;
-                            put_postcard(buf, &reply)
-                        });
-                        if let Ok(frame) = frame {
-                            outbox.push_encoded(frame);
-                        }
-                    }
+                    Err(PushError::Full) => drop_reply(&outbox),
                     Err(PushError::Encode(error)) => {
                         send_failure(&outbox, id, RemoteError::ReplyFailed(error.to_string()))
                     }
@@ -120,13 +112,18 @@ impl<R> Drop for Responder<R> {
 }
 
 /// Answers ask `id` with `error`.
-pub(crate) fn send_failure(outbox: &Arc<Outbox>, id: u64, error: RemoteError) {
-    let frame = encode_frame(usize::MAX, |buf| {
-        put_postcard(buf, &EnvelopeHeader::Failure { id, error })
-    });
-    if let Ok(frame) = frame {
-        outbox.push_encoded(frame);
+pub(crate) fn send_failure(outbox: &Outbox, id: u64, error: RemoteError) {
+    let pushed = outbox.push(|buf| put_postcard(buf, &EnvelopeHeader::Failure { id, error }));
+    if pushed.is_err() {
+        drop_reply(outbox);
     }
+}
+
+/// A peer that does not read its replies must not make this node buffer
+/// without bound: with its buffer full, the reply is dropped and counted, and
+/// the asker times out.
+fn drop_reply(outbox: &Outbox) {
+    outbox.replies_dropped.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A service with its types erased, as the registry holds it.

@@ -36,6 +36,8 @@ pub struct NodeStats {
     pub messages_undeliverable: u64,
     /// Gossip messages dropped (no connection yet, or queue full).
     pub gossip_dropped: u64,
+    /// Replies dropped because the asking peer's buffer was full.
+    pub replies_dropped: u64,
 }
 
 impl Stats {
@@ -43,7 +45,8 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> NodeStats {
+    /// The counters; `replies_dropped` is kept per peer and summed by the caller.
+    pub(crate) fn snapshot(&self, replies_dropped: u64) -> NodeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         NodeStats {
             frames_oversized: get(&self.frames_oversized),
@@ -54,6 +57,7 @@ impl Stats {
             unknown_service: get(&self.unknown_service),
             messages_undeliverable: get(&self.messages_undeliverable),
             gossip_dropped: get(&self.gossip_dropped),
+            replies_dropped,
         }
     }
 }
