@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     /// Locked for reading on every send: kept off the cache lines that the
     /// receiving side touches.
     pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
-    pub(crate) pending: Mutex<HashMap<u64, PendingAsk>>,
+    pub(crate) pending: Mutex<rustc_hash::FxHashMap<u64, PendingAsk>>,
     pub(crate) next_ask: AtomicU64,
     pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
     pub(crate) dialing: Mutex<HashSet<SocketAddr>>,

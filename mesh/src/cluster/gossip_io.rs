@@ -1,0 +1,80 @@
+//! Between chitchat and the membership brain: what gossip knows goes in, this
+//! node's own `member.*` keys go out.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chitchat::{Chitchat, ChitchatId};
+use membership::keys::MembershipKey;
+use membership::{GossipNode, NodeId};
+use tokio::sync::Mutex;
+
+/// A chitchat instance shared with its gossip loop.
+pub(crate) type SharedChitchat = Arc<Mutex<Chitchat>>;
+
+/// What one read of chitchat yields.
+pub(crate) struct GossipRead {
+    /// Every node chitchat knows except this one, with chitchat's liveness.
+    pub(crate) nodes: Vec<GossipNode>,
+}
+
+/// Reads every node state chitchat knows (this node excluded: the brain
+/// overlays its own keys), each marked live if chitchat's detector says so.
+pub(crate) async fn read_gossip(chitchat: &SharedChitchat) -> GossipRead {
+    let chitchat = chitchat.lock().await;
+    let me = chitchat.self_chitchat_id().clone();
+    let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    let nodes = chitchat
+        .node_states()
+        .iter()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, state)| GossipNode::from_node_state(state, live.contains(id)))
+        .collect();
+    GossipRead { nodes }
+}
+
+/// One change to this node's own keys.
+pub(crate) enum KeyChange {
+    /// Set `key` to `value`.
+    Set(String, String),
+    /// Delete `key`.
+    Delete(String),
+}
+
+/// Applies `changes` to this node's own chitchat state, in order, under one lock.
+pub(crate) async fn write_own_keys(chitchat: &SharedChitchat, changes: Vec<KeyChange>) {
+    if changes.is_empty() {
+        return;
+    }
+    let mut chitchat = chitchat.lock().await;
+    let own = chitchat.self_node_state();
+    for change in changes {
+        match change {
+            KeyChange::Set(key, value) => own.set(key, value),
+            KeyChange::Delete(key) => own.delete(&key),
+        }
+    }
+}
+
+/// Who published a Down decision naming `me` (this node included), and the
+/// youngest incarnation of `me`'s name if it is younger than `me`.
+pub(crate) async fn who_downed(
+    chitchat: &SharedChitchat,
+    me: &NodeId,
+) -> (Vec<NodeId>, Option<NodeId>) {
+    let key = MembershipKey::Down(me.clone()).encode();
+    let chitchat = chitchat.lock().await;
+    let mut deciders = Vec::new();
+    let mut younger: Option<NodeId> = None;
+    for (id, state) in chitchat.node_states() {
+        let node = NodeId::new(id.node_id.to_string(), id.generation_id);
+        if state.get(&key).is_some() {
+            deciders.push(node.clone());
+        }
+        if node.name == me.name && node.generation > me.generation {
+            younger = younger.max(Some(node));
+        }
+    }
+    deciders.sort();
+    (deciders, younger)
+}
