@@ -74,6 +74,10 @@ impl Shared {
     /// Sends one gossip message to the node advertising `to`, dialing it first
     /// if there is no connection (the message then waits for the dial).
     fn send_gossip(self: &Arc<Self>, to: SocketAddr, bytes: Vec<u8>) {
+        // Our own address, e.g. held by a previous incarnation of this node.
+        if to == self.advertise {
+            return;
+        }
         let active = crate::node::read(&self.peers.0)
             .by_addr(&to)
             .and_then(|peer| peer.active());

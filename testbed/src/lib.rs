@@ -4,9 +4,13 @@
 //!   node's QUIC socket, with rules per directed pair of nodes (drop, loss,
 //!   delay, duplicate, reorder), seeded randomness and per-link counters. It
 //!   runs in-process or as the `testbed proxy` process with a JSON control API.
-//!
-//! The multi-node harness (`Cluster`) is built on top of [`proxy`].
+//! - [`cluster`]: the in-process multi-node harness, [`Cluster`]: N mesh
+//!   nodes behind the proxy, faults by node name, crash/restart/leave, waits
+//!   with deadlines that fail with every node's view, and a timeline.
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod proxy;
+
+pub use cluster::{Cluster, Direction};
