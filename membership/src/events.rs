@@ -78,6 +78,16 @@ pub(crate) fn member_events(
     for (id, member) in after {
         let old = before.get(id);
         if old.map(|o| o.status) != Some(member.status) {
+            // Gossip may carry `up -> exiting` (or `-> removed`) in one step
+            // when the leave handoff was quick: the member still left.
+            let skipped_leaving =
+                matches!(
+                    old.map(|o| o.status),
+                    Some(MemberStatus::Joining | MemberStatus::Up)
+                ) && matches!(member.status, MemberStatus::Exiting | MemberStatus::Removed);
+            if skipped_leaving {
+                events.push(MemberEvent::MemberLeft(member.clone()));
+            }
             match member.status {
                 MemberStatus::Up => events.push(MemberEvent::MemberUp(member.clone())),
                 MemberStatus::Leaving => events.push(MemberEvent::MemberLeft(member.clone())),
@@ -105,4 +115,52 @@ pub(crate) fn member_events(
         }
     }
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reachability;
+
+    fn view(status: MemberStatus) -> BTreeMap<NodeId, Member> {
+        let id = NodeId::new("n1", 1);
+        let member = Member {
+            id: id.clone(),
+            addr: ([127, 0, 0, 1], 7000).into(),
+            status,
+            roles: Default::default(),
+            reachability: Reachability::Reachable,
+        };
+        BTreeMap::from([(id, member)])
+    }
+
+    fn kinds(events: &[MemberEvent]) -> Vec<&'static str> {
+        events
+            .iter()
+            .map(|e| match e {
+                MemberEvent::MemberUp(_) => "up",
+                MemberEvent::MemberLeft(_) => "left",
+                MemberEvent::MemberDowned(_) => "downed",
+                MemberEvent::MemberRemoved(_) => "removed",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_leave_seen_past_leaving_still_reports_member_left() {
+        use MemberStatus::*;
+        let cases = [
+            (Up, Leaving, vec!["left"]),
+            (Leaving, Exiting, vec![]),
+            (Up, Exiting, vec!["left"]),
+            (Up, Removed, vec!["left", "removed"]),
+            (Exiting, Removed, vec!["removed"]),
+            (Up, Down, vec!["downed"]),
+        ];
+        for (before, after, expected) in cases {
+            let events = member_events(&view(before), &view(after));
+            assert_eq!(kinds(&events), expected, "{before} -> {after}");
+        }
+    }
 }

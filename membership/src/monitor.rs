@@ -74,11 +74,25 @@ impl HeartbeatMonitor {
 
     /// The peers to send a heartbeat request to now: all watched peers once
     /// per `heartbeat_interval`, none in between.
+    ///
+    /// The rounds keep to a fixed schedule: a round taken a little late (the
+    /// driver's timer fired a millisecond after the previous one did) does not
+    /// push the later ones back, and a call up to a quarter interval early
+    /// takes the round, so a driver ticking at half the interval sends exactly
+    /// one round per interval instead of drifting to one per 1.5 intervals
+    /// (which would widen the measured intervals and delay detection).
     pub fn due(&mut self, now: Instant) -> Vec<NodeId> {
-        if self.next_round.is_some_and(|next| now < next) {
+        let slack = self.interval / 4;
+        if self.next_round.is_some_and(|next| now + slack < next) {
             return Vec::new();
         }
-        self.next_round = Some(now + self.interval);
+        let next = self.next_round.map_or(now, |scheduled| scheduled) + self.interval;
+        self.next_round = Some(if next > now + slack {
+            next
+        } else {
+            // Far behind (the driver stalled): start a new schedule from now.
+            now + self.interval
+        });
         self.detectors.keys().cloned().collect()
     }
 
@@ -150,6 +164,34 @@ mod tests {
         assert_eq!(m.due(start).len(), 2);
         assert!(m.due(start + ms(100)).is_empty());
         assert_eq!(m.due(start + ms(200)).len(), 2);
+    }
+
+    #[test]
+    fn rounds_keep_to_the_schedule_when_ticks_jitter() {
+        // A driver ticking every 100 ms whose timer fires 0-1 ms late, with
+        // the lateness going down from one tick to the next: still one round
+        // per 200 ms, never a 300 ms gap.
+        let start = Instant::now();
+        let mut m = monitor();
+        m.set_monitored(start, [NodeId::new("b", 2)]);
+        let mut rounds = Vec::new();
+        for tick in 0..40u64 {
+            let late = Duration::from_micros(900 - (tick % 10) * 90);
+            let now = start + ms(100 * tick) + late;
+            if !m.due(now).is_empty() {
+                rounds.push(now);
+            }
+        }
+        assert_eq!(rounds.len(), 20);
+        for pair in rounds.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap > ms(190) && gap < ms(210), "{gap:?}");
+        }
+        // A stalled driver starts a new schedule rather than sending a burst.
+        let later = start + ms(10_000);
+        assert!(!m.due(later).is_empty());
+        assert!(m.due(later + ms(100)).is_empty());
+        assert!(!m.due(later + ms(200)).is_empty());
     }
 
     #[test]

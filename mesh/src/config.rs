@@ -25,7 +25,11 @@ pub struct NodeConfig {
     pub roles: Vec<String>,
     /// Largest frame accepted or sent, in bytes. Default 8 MiB.
     pub max_frame_size: usize,
-    /// Chitchat gossip interval. Default 200 ms.
+    /// Chitchat gossip interval. Default 200 ms (DESIGN.md section 7): the
+    /// membership keys (observations, Down decisions) spread in a few rounds.
+    /// Chitchat's own failure detector follows it (initial interval = this,
+    /// max interval = 10x); it only decides whom chitchat gossips with and
+    /// who may be admitted. Reachability comes from membership's heartbeats.
     #[serde(with = "millis")]
     pub gossip_interval: Duration,
     /// Bytes of outgoing frames buffered per peer before `tell` reports
@@ -40,6 +44,10 @@ pub struct NodeConfig {
     /// A QUIC connection with no packet for this long is closed. Default 5 s.
     #[serde(with = "millis")]
     pub idle_timeout: Duration,
+    /// Membership: heartbeats, failure detection, downing, leave timings (a
+    /// `[membership]` table in TOML; every field has a default, see
+    /// [`membership::MembershipConfig`]).
+    pub membership: membership::MembershipConfig,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +65,7 @@ impl Default for NodeConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(5),
+            membership: membership::MembershipConfig::default(),
         }
     }
 }
@@ -96,6 +105,10 @@ impl NodeConfig {
             ("peer_buffer", self.peer_buffer == 0),
             ("reconnect_min", self.reconnect_min.is_zero()),
             ("idle_timeout", self.idle_timeout.is_zero()),
+            (
+                "membership.heartbeat_interval",
+                self.membership.heartbeat_interval.is_zero(),
+            ),
         ] {
             if zero {
                 return Err(ConfigError::Zero(what));
@@ -134,5 +147,31 @@ mod tests {
             config.name = bad.into();
             assert!(config.validate().is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn membership_settings_come_from_a_toml_table() {
+        let config: NodeConfig = toml::from_str(
+            r#"
+            name = "n1"
+            [membership]
+            heartbeat_interval = "100ms"
+            stable_after = "1s"
+            downing = { strategy = "keep-oldest" }
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(
+            config.membership.heartbeat_interval,
+            Duration::from_millis(100)
+        );
+        assert_eq!(config.membership.stable_after, Duration::from_secs(1));
+        assert_eq!(
+            config.membership.acceptable_heartbeat_pause,
+            Duration::from_secs(1),
+            "unset fields keep their defaults"
+        );
+        let defaults: NodeConfig = toml::from_str("name = \"n1\"").expect("parses");
+        assert_eq!(defaults.membership, membership::MembershipConfig::default());
     }
 }

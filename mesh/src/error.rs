@@ -23,6 +23,9 @@ pub enum StartError {
     /// Gossip could not start.
     #[error("gossip failed to start: {0}")]
     Gossip(String),
+    /// The membership driver could not start.
+    #[error("membership failed to start: {0}")]
+    Membership(String),
 }
 
 /// Why a message could not be sent.

@@ -6,6 +6,11 @@
 //! Peers are known by the name in their certificate and the advertise address
 //! they announce, never by UDP source address.
 //!
+//! Every node runs membership ([`cluster`]): direct heartbeats, per-observer
+//! reachability, split-brain downing and the singleton host, driven from the
+//! sans-IO `membership` crate, exposed as [`Node::cluster_members`],
+//! [`Node::member_events`], [`Node::leave`] and [`Node::downed`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
@@ -23,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 mod error;
 mod gossip;
@@ -40,11 +46,12 @@ mod stats;
 pub mod tls;
 pub mod wire;
 
+pub use cluster::{ClusterState, Downed};
 pub use config::NodeConfig;
 pub use error::{AskError, SendError, StartError};
 pub use hooks::{HookAction, Hooks};
 pub use members::MemberInfo;
-pub use membership::NodeId;
+pub use membership::{Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
 pub use node::{ConnectionEvent, Node, NodeBuilder, ServiceExists};
 pub use send::PeerRef;
 pub use service::{Request, Responder};

@@ -128,6 +128,13 @@ impl Shared {
         }
     }
 
+    /// Stops serving: every service is removed at once, so later messages
+    /// get an unknown-service error (used when the cluster downs this node).
+    pub(crate) fn close_services(&self) {
+        write(&self.services).clear();
+        self.services_version.0.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn stop_tasks(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         for task in lock(&self.tasks).drain(..) {
@@ -218,12 +225,13 @@ impl NodeBuilder {
 #[derive(Clone)]
 pub struct Node {
     pub(crate) shared: Arc<Shared>,
-    inner: Arc<NodeInner>,
+    pub(crate) inner: Arc<NodeInner>,
 }
 
-struct NodeInner {
+pub(crate) struct NodeInner {
     chitchat: Mutex<Option<ChitchatHandle>>,
     members: watch::Receiver<Vec<MemberInfo>>,
+    pub(crate) cluster: crate::cluster::ClusterHandle,
 }
 
 impl Node {
@@ -309,14 +317,22 @@ impl Node {
 
         let chitchat = start_gossip(&shared, gossip_rx).await?;
         let members = MembersView::spawn(&shared, &chitchat).await;
-        tracing::info!(node = %id, %advertise, listen = %local, "node started");
-        Ok(Node {
+        let gossip_state = chitchat.chitchat();
+        let (cluster, driver) = crate::cluster::prepare(id.clone(), advertise, &shared.config);
+        let node = Node {
             shared,
             inner: Arc::new(NodeInner {
                 chitchat: Mutex::new(Some(chitchat)),
                 members,
+                cluster,
             }),
-        })
+        };
+        if let Err(error) = crate::cluster::start(&node, gossip_state, driver).await {
+            node.shutdown().await;
+            return Err(error);
+        }
+        tracing::info!(node = %id, %advertise, listen = %local, "node started");
+        Ok(node)
     }
 
     /// This node's identity.
@@ -353,7 +369,9 @@ impl Node {
         self.shared.stats.snapshot(replies_dropped)
     }
 
-    /// Live members as gossip sees them, this node included, oldest first.
+    /// Live members as chitchat sees them, this node included, oldest first:
+    /// identity, address and roles, no status. For the membership view with
+    /// status and reachability see [`Node::cluster_members`].
     pub fn members(&self) -> Vec<MemberInfo> {
         self.inner.members.borrow().clone()
     }
@@ -412,8 +430,10 @@ impl Node {
             .fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Leaves gracefully: stops gossip, closes every connection with a goodbye,
-    /// and waits briefly for the close to reach the peers.
+    /// Stops the node now: stops gossip, closes every connection with a
+    /// goodbye, and waits briefly for the close to reach the peers. The
+    /// cluster is not told first, so the others see the node go unreachable
+    /// and down it; [`Node::leave`] leaves gracefully (and ends with this).
     pub async fn shutdown(&self) {
         let chitchat = lock(&self.inner.chitchat).take();
         if let Some(chitchat) = chitchat {
@@ -435,6 +455,18 @@ impl Node {
             chitchat.abort();
         }
         crash(&self.shared);
+    }
+
+    /// Starts a gossip round with each of `peers` now, besides chitchat's
+    /// regular rounds: a membership change (a Down decision, an observation)
+    /// then reaches them in one round trip instead of up to a gossip interval.
+    pub(crate) fn gossip_now(&self, peers: &[SocketAddr]) {
+        if let Some(chitchat) = lock(&self.inner.chitchat).as_ref() {
+            for peer in peers {
+                // Fails only when gossip has stopped: nothing to push then.
+                let _ = chitchat.gossip(*peer);
+            }
+        }
     }
 
     /// Whether the node has been shut down or has crashed.

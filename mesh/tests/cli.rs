@@ -192,3 +192,165 @@ fn bad_input_is_one_line_and_exit_code_two() {
     ]);
     assert!(err.contains("cannot bind admin address"), "{err}");
 }
+
+mod support;
+
+/// Certificates for `names` in a fresh directory of their own.
+fn cert_dir(tag: &str, names: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mesh-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    mesh::tls::write_cluster_dir(&dir, "mesh", &names).unwrap();
+    dir
+}
+
+/// An in-process node with its certificate from `dir`.
+async fn in_process(dir: &std::path::Path, name: &str, seeds: &[&mesh::Node]) -> mesh::Node {
+    mesh::Node::builder(name)
+        .seeds(seeds.iter().map(|n| n.advertise_addr()).collect())
+        .tls(mesh::TlsSettings::from_dir(dir, name).unwrap())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// `mesh-node run` for `name`, joining through `seed`; stdout and stderr captured.
+fn spawn_run(dir: &std::path::Path, name: &str, seed: &mesh::Node) -> Process {
+    let port = free_udp_port();
+    Process(
+        Command::new(BIN)
+            .args(["run", "--name", name])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--seeds", &seed.advertise_addr().to_string()])
+            .arg("--tls-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for the child to exit; its exit code and everything it printed.
+async fn wait_exit(child: &mut Process, deadline: Duration) -> (Option<i32>, String) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "mesh-node did not exit within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut output = String::new();
+    for stream in [
+        child.0.stdout.take().map(|s| Box::new(s) as Box<dyn Read>),
+        child.0.stderr.take().map(|s| Box::new(s) as Box<dyn Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut stream = stream;
+        let _ = stream.read_to_string(&mut output);
+    }
+    (status.code(), output)
+}
+
+fn signal(child: &Process, signal: libc::c_int) {
+    // SAFETY: kill(2) with the pid of a child we spawned and a valid signal.
+    let done = unsafe { libc::kill(child.0.id() as libc::pid_t, signal) };
+    assert_eq!(done, 0, "kill({signal})");
+}
+
+fn status_of(node: &mesh::Node, name: &str) -> Option<mesh::MemberStatus> {
+    node.cluster_members()
+        .into_iter()
+        .find(|m| m.id.name == name)
+        .map(|m| m.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_process_is_downed_and_exits_with_code_3_and_a_clear_line() {
+    support::init_tracing();
+    let dir = cert_dir("downed", &["n1", "n2", "n3"]);
+    let n1 = in_process(&dir, "n1", &[]).await;
+    let n2 = in_process(&dir, "n2", &[&n1]).await;
+    let mut child = spawn_run(&dir, "n3", &n1);
+    let nodes = [&n1, &n2];
+    support::wait_until(Duration::from_secs(20), "n1..n3 Up", &nodes, || {
+        nodes.iter().all(|n| support::sees_all_up(n, 3))
+    })
+    .await;
+
+    // A frozen process (long GC pause, suspended VM): no heartbeat answers.
+    signal(&child, libc::SIGSTOP);
+    support::wait_until(
+        Duration::from_secs(15),
+        "n3 Down on n1 and n2",
+        &nodes,
+        || {
+            nodes
+                .iter()
+                .all(|n| status_of(n, "n3") == Some(mesh::MemberStatus::Down))
+        },
+    )
+    .await;
+    // It wakes up, learns from gossip that it is Down, and exits.
+    signal(&child, libc::SIGCONT);
+    let (code, output) = wait_exit(&mut child, Duration::from_secs(15)).await;
+    assert_eq!(
+        code,
+        Some(3),
+        "exit code of a downed node; output:\n{output}"
+    );
+    assert!(
+        output.contains("this node was downed by the cluster"),
+        "{output}"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_the_cluster_gracefully_and_exits_zero() {
+    support::init_tracing();
+    let dir = cert_dir("leave", &["n1", "n2"]);
+    let n1 = in_process(&dir, "n1", &[]).await;
+    let mut child = spawn_run(&dir, "n2", &n1);
+    support::wait_until(Duration::from_secs(20), "n1 and n2 Up", &[&n1], || {
+        support::sees_all_up(&n1, 2)
+    })
+    .await;
+    let mut events = n1.member_events();
+    signal(&child, libc::SIGTERM);
+    let (code, output) = wait_exit(&mut child, Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "output:\n{output}");
+    support::wait_until(Duration::from_secs(5), "n2 gone from n1", &[&n1], || {
+        status_of(&n1, "n2").is_none()
+    })
+    .await;
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let about_n2 = |e: &mesh::MemberEvent| match e {
+        mesh::MemberEvent::MemberLeft(m) => Some(("left", m.id.name.clone())),
+        mesh::MemberEvent::MemberRemoved(m) => Some(("removed", m.id.name.clone())),
+        mesh::MemberEvent::MemberDowned(m) => Some(("downed", m.id.name.clone())),
+        _ => None,
+    };
+    let n2_events: Vec<&str> = seen
+        .iter()
+        .filter_map(about_n2)
+        .filter(|(_, name)| name == "n2")
+        .map(|(what, _)| what)
+        .collect();
+    assert_eq!(n2_events, ["left", "removed"], "{seen:#?}");
+    n1.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

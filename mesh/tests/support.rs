@@ -31,11 +31,24 @@ pub fn views(nodes: &[&Node]) -> String {
         .iter()
         .map(|n| {
             format!(
-                "  {}: members {:?}, connected {:?}, stats {:?}\n",
+                "  {} ({}): members {:?}, cluster {:?}, connected {:?}, stats {:?}\n",
                 n.id(),
+                n.self_status(),
                 n.members()
                     .iter()
                     .map(|m| m.id.to_string())
+                    .collect::<Vec<_>>(),
+                n.cluster_members()
+                    .iter()
+                    .map(|m| {
+                        let observers: Vec<String> =
+                            m.reachability.observers().map(|o| o.to_string()).collect();
+                        if observers.is_empty() {
+                            format!("{} {}", m.id, m.status)
+                        } else {
+                            format!("{} {} unreachable by {observers:?}", m.id, m.status)
+                        }
+                    })
                     .collect::<Vec<_>>(),
                 n.connected_peers()
                     .iter()
@@ -80,6 +93,29 @@ pub async fn cluster(ca: &ClusterCa, names: &[&str]) -> Vec<Node> {
         "all members to see each other",
         &refs,
         || refs.iter().all(|n| n.members().len() == names.len()),
+    )
+    .await;
+    nodes
+}
+
+/// Whether `node` sees exactly `expected` members, every one Up and reachable.
+pub fn sees_all_up(node: &Node, expected: usize) -> bool {
+    let members = node.cluster_members();
+    members.len() == expected
+        && members
+            .iter()
+            .all(|m| m.status == mesh::MemberStatus::Up && m.reachability.is_reachable())
+}
+
+/// Like [`cluster`], and waits until every node sees every member Up.
+pub async fn cluster_up(ca: &ClusterCa, names: &[&str]) -> Vec<Node> {
+    let nodes = cluster(ca, names).await;
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(
+        Duration::from_secs(10),
+        "every member Up everywhere",
+        &refs,
+        || refs.iter().all(|n| sees_all_up(n, names.len())),
     )
     .await;
     nodes

@@ -2,6 +2,7 @@
 //! node's own `member.*` keys go out.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chitchat::{Chitchat, ChitchatId};
@@ -41,10 +42,15 @@ pub(crate) enum KeyChange {
     Delete(String),
 }
 
-/// Applies `changes` to this node's own chitchat state, in order, under one lock.
-pub(crate) async fn write_own_keys(chitchat: &SharedChitchat, changes: Vec<KeyChange>) {
+/// Applies `changes` to this node's own chitchat state, in order, under one
+/// lock. Returns the gossip addresses of the peers chitchat considers live
+/// (empty when nothing changed), to push the change to at once.
+pub(crate) async fn write_own_keys(
+    chitchat: &SharedChitchat,
+    changes: Vec<KeyChange>,
+) -> Vec<SocketAddr> {
     if changes.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut chitchat = chitchat.lock().await;
     let own = chitchat.self_node_state();
@@ -54,6 +60,12 @@ pub(crate) async fn write_own_keys(chitchat: &SharedChitchat, changes: Vec<KeyCh
             KeyChange::Delete(key) => own.delete(&key),
         }
     }
+    let me = chitchat.self_chitchat_id();
+    chitchat
+        .live_nodes()
+        .filter(|id| *id != me)
+        .map(|id| id.gossip_advertise_addr)
+        .collect()
 }
 
 /// Who published a Down decision naming `me` (this node included), and the

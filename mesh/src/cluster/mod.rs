@@ -59,7 +59,7 @@ pub use leave::LeaveHandoff;
 pub use membership::{Member, MemberEvent, MemberStatus, PendingDecision};
 pub use state::{ClusterState, Downed, DowningSettings};
 
-pub(crate) use driver::start;
+pub(crate) use driver::{prepare, start};
 pub(crate) use handle::ClusterHandle;
 
 /// A downed node keeps gossiping this many gossip intervals before it leaves

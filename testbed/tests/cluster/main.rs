@@ -5,5 +5,6 @@ mod faults;
 mod hooks;
 mod lifecycle;
 mod loss;
+mod membership;
 mod report;
 mod support;

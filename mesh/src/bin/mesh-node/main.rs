@@ -26,7 +26,8 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Run one node.
+    /// Run one node. SIGINT/SIGTERM leave the cluster gracefully (exit 0); a
+    /// node downed by the cluster exits with code 3.
     Run(run::RunArgs),
     /// Run a cluster of nodes on loopback as child processes (Ctrl-C stops all).
     Local(local::LocalArgs),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mesh::{Node, NodeConfig, TlsSettings};
+use mesh::{MemberStatus, Node, NodeConfig, TlsSettings};
 
 /// Flags of `mesh-node run`.
 #[derive(Args, Clone)]
@@ -79,7 +79,12 @@ impl RunArgs {
     }
 }
 
-/// Runs one node until SIGINT or SIGTERM, then leaves gracefully.
+/// Exit code of `mesh-node run` when the cluster downed the node (2 is bad input).
+pub const EXIT_DOWNED: u8 = 3;
+
+/// Runs one node until SIGINT or SIGTERM, then leaves the cluster gracefully
+/// (a second signal stops it at once). If the cluster downs the node, it
+/// exits with [`EXIT_DOWNED`].
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.node_config()?;
     let tls = args.tls()?;
@@ -98,13 +103,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await?;
     if let Some(listener) = admin {
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "admin API listening");
+        tracing::info!(node = %node.id(), %addr, "admin API listening");
         tokio::spawn(mesh::admin::serve(listener, node.clone()));
     }
-    wait_for_signal().await?;
-    tracing::info!("signal received, leaving");
-    node.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            tracing::info!(node = %node.id(), "signal received, leaving the cluster (a second signal stops at once)");
+            tokio::select! {
+                () = node.leave() => {}
+                signal = wait_for_signal() => {
+                    signal?;
+                    tracing::warn!(node = %node.id(), "second signal, stopping without finishing the leave");
+                    node.shutdown().await;
+                }
+            }
+            if node.self_status() == MemberStatus::Down {
+                tracing::error!(node = %node.id(), "this node was downed by the cluster while leaving");
+                return Ok(ExitCode::from(EXIT_DOWNED));
+            }
+            tracing::info!(node = %node.id(), "left the cluster");
+            Ok(ExitCode::SUCCESS)
+        }
+        downed = node.downed() => {
+            tracing::error!(node = %node.id(), "this node was downed by the cluster: {downed}; exiting");
+            Ok(ExitCode::from(EXIT_DOWNED))
+        }
+    }
 }
 
 pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
