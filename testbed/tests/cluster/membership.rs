@@ -22,6 +22,17 @@ fn status_seen_by(cluster: &Cluster, observer: &str, name: &str) -> Option<Membe
         .map(|m| m.status)
 }
 
+/// Whether every observer sees each of `down` as Down and each of `up` as Up.
+fn verdict(cluster: &Cluster, observers: &[&str], down: &[&str], up: &[&str]) -> bool {
+    observers.iter().all(|o| {
+        down.iter()
+            .all(|n| status_seen_by(cluster, o, n) == Some(MemberStatus::Down))
+            && up
+                .iter()
+                .all(|n| status_seen_by(cluster, o, n) == Some(MemberStatus::Up))
+    })
+}
+
 fn all_up(cluster: &Cluster) -> bool {
     let names = cluster.running();
     names.iter().all(|observer| {
@@ -41,9 +52,7 @@ async fn a_crashed_node_is_down_on_every_survivor() -> TestResult {
     cluster.crash("n2");
     cluster
         .wait_until(DOWNING, "n2 Down on n1 and n3", |c| {
-            ["n1", "n3"]
-                .iter()
-                .all(|o| status_seen_by(c, o, "n2") == Some(MemberStatus::Down))
+            verdict(c, &["n1", "n3"], &["n2"], &["n1", "n3"])
         })
         .await?;
     Ok(())
@@ -63,14 +72,8 @@ async fn a_two_three_split_downs_the_minority_and_the_majority_goes_on() -> Test
             DOWNING,
             "the majority downs n1 and n2, the minority stops",
             |c| {
-                let majority_decided = ["n3", "n4", "n5"].iter().all(|o| {
-                    ["n1", "n2"]
-                        .iter()
-                        .all(|n| status_seen_by(c, o, n) == Some(MemberStatus::Down))
-                        && ["n3", "n4", "n5"]
-                            .iter()
-                            .all(|n| status_seen_by(c, o, n) == Some(MemberStatus::Up))
-                });
+                let majority = ["n3", "n4", "n5"];
+                let majority_decided = verdict(c, &majority, &["n1", "n2"], &majority);
                 let minority_stopped = ["n1", "n2"].iter().all(|n| c.node(n).is_stopped());
                 majority_decided && minority_stopped
             },
@@ -95,14 +98,8 @@ async fn a_pair_partition_in_five_nodes_downs_the_cut_pair_deterministically() -
     cluster.partition(&["n1"], &["n2"])?;
     cluster
         .wait_until(DOWNING, "n1 and n2 Down on n3, n4 and n5", |c| {
-            ["n3", "n4", "n5"].iter().all(|o| {
-                ["n1", "n2"]
-                    .iter()
-                    .all(|n| status_seen_by(c, o, n) == Some(MemberStatus::Down))
-                    && ["n3", "n4", "n5"]
-                        .iter()
-                        .all(|n| status_seen_by(c, o, n) == Some(MemberStatus::Up))
-            })
+            let rest = ["n3", "n4", "n5"];
+            verdict(c, &rest, &["n1", "n2"], &rest)
         })
         .await?;
     Ok(())
