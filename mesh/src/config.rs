@@ -38,7 +38,8 @@ pub struct NodeConfig {
     /// First delay between failed dials to a peer; doubles up to `reconnect_max`. Default 100 ms.
     #[serde(with = "millis")]
     pub reconnect_min: Duration,
-    /// Longest delay between failed dials to a peer. Default 5 s.
+    /// Longest delay between failed dials to a peer. Default 1 s, so that a
+    /// healed partition is seen reachable again within about a second.
     #[serde(with = "millis")]
     pub reconnect_max: Duration,
     /// A QUIC connection with no packet for this long is closed. Default 5 s.
@@ -63,7 +64,7 @@ impl Default for NodeConfig {
             gossip_interval: Duration::from_millis(200),
             peer_buffer: 4 * 1024 * 1024,
             reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_secs(5),
+            reconnect_max: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             membership: membership::MembershipConfig::default(),
         }
