@@ -176,8 +176,9 @@ impl Cluster {
         }
     }
 
-    /// Stops node `name` gracefully ([`Node::shutdown`]: goodbye to every
-    /// peer). Leaving a stopped node does nothing.
+    /// Node `name` leaves the cluster gracefully ([`Node::leave`]: Leaving,
+    /// handoffs, Exiting, Removed, then a goodbye to every peer) and stops.
+    /// Leaving a stopped node does nothing.
     pub async fn leave(&self, name: &str) {
         let node = {
             let mut slots = self.lock();
@@ -189,7 +190,7 @@ impl Cluster {
             slot.follower.0.abort();
             slot.node.clone()
         };
-        node.shutdown().await;
+        node.leave().await;
         self.recorder.record(Some(name), TimelineEvent::Left);
     }
 

@@ -54,10 +54,25 @@ async fn a_crashed_node_restarts_with_a_new_generation_and_answers_again() -> Te
 async fn a_node_that_leaves_stops_and_the_others_carry_on() -> TestResult {
     init_tracing();
     let cluster = Cluster::builder().nodes(3).start().await?;
+    let n2 = cluster.id("n2");
+    let mut events = cluster.node("n1").member_events();
     cluster.leave("n2").await;
     assert_eq!(cluster.state("n2"), NodeState::Left);
     assert_eq!(cluster.running(), ["n1", "n3"]);
     assert!(cluster.node("n2").is_stopped());
+    cluster
+        .wait_until(SETTLE, "n2 removed on n1 and n3", |c| {
+            ["n1", "n3"]
+                .iter()
+                .all(|o| c.node(o).cluster_members().iter().all(|m| m.id != n2))
+        })
+        .await?;
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(&event, mesh::MemberEvent::MemberDowned(m) if m.id == n2),
+            "a graceful leave must not down the node: {event:?}"
+        );
+    }
     cluster.ping("n1", "n3", ASK).await?;
     cluster.ping("n3", "n1", ASK).await?;
     Ok(())
