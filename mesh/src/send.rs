@@ -56,10 +56,7 @@ impl PeerRef {
         match &self.outbox {
             None => self.shared.tell_local(service, message),
             Some(outbox) => Ok(outbox
-                .push_wait(|buf| {
-                    put_postcard(buf, &EnvelopeHeader::Tell { service })?;
-                    put_postcard(buf, &message)
-                })
+                .push_wait(|buf| put_envelope(buf, &EnvelopeHeader::Tell { service }, &message))
                 .await?),
         }
     }
@@ -153,6 +150,16 @@ impl Node {
     }
 }
 
+/// Appends one envelope's payload: the header, then the message body.
+pub(crate) fn put_envelope<M: Serialize>(
+    buf: &mut Vec<u8>,
+    header: &EnvelopeHeader<'_>,
+    message: &M,
+) -> postcard::Result<()> {
+    put_postcard(buf, header)?;
+    put_postcard(buf, message)
+}
+
 fn tell_remote<M: Serialize>(
     outbox: &Outbox,
     peer: &str,
@@ -160,10 +167,7 @@ fn tell_remote<M: Serialize>(
     message: &M,
 ) -> Result<(), SendError> {
     outbox
-        .push(|buf| {
-            put_postcard(buf, &EnvelopeHeader::Tell { service })?;
-            put_postcard(buf, message)
-        })
+        .push(|buf| put_envelope(buf, &EnvelopeHeader::Tell { service }, message))
         .map_err(|error| match error {
             PushError::Full => SendError::Backpressure(peer.to_string()),
             PushError::Encode(error) => SendError::Encode(error),
@@ -237,10 +241,7 @@ impl Shared {
         );
         let outcome = tokio::time::timeout(timeout, async {
             outbox
-                .push_wait(|buf| {
-                    put_postcard(buf, &EnvelopeHeader::Ask { id, service })?;
-                    put_postcard(buf, &message)
-                })
+                .push_wait(|buf| put_envelope(buf, &EnvelopeHeader::Ask { id, service }, &message))
                 .await
                 .map_err(SendError::from)?;
             rx.await

@@ -14,6 +14,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::outbox::{Outbox, PushError};
+use crate::send::put_envelope;
 use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
@@ -81,10 +82,8 @@ impl<R: Serialize + Send + 'static> Responder<R> {
                 let _ = tx.send(Ok(Box::new(reply)));
             }
             Some(ReplyTarget::Remote { outbox, id }) => {
-                let pushed = outbox.push(|buf| {
-                    put_postcard(buf, &EnvelopeHeader::Reply { id })?;
-                    put_postcard(buf, &reply)
-                });
+                let pushed =
+                    outbox.push(|buf| put_envelope(buf, &EnvelopeHeader::Reply { id }, &reply));
                 match pushed {
                     Ok(()) => {}
                     Err(PushError::Full) => drop_reply(&outbox),
