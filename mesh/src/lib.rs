@@ -55,5 +55,6 @@ pub use membership::{Member, MemberEvent, MemberStatus, MembershipConfig, NodeId
 pub use node::{ConnectionEvent, Node, NodeBuilder, ServiceExists};
 pub use send::PeerRef;
 pub use service::{Request, Responder};
+pub use socket::bind_udp;
 pub use stats::NodeStats;
 pub use tls::TlsSettings;

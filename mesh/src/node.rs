@@ -19,7 +19,7 @@ use crate::hooks::Hooks;
 use crate::members::{MemberInfo, MembersView};
 use crate::peers::PeerTable;
 use crate::service::{ErasedService, Request, TypedService};
-use crate::socket::CrashableSocket;
+use crate::socket::{bind_udp, CrashableSocket};
 use crate::stats::{NodeStats, Stats};
 use crate::tls::{transport_config, QuicTls, TlsSettings};
 use crate::wire::{ErrorCode, RemoteError};
@@ -269,7 +269,7 @@ impl Node {
             addr: config.listen,
             error,
         };
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let socket = bind_udp(config.listen).map_err(bind_error)?;
         let local = socket.local_addr().map_err(bind_error)?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let socket = CrashableSocket::new(

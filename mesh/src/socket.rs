@@ -13,6 +13,32 @@ use std::task::{Context, Poll};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
+/// Socket buffer size asked of the kernel (it may grant less: Linux caps it at
+/// `net.core.rmem_max` / `wmem_max`). The default ~200 KiB overflows under a
+/// burst of QUIC packets on a busy node, and every drop halves the sender's
+/// congestion window.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds a UDP socket for a QUIC endpoint, with buffers as large as the
+/// kernel allows (what every node uses; public so that benchmarks can give a
+/// bare quinn endpoint the same socket).
+pub fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    enlarge_buffers(&socket);
+    Ok(socket)
+}
+
+fn enlarge_buffers(socket: &std::net::UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    let granted = (
+        socket.set_recv_buffer_size(SOCKET_BUFFER),
+        socket.set_send_buffer_size(SOCKET_BUFFER),
+    );
+    if let (Err(error), _) | (_, Err(error)) = granted {
+        tracing::debug!(%error, "could not enlarge the UDP socket buffers");
+    }
+}
+
 pub(crate) struct CrashableSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     dead: AtomicBool,

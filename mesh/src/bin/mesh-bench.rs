@@ -278,8 +278,18 @@ impl RawPair {
         ));
         let server_tls = QuicTls::new(&TlsSettings::InsecureDev, "server", transport.clone())?;
         let client_tls = QuicTls::new(&TlsSettings::InsecureDev, "client", transport)?;
-        let server = quinn::Endpoint::server(server_tls.server, "127.0.0.1:0".parse()?)?;
-        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        // The same sockets as a node's (enlarged buffers), so that only the
+        // mesh layers differ.
+        let endpoint = |server_config| {
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                server_config,
+                mesh::bind_udp("127.0.0.1:0".parse().expect("loopback address"))?,
+                Arc::new(quinn::TokioRuntime),
+            )
+        };
+        let server = endpoint(Some(server_tls.server))?;
+        let mut client = endpoint(None)?;
         client.set_default_client_config(client_tls.client);
         let server_addr = server.local_addr()?;
         let accept = server.clone();
