@@ -7,20 +7,45 @@
 //!   the singleton hosts, the downing strategy and its timers, and the pending
 //!   split-brain decision with the time left before it is taken
 //! - `GET /stats` -> the node's counters
+//! - `GET /{view}` -> a view another part of the program registered with
+//!   [`Node::register_admin_view`] (sharding registers `/sharding`); an
+//!   unknown view is a 404 with `{"error": ...}`
 //!
 //! Node ids appear as `name#generation`; durations as `"1500ms"`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
 use serde::Serialize;
 
 use crate::cluster::{ClusterState, DowningSettings};
+use crate::node::{read, write};
 use crate::Node;
+
+/// A registered admin view: produces its JSON on each request.
+pub type AdminView =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, serde_json::Value> + Send + Sync>;
+
+impl Node {
+    /// Serves `GET /{name}` on the admin API with the JSON that `view`
+    /// produces at each request (a later registration of the same name
+    /// replaces the earlier one). The fixed routes (`health`, `members`,
+    /// `cluster`, `stats`) cannot be replaced.
+    pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
+    {
+        let view: AdminView = Arc::new(move || Box::pin(view()));
+        write(&self.shared.admin_views).insert(name.to_string(), view);
+    }
+}
 
 /// One row of `GET /members`.
 #[derive(Clone, Debug, Serialize)]
@@ -164,6 +189,7 @@ pub fn router(node: Node) -> Router {
             "/stats",
             get(|State(node): State<Node>| async move { Json(node.stats()) }),
         )
+        .route("/{view}", get(registered_view))
         .with_state(node)
 }
 
@@ -178,6 +204,20 @@ async fn members(State(node): State<Node>) -> Json<Vec<MemberRow>> {
 
 async fn cluster(State(node): State<Node>) -> Json<ClusterView> {
     Json(ClusterView::new(node.cluster_state(), Instant::now()))
+}
+
+async fn registered_view(
+    State(node): State<Node>,
+    Path(name): Path<String>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let view = read(&node.shared.admin_views).get(&name).cloned();
+    match view {
+        Some(view) => (StatusCode::OK, Json(view().await)),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no admin view {name:?}") })),
+        ),
+    }
 }
 
 /// Serves the admin API on `listener` until the task is dropped.

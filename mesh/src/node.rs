@@ -12,6 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
+use crate::admin::AdminView;
 use crate::config::NodeConfig;
 use crate::error::StartError;
 use crate::gossip::{QuicGossip, GOSSIP_INBOX};
@@ -76,6 +77,7 @@ pub(crate) struct Shared {
     pub(crate) dialing: Mutex<HashSet<SocketAddr>>,
     pub(crate) stats: Stats,
     pub(crate) hooks: Hooks,
+    pub(crate) admin_views: RwLock<std::collections::BTreeMap<String, AdminView>>,
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     tasks: Mutex<Vec<AbortHandle>>,
     pub(crate) stopped: AtomicBool,
@@ -302,6 +304,7 @@ impl Node {
             dialing: Mutex::default(),
             stats: Stats::default(),
             hooks: Hooks::default(),
+            admin_views: RwLock::default(),
             events: broadcast::channel(256).0,
             tasks: Mutex::default(),
             stopped: AtomicBool::new(false),
@@ -525,9 +528,19 @@ async fn start_gossip(
     .map_err(|e| StartError::Gossip(e.to_string()))
 }
 
+/// The default generation: the start time in ms, strictly increasing within
+/// the process (nodes started in the same millisecond still differ, so the
+/// generation orders them and can serve as a singleton's epoch).
 fn now_millis() -> u64 {
-    SystemTime::now()
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let previous = LAST
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(0);
+    now.max(previous + 1)
 }

@@ -82,6 +82,12 @@ pub struct ShardingConfig {
     /// Default 100 ms.
     #[serde(with = "membership::duration::human")]
     pub tick_interval: Duration,
+    /// How often the coordinator's node sends every `ShardedDaemonProcess`
+    /// worker a keep-alive, which starts a worker that does not run (rule
+    /// 6). A worker whose node went Down runs again elsewhere within about
+    /// one interval after its shard is free. Default 1 s.
+    #[serde(with = "membership::duration::human")]
+    pub daemon_keep_alive_interval: Duration,
 }
 
 impl Default for ShardingConfig {
@@ -100,6 +106,7 @@ impl Default for ShardingConfig {
             handoff_timeout: Duration::from_secs(10),
             max_hops: 5,
             tick_interval: Duration::from_millis(100),
+            daemon_keep_alive_interval: Duration::from_secs(1),
         }
     }
 }
@@ -122,7 +129,10 @@ impl ShardingConfig {
         if !(self.rebalance_relative_limit >= 0.0 && self.rebalance_relative_limit <= 1.0) {
             return Err(ConfigError::RelativeLimit(self.rebalance_relative_limit));
         }
-        if self.tick_interval.is_zero() || self.retry_interval.is_zero() {
+        if self.tick_interval.is_zero()
+            || self.retry_interval.is_zero()
+            || self.daemon_keep_alive_interval.is_zero()
+        {
             return Err(ConfigError::ZeroInterval);
         }
         Ok(())

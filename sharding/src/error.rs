@@ -60,7 +60,7 @@ pub enum ConfigError {
     /// `rebalance_relative_limit` is not within 0..=1.
     #[error("rebalance_relative_limit must be within 0..=1, got {0}")]
     RelativeLimit(f64),
-    /// `tick_interval` or `retry_interval` is zero.
-    #[error("tick_interval and retry_interval must be above zero")]
+    /// `tick_interval`, `retry_interval` or `daemon_keep_alive_interval` is zero.
+    #[error("tick_interval, retry_interval and daemon_keep_alive_interval must be above zero")]
     ZeroInterval,
 }

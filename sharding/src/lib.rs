@@ -79,19 +79,26 @@
 pub mod allocation;
 mod config;
 pub mod coordinator;
+mod entity;
 mod error;
 mod hash;
 mod ids;
 mod lease;
 pub mod messages;
 pub mod region;
+mod runtime;
 
 pub use allocation::{AllocationStrategy, ConsistentHashing, LeastShardAllocation};
 pub use config::{AllocationKind, ShardingConfig};
 pub use coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput, ShardState};
+pub use entity::{Entity, EntityContext, EntityType};
 pub use error::{ConfigError, DeliveryError};
 pub use hash::{fnv1a_64, shard_id};
 pub use ids::{EntityId, Epoch, RegionId, ReplyTo, RequestId, ShardId};
 pub use lease::{shard_free_at, LatestGrant};
 pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator, RegionToRegion};
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
+pub use runtime::{
+    CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef, RegionLease, RegionView,
+    ShardRow, Sharding, ShardingError, TypeView,
+};

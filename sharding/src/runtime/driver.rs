@@ -1,0 +1,648 @@
+//! The driver of one entity type on one node: one task that owns the
+//! [`Region`], the [`Coordinator`] while this node hosts it, and the
+//! entities, and moves inputs and effects between them, the mesh and the
+//! clock. All protocol decisions are in the state machines; this file only
+//! performs them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use membership::{ordering, MemberStatus, NodeId};
+use mesh::{ClusterState, Node};
+use tokio::sync::{mpsc, oneshot};
+
+use super::host::{Host, Job};
+use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
+use super::wire::{ShardingError, Wire};
+use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
+use crate::entity::{Entity, Factory};
+use crate::ids::{EntityId, Epoch, RegionId, ReplyTo, ShardId};
+use crate::messages::{Delivery, RegionToRegion};
+use crate::region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
+use crate::ShardingConfig;
+
+/// Where an `ask` waits for its answer.
+pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
+
+/// What the driver task receives.
+pub(crate) enum Command<E: Entity> {
+    /// A local `tell` (`reply: None`) or `ask`.
+    Send {
+        entity: EntityId,
+        message: E::Message,
+        reply: Option<ReplySender<E::Reply>>,
+    },
+    /// From another node's driver.
+    Wire(Wire<E::Message, E::Reply>),
+    /// This node leaves: answer once everything hosted here is handed off.
+    Leave(oneshot::Sender<()>),
+    RegionView(oneshot::Sender<RegionView>),
+    CoordinatorView(oneshot::Sender<Option<CoordinatorView>>),
+}
+
+/// The ShardedDaemonProcess keep-alive: while this node hosts the
+/// coordinator, every worker is sent `message` every `every`, which starts
+/// any worker that does not run.
+pub(crate) struct KeepAlive<M> {
+    pub(crate) every: Duration,
+    pub(crate) workers: Vec<EntityId>,
+    pub(crate) message: fn() -> M,
+}
+
+/// The settings of one entity type's driver.
+pub(crate) struct TypeSettings<E: Entity> {
+    pub(crate) name: String,
+    pub(crate) service: String,
+    pub(crate) role: Option<String>,
+    pub(crate) passivate_after: Option<Duration>,
+    pub(crate) factory: Factory<E>,
+    pub(crate) keep_alive: Option<KeepAlive<E::Message>>,
+}
+
+/// One unit of local work: an input for one of the two state machines.
+enum Work<M> {
+    Region(RegionInput<M>),
+    Coordinator(CoordinatorInput),
+}
+
+/// The coordinator's host as this node saw it, for rule 3.
+struct HostSeen {
+    host: NodeId,
+    last_reachable: Instant,
+}
+
+pub(crate) struct Driver<E: Entity> {
+    node: Node,
+    me: RegionId,
+    settings: TypeSettings<E>,
+    config: ShardingConfig,
+    region: Region<E::Message>,
+    coordinator: Option<Coordinator>,
+    host: Host<E>,
+    pending: HashMap<u64, ReplySender<E::Reply>>,
+    next_correlation: u64,
+    statuses: BTreeMap<NodeId, MemberStatus>,
+    coordinator_host: Option<HostSeen>,
+    /// When this node's coordinator was created: the host before it.
+    previous_host: Option<HostSeen>,
+    would_survive: bool,
+    quorum_sent: Option<bool>,
+    leaving: Vec<oneshot::Sender<()>>,
+    handed_off: bool,
+    next_passivation: Instant,
+    next_keep_alive: Instant,
+    work: VecDeque<Work<E::Message>>,
+}
+
+impl<E: Entity> Driver<E> {
+    pub(crate) fn new(node: Node, settings: TypeSettings<E>, config: ShardingConfig) -> Self {
+        let me = node.id().clone();
+        let proxy_only = settings
+            .role
+            .as_deref()
+            .is_some_and(|role| !node.config().roles.iter().any(|r| r == role));
+        let now = Instant::now();
+        Self {
+            region: Region::new(me.clone(), config.clone(), proxy_only),
+            host: Host::new(settings.factory.clone()),
+            node,
+            me,
+            settings,
+            config,
+            coordinator: None,
+            pending: HashMap::new(),
+            next_correlation: 0,
+            statuses: BTreeMap::new(),
+            coordinator_host: None,
+            previous_host: None,
+            would_survive: true,
+            quorum_sent: None,
+            leaving: Vec::new(),
+            handed_off: false,
+            next_passivation: now,
+            next_keep_alive: now,
+            work: VecDeque::new(),
+        }
+    }
+
+    /// Runs until the node stops or every handle is dropped.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command<E>>) {
+        let mut ticker = tokio::time::interval(self.config.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                Some(finished) = self.host.running().next() => {
+                    let now = Instant::now();
+                    let region = &self.region;
+                    let outcome = self.host.finished(finished, now, |s| region.serves(s, now));
+                    if let Some((to, result)) = outcome.reply {
+                        self.reply(to, result.map_err(ShardingError::Remote));
+                    }
+                    if let Some(shard) = outcome.shard_stopped {
+                        self.work.push_back(Work::Region(RegionInput::ShardEntitiesStopped { shard }));
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.node.is_stopped() {
+                        break;
+                    }
+                    self.on_tick();
+                }
+            }
+            self.process();
+        }
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(ShardingError::Stopped));
+        }
+    }
+
+    fn on_command(&mut self, command: Command<E>) {
+        match command {
+            Command::Send {
+                entity,
+                message,
+                reply,
+            } => {
+                let reply_to = reply.map(|reply| self.expect_reply(reply));
+                self.work.push_back(Work::Region(RegionInput::Send {
+                    entity,
+                    payload: message,
+                    reply_to,
+                }));
+            }
+            Command::Wire(wire) => self.on_wire(wire),
+            Command::Leave(done) => {
+                self.leaving.push(done);
+                self.check_left();
+            }
+            Command::RegionView(answer) => {
+                let _ = answer.send(self.region_view());
+            }
+            Command::CoordinatorView(answer) => {
+                let _ = answer.send(self.coordinator_view());
+            }
+        }
+    }
+
+    fn on_wire(&mut self, wire: Wire<E::Message, E::Reply>) {
+        match wire {
+            // Only the coordinator of this node takes it; with none here
+            // (not started yet, or moved away) the region retries.
+            Wire::ToCoordinator(message) => {
+                if self.coordinator.is_some() {
+                    self.work
+                        .push_back(Work::Coordinator(CoordinatorInput::Message(message)));
+                }
+            }
+            // Meant for an earlier incarnation of this node: not ours.
+            Wire::ToRegion { to, message } => {
+                if to == self.me {
+                    self.work
+                        .push_back(Work::Region(RegionInput::FromCoordinator(message)));
+                }
+            }
+            Wire::Region(message) => self
+                .work
+                .push_back(Work::Region(RegionInput::FromRegion(message))),
+            // An answer nobody waits for any more (timed out) is dropped.
+            Wire::Reply {
+                correlation,
+                result,
+            } => {
+                if let Some(reply) = self.pending.remove(&correlation) {
+                    let _ = reply.send(result.map_err(ShardingError::Remote));
+                }
+            }
+            Wire::HandedOff { to, epoch } => {
+                if to == self.me && epoch >= self.region.coordinator_epoch() {
+                    self.handed_off = true;
+                    self.check_left();
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.follow_membership(now);
+        let effects = self.region.tick(now);
+        self.region_effects(effects);
+        if let Some(coordinator) = &mut self.coordinator {
+            let effects = coordinator.tick(now);
+            self.coordinator_effects(effects);
+        }
+        let region = &self.region;
+        self.host.resume(|shard| region.serves(shard, now));
+        if let Some(idle) = self.settings.passivate_after {
+            if now >= self.next_passivation {
+                self.host.passivate_idle(now, idle);
+                self.next_passivation = now + (idle / 4).max(self.config.tick_interval);
+            }
+        }
+        self.keep_alive(now);
+        self.pending.retain(|_, reply| !reply.is_closed());
+        self.check_left();
+    }
+
+    /// Performs queued work until none is left (local coordinator <->
+    /// region traffic is queued here instead of crossing the mesh).
+    fn process(&mut self) {
+        while let Some(work) = self.work.pop_front() {
+            let now = Instant::now();
+            match work {
+                Work::Region(input) => {
+                    let effects = self.region.handle(now, input);
+                    self.region_effects(effects);
+                }
+                Work::Coordinator(input) => {
+                    if let Some(coordinator) = &mut self.coordinator {
+                        let effects = coordinator.handle(now, input);
+                        self.coordinator_effects(effects);
+                    }
+                }
+            }
+        }
+    }
+
+    fn region_effects(&mut self, effects: Vec<RegionEffect<E::Message>>) {
+        for effect in effects {
+            match effect {
+                RegionEffect::ToCoordinator(message) => {
+                    if self.coordinator.is_some() {
+                        self.work
+                            .push_back(Work::Coordinator(CoordinatorInput::Message(message)));
+                    } else if let Some(host) = self.coordinator_node() {
+                        if host != self.me {
+                            // Lost on a broken link: the region retries.
+                            let _ = self.send(&host.name, Wire::ToCoordinator(message));
+                        }
+                    }
+                }
+                RegionEffect::ToRegion { to, message } => {
+                    if to == self.me {
+                        self.work
+                            .push_back(Work::Region(RegionInput::FromRegion(message)));
+                        continue;
+                    }
+                    let returned = match &message.body {
+                        RegionToRegion::Deliver(delivery) | RegionToRegion::NotHere(delivery) => {
+                            (delivery.shard, delivery.reply_to.clone())
+                        }
+                    };
+                    if let Err(error) = self.send(&to.name, Wire::Region(message)) {
+                        if let (_, Some(reply_to)) = returned {
+                            self.reply(reply_to, Err(error));
+                        } else {
+                            tracing::warn!(shard = %returned.0, %to, %error, "sharded tell lost");
+                        }
+                    }
+                }
+                RegionEffect::DeliverLocal(delivery) => {
+                    let now = Instant::now();
+                    let serving = self.region.serves(delivery.shard, now);
+                    let Delivery {
+                        shard,
+                        entity,
+                        payload,
+                        reply_to,
+                        ..
+                    } = delivery;
+                    let job = Job {
+                        message: payload,
+                        reply_to,
+                    };
+                    self.host.deliver(shard, &entity, job, now, serving);
+                }
+                RegionEffect::StopShard { shard, reason } => match reason {
+                    StopReason::Handoff => {
+                        if self.host.stop_shard(shard) {
+                            self.work
+                                .push_back(Work::Region(RegionInput::ShardEntitiesStopped {
+                                    shard,
+                                }));
+                        }
+                    }
+                    // Not handled here: the new home handles them.
+                    StopReason::Dropped => {
+                        for (entity, job) in self.host.drop_shard(shard) {
+                            self.work.push_back(Work::Region(RegionInput::Send {
+                                entity: entity.to_string(),
+                                payload: job.message,
+                                reply_to: job.reply_to,
+                            }));
+                        }
+                    }
+                },
+                RegionEffect::DeliveryFailed {
+                    shard,
+                    entity,
+                    reply_to,
+                    error,
+                } => match reply_to {
+                    Some(reply_to) => self.reply(reply_to, Err(error.into())),
+                    None => tracing::warn!(%shard, %entity, %error, "sharded tell failed"),
+                },
+            }
+        }
+    }
+
+    fn coordinator_effects(&mut self, effects: Vec<CoordinatorEffect>) {
+        for effect in effects {
+            match effect {
+                CoordinatorEffect::Send { to, message } => {
+                    if to == self.me {
+                        self.work
+                            .push_back(Work::Region(RegionInput::FromCoordinator(message)));
+                    } else {
+                        let _ = self.send(&to.name.clone(), Wire::ToRegion { to, message });
+                    }
+                }
+                CoordinatorEffect::RegionHandedOff { region } => {
+                    let epoch = self.coordinator.as_ref().map_or(Epoch(0), |c| c.epoch());
+                    if region == self.me {
+                        self.handed_off = true;
+                    } else {
+                        let _ =
+                            self.send(&region.name.clone(), Wire::HandedOff { to: region, epoch });
+                    }
+                }
+                CoordinatorEffect::Superseded { by } => {
+                    tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
+                    self.coordinator = None;
+                }
+            }
+        }
+    }
+
+    /// Reads the cluster state: member changes for both state machines,
+    /// where the coordinator runs (starting or stopping ours), quorum and
+    /// the fencing fast path.
+    fn follow_membership(&mut self, now: Instant) {
+        let state = self.node.cluster_state();
+        self.member_changes(&state);
+        self.follow_coordinator_host(&state, now);
+        if state.would_survive != self.would_survive {
+            self.would_survive = state.would_survive;
+            let input = if state.would_survive {
+                RegionInput::SideSurvives
+            } else {
+                RegionInput::FenceAll
+            };
+            self.work.push_back(Work::Region(input));
+        }
+        if self.coordinator.is_some() && self.quorum_sent != Some(state.would_survive) {
+            self.quorum_sent = Some(state.would_survive);
+            self.work
+                .push_back(Work::Coordinator(CoordinatorInput::Quorum(
+                    state.would_survive,
+                )));
+        }
+    }
+
+    fn member_changes(&mut self, state: &ClusterState) {
+        let mut seen = BTreeMap::new();
+        for member in &state.members {
+            seen.insert(member.id.clone(), member.status);
+            if self.statuses.get(&member.id) != Some(&member.status) {
+                self.member_input(&member.id, member.status);
+            }
+        }
+        let vanished: Vec<NodeId> = self
+            .statuses
+            .keys()
+            .filter(|id| !seen.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in vanished {
+            self.member_input(&id, MemberStatus::Removed);
+        }
+        self.statuses = seen;
+    }
+
+    fn member_input(&mut self, id: &NodeId, status: MemberStatus) {
+        if let Some(input) = coordinator_member_input(id, status) {
+            if self.coordinator.is_some() {
+                self.work.push_back(Work::Coordinator(input));
+            }
+        }
+        if status.is_gone() {
+            self.work
+                .push_back(Work::Region(RegionInput::MemberDown(id.clone())));
+        }
+    }
+
+    fn follow_coordinator_host(&mut self, state: &ClusterState, now: Instant) {
+        let host = ordering::singleton_host(&state.members, self.settings.role.as_deref());
+        if let Some(seen) = &mut self.coordinator_host {
+            let reachable = state
+                .members
+                .iter()
+                .any(|m| m.id == seen.host && !m.status.is_gone() && m.reachability.is_reachable());
+            if reachable {
+                seen.last_reachable = now;
+            }
+        }
+        let moved = self.coordinator_host.as_ref().map(|seen| &seen.host) != host.as_ref();
+        if moved {
+            let previous = self.coordinator_host.take();
+            self.coordinator_host = host.clone().map(|host| HostSeen {
+                host,
+                last_reachable: now,
+            });
+            if previous.as_ref().is_some_and(|p| p.host != self.me) {
+                self.previous_host = previous;
+            }
+        }
+        let here = host.as_ref() == Some(&self.me);
+        if here && self.coordinator.is_none() {
+            self.start_coordinator(now);
+        } else if !here && self.coordinator.is_some() {
+            tracing::info!(entity_type = %self.settings.name, "the coordinator moves away from this node");
+            self.coordinator = None;
+        }
+    }
+
+    fn start_coordinator(&mut self, now: Instant) {
+        let epoch = Epoch(self.me.generation);
+        let previous_last_seen = self.previous_host.as_ref().map(|p| p.last_reachable);
+        tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_last_seen, "coordinator starts on this node");
+        self.coordinator = Some(Coordinator::new(
+            self.me.clone(),
+            epoch,
+            self.config.clone(),
+            now,
+            previous_last_seen,
+        ));
+        self.quorum_sent = None;
+        let members: Vec<(NodeId, MemberStatus)> = self
+            .statuses
+            .iter()
+            .map(|(id, status)| (id.clone(), *status))
+            .collect();
+        for (id, status) in members {
+            if let Some(input) = coordinator_member_input(&id, status) {
+                self.work.push_back(Work::Coordinator(input));
+            }
+        }
+    }
+
+    /// The node the coordinator runs on, as this node sees it.
+    fn coordinator_node(&self) -> Option<NodeId> {
+        self.coordinator_host.as_ref().map(|seen| seen.host.clone())
+    }
+
+    fn keep_alive(&mut self, now: Instant) {
+        let Some(keep_alive) = &self.settings.keep_alive else {
+            return;
+        };
+        if self.coordinator.is_none() || now < self.next_keep_alive {
+            return;
+        }
+        self.next_keep_alive = now + keep_alive.every;
+        for worker in &keep_alive.workers {
+            self.work.push_back(Work::Region(RegionInput::Send {
+                entity: worker.clone(),
+                payload: (keep_alive.message)(),
+                reply_to: None,
+            }));
+        }
+    }
+
+    fn expect_reply(&mut self, reply: ReplySender<E::Reply>) -> ReplyTo {
+        self.next_correlation += 1;
+        self.pending.insert(self.next_correlation, reply);
+        ReplyTo {
+            node: self.me.clone(),
+            correlation: self.next_correlation,
+        }
+    }
+
+    fn reply(&mut self, to: ReplyTo, result: Result<E::Reply, ShardingError>) {
+        if to.node == self.me {
+            if let Some(reply) = self.pending.remove(&to.correlation) {
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        let wire = Wire::Reply {
+            correlation: to.correlation,
+            result: result.map_err(|error| error.to_string()),
+        };
+        if let Err(error) = self.send(&to.node.name, wire) {
+            tracing::debug!(to = %to.node, %error, "reply lost; the asker times out");
+        }
+    }
+
+    fn send(&self, to: &str, wire: Wire<E::Message, E::Reply>) -> Result<(), ShardingError> {
+        self.node
+            .tell(to, &self.settings.service, wire)
+            .map_err(|error| ShardingError::Unreachable(error.to_string()))
+    }
+
+    fn check_left(&mut self) {
+        if self.leaving.is_empty() {
+            return;
+        }
+        let empty = self.region.local_shards().is_empty() && self.host.entity_count() == 0;
+        if empty && (self.handed_off || self.is_proxy()) {
+            for done in self.leaving.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn is_proxy(&self) -> bool {
+        self.settings
+            .role
+            .as_deref()
+            .is_some_and(|role| !self.node.config().roles.iter().any(|r| r == role))
+    }
+
+    fn region_view(&self) -> RegionView {
+        let now = Instant::now();
+        let shards: Vec<ShardRow> = self
+            .region
+            .local_shards()
+            .into_iter()
+            .map(|shard| ShardRow {
+                shard: shard.0,
+                status: match self.region.shard_status(shard) {
+                    Some(ShardStatus::Active) => "active",
+                    Some(ShardStatus::Fenced) => "fenced",
+                    Some(ShardStatus::Stopping) => "stopping",
+                    _ => "unknown",
+                }
+                .to_string(),
+                entities: self.host.shard_entities(shard),
+            })
+            .collect();
+        let buffered = (0..self.config.number_of_shards)
+            .map(|shard| self.region.buffered(ShardId(shard)))
+            .sum();
+        RegionView {
+            entity_type: self.settings.name.clone(),
+            node: self.me.to_string(),
+            proxy_only: self.is_proxy(),
+            coordinator_epoch: self.region.coordinator_epoch().0,
+            registered: self.region.is_registered(),
+            lease_left_ms: self
+                .region
+                .lease_valid_until()
+                .map(|until| until.saturating_duration_since(now).as_millis() as u64),
+            shards,
+            entities: self.host.entity_count(),
+            buffered,
+        }
+    }
+
+    fn coordinator_view(&self) -> Option<CoordinatorView> {
+        let coordinator = self.coordinator.as_ref()?;
+        let now = Instant::now();
+        let allocation = coordinator.allocation();
+        let mut counts: BTreeMap<&RegionId, usize> = BTreeMap::new();
+        for region in allocation.values() {
+            *counts.entry(region).or_default() += 1;
+        }
+        let regions = coordinator
+            .registered_regions()
+            .into_iter()
+            .map(|region| RegionLease {
+                shards: counts.get(&region).copied().unwrap_or(0),
+                last_grant_ms_ago: coordinator
+                    .last_lease_answer(&region)
+                    .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+                region: region.to_string(),
+            })
+            .collect();
+        Some(CoordinatorView {
+            entity_type: self.settings.name.clone(),
+            node: self.me.to_string(),
+            epoch: coordinator.epoch().0,
+            quorum: coordinator.has_quorum(),
+            allocation: allocation
+                .iter()
+                .map(|(shard, region)| (shard.0, region.to_string()))
+                .collect(),
+            regions,
+        })
+    }
+}
+
+/// What a member's status means to the coordinator.
+fn coordinator_member_input(id: &NodeId, status: MemberStatus) -> Option<CoordinatorInput> {
+    match status {
+        MemberStatus::Joining => None,
+        MemberStatus::Up => Some(CoordinatorInput::MemberUp(id.clone())),
+        MemberStatus::Leaving | MemberStatus::Exiting => {
+            Some(CoordinatorInput::MemberLeaving(id.clone()))
+        }
+        MemberStatus::Down | MemberStatus::Removed => {
+            Some(CoordinatorInput::MemberDown(id.clone()))
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The entities that live in one region: their mailboxes, the handler
+//! invocations in flight, passivation and shard stops.
+//!
+//! An idle entity is a map entry (its id, the value, an empty mailbox and a
+//! timestamp), not a task: a million idle entities cost a million map
+//! entries. A message for an idle entity starts one future that runs the
+//! handler (and `started` first, for a new entity); the future hands the
+//! entity back when done, and the next queued message starts the next one.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::FutureExt;
+
+use crate::entity::{Entity, EntityContext, Factory};
+use crate::ids::{ReplyTo, ShardId};
+
+/// One message waiting for its entity.
+pub(crate) struct Job<M> {
+    pub(crate) message: M,
+    pub(crate) reply_to: Option<ReplyTo>,
+}
+
+/// What a finished entity future reports.
+pub(crate) enum Finished<E: Entity> {
+    /// A message was handled; the entity comes back.
+    Handled {
+        shard: ShardId,
+        id: Arc<str>,
+        entity: E,
+        passivate: bool,
+        reply: E::Reply,
+        reply_to: Option<ReplyTo>,
+    },
+    /// `stopped` ran; the entity is gone.
+    Stopped { shard: ShardId, id: Arc<str> },
+    /// The handler (or a hook) panicked; the instance is gone.
+    Panicked {
+        shard: ShardId,
+        id: Arc<str>,
+        reply_to: Option<ReplyTo>,
+    },
+}
+
+/// What the driver must do after [`Host::finished`].
+pub(crate) struct Outcome<R> {
+    /// The answer for the asker, if any (`Err` after a panic).
+    pub(crate) reply: Option<(ReplyTo, Result<R, String>)>,
+    /// Every entity of this shard has stopped for a handoff.
+    pub(crate) shard_stopped: Option<ShardId>,
+}
+
+struct Slot<E: Entity> {
+    /// `None` while a future owns it (or before the first message).
+    entity: Option<E>,
+    /// `started` has run for this instance.
+    live: bool,
+    busy: bool,
+    /// Stop once the mailbox is empty (passivation or handoff).
+    stopping: bool,
+    mailbox: VecDeque<Job<E::Message>>,
+    last_active: Instant,
+}
+
+/// The entities of one region.
+pub(crate) struct Host<E: Entity> {
+    factory: Factory<E>,
+    shards: HashMap<ShardId, HashMap<Arc<str>, Slot<E>>>,
+    running: FuturesUnordered<BoxFuture<'static, Finished<E>>>,
+    /// Shards being stopped for a handoff.
+    handing_off: BTreeSet<ShardId>,
+    /// Shards with messages held back because the region did not serve them.
+    paused: BTreeSet<ShardId>,
+    entities: usize,
+}
+
+impl<E: Entity> Host<E> {
+    pub(crate) fn new(factory: Factory<E>) -> Self {
+        Self {
+            factory,
+            shards: HashMap::new(),
+            running: FuturesUnordered::new(),
+            handing_off: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            entities: 0,
+        }
+    }
+
+    /// The futures in flight, for the driver to poll.
+    pub(crate) fn running(&mut self) -> &mut FuturesUnordered<BoxFuture<'static, Finished<E>>> {
+        &mut self.running
+    }
+
+    /// Live entities (idle or busy).
+    pub(crate) fn entity_count(&self) -> usize {
+        self.entities
+    }
+
+    /// Entities of one shard.
+    pub(crate) fn shard_entities(&self, shard: ShardId) -> usize {
+        self.shards.get(&shard).map_or(0, HashMap::len)
+    }
+
+    /// Queues a message for an entity (starting it if it does not run) and
+    /// runs it now if the region `serving` the shard allows it.
+    pub(crate) fn deliver(
+        &mut self,
+        shard: ShardId,
+        id: &str,
+        job: Job<E::Message>,
+        now: Instant,
+        serving: bool,
+    ) {
+        let slots = self.shards.entry(shard).or_default();
+        let key: Arc<str> = match slots.get_key_value(id) {
+            Some((key, _)) => key.clone(),
+            None => {
+                self.entities += 1;
+                let key: Arc<str> = id.into();
+                slots.insert(
+                    key.clone(),
+                    Slot {
+                        entity: None,
+                        live: false,
+                        busy: false,
+                        stopping: false,
+                        mailbox: VecDeque::new(),
+                        last_active: now,
+                    },
+                );
+                key
+            }
+        };
+        let slot = slots.get_mut(id).expect("inserted above");
+        slot.mailbox.push_back(job);
+        slot.last_active = now;
+        if serving {
+            self.kick(shard, &key);
+        } else {
+            self.paused.insert(shard);
+        }
+    }
+
+    /// Starts the next queued message of every paused shard that `serves`
+    /// allows again.
+    pub(crate) fn resume(&mut self, serves: impl Fn(ShardId) -> bool) {
+        let ready: Vec<ShardId> = self.paused.iter().copied().filter(|s| serves(*s)).collect();
+        for shard in ready {
+            self.paused.remove(&shard);
+            let keys: Vec<Arc<str>> = self
+                .shards
+                .get(&shard)
+                .map(|slots| slots.keys().cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                self.kick(shard, &key);
+            }
+        }
+    }
+
+    /// Runs the next step of an idle entity: its next message, or its stop.
+    fn kick(&mut self, shard: ShardId, id: &Arc<str>) {
+        let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(id)) else {
+            return;
+        };
+        if slot.busy {
+            return;
+        }
+        if let Some(job) = slot.mailbox.pop_front() {
+            let fresh = !slot.live;
+            let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
+            slot.live = true;
+            slot.busy = true;
+            self.running
+                .push(handle_one(shard, id.clone(), entity, fresh, job));
+        } else if slot.stopping {
+            slot.busy = true;
+            match slot.entity.take() {
+                Some(entity) if slot.live => {
+                    self.running.push(stop_one(shard, id.clone(), entity));
+                }
+                _ => {
+                    // Never started: nothing to stop.
+                    self.remove(shard, id);
+                }
+            }
+        }
+    }
+
+    /// Takes back a finished future's result.
+    pub(crate) fn finished(
+        &mut self,
+        finished: Finished<E>,
+        now: Instant,
+        serving: impl Fn(ShardId) -> bool,
+    ) -> Outcome<E::Reply> {
+        let mut outcome = Outcome {
+            reply: None,
+            shard_stopped: None,
+        };
+        let (shard, id) = match finished {
+            Finished::Handled {
+                shard,
+                id,
+                entity,
+                passivate,
+                reply,
+                reply_to,
+            } => {
+                outcome.reply = reply_to.map(|to| (to, Ok(reply)));
+                match self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
+                    Some(slot) => {
+                        slot.entity = Some(entity);
+                        slot.busy = false;
+                        slot.last_active = now;
+                        slot.stopping |= passivate;
+                    }
+                    // The shard was dropped meanwhile: this instance is stale.
+                    None => return outcome,
+                }
+                (shard, id)
+            }
+            Finished::Stopped { shard, id } => {
+                self.remove(shard, &id);
+                (shard, id)
+            }
+            Finished::Panicked {
+                shard,
+                id,
+                reply_to,
+            } => {
+                outcome.reply = reply_to.map(|to| (to, Err(format!("entity {id} panicked"))));
+                if let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
+                    // The next message starts a new instance.
+                    slot.live = false;
+                    slot.busy = false;
+                    slot.entity = None;
+                }
+                (shard, id)
+            }
+        };
+        if serving(shard) || self.handing_off.contains(&shard) {
+            self.kick(shard, &id);
+        } else if self.shards.get(&shard).is_some_and(|s| s.contains_key(&id)) {
+            self.paused.insert(shard);
+        }
+        if self.handing_off.contains(&shard) && !self.shards.contains_key(&shard) {
+            self.handing_off.remove(&shard);
+            outcome.shard_stopped = Some(shard);
+        }
+        outcome
+    }
+
+    /// Stops every entity of `shard` after the messages already queued for
+    /// it (handoff). Returns true if nothing was running: stopped at once.
+    pub(crate) fn stop_shard(&mut self, shard: ShardId) -> bool {
+        let Some(slots) = self.shards.get_mut(&shard) else {
+            return true;
+        };
+        let keys: Vec<Arc<str>> = slots.keys().cloned().collect();
+        for slot in slots.values_mut() {
+            slot.stopping = true;
+        }
+        self.handing_off.insert(shard);
+        self.paused.remove(&shard);
+        for key in keys {
+            self.kick(shard, &key);
+        }
+        if self.shards.contains_key(&shard) {
+            false
+        } else {
+            self.handing_off.remove(&shard);
+            true
+        }
+    }
+
+    /// Discards the entities of a shard that now lives elsewhere, without
+    /// `stopped` (another instance may already run). Returns the messages
+    /// that were queued but not handled, to route again.
+    pub(crate) fn drop_shard(&mut self, shard: ShardId) -> Vec<(Arc<str>, Job<E::Message>)> {
+        self.paused.remove(&shard);
+        self.handing_off.remove(&shard);
+        let Some(slots) = self.shards.remove(&shard) else {
+            return Vec::new();
+        };
+        self.entities -= slots.len();
+        slots
+            .into_iter()
+            .flat_map(|(id, slot)| slot.mailbox.into_iter().map(move |job| (id.clone(), job)))
+            .collect()
+    }
+
+    /// Passivates every idle entity that received nothing for `idle`.
+    pub(crate) fn passivate_idle(&mut self, now: Instant, idle: Duration) {
+        let mut due = Vec::new();
+        for (shard, slots) in &mut self.shards {
+            for (id, slot) in slots.iter_mut() {
+                if !slot.busy && slot.mailbox.is_empty() && slot.last_active + idle <= now {
+                    slot.stopping = true;
+                    due.push((*shard, id.clone()));
+                }
+            }
+        }
+        for (shard, id) in due {
+            self.kick(shard, &id);
+        }
+    }
+
+    fn remove(&mut self, shard: ShardId, id: &str) {
+        if let Some(slots) = self.shards.get_mut(&shard) {
+            if slots.remove(id).is_some() {
+                self.entities -= 1;
+            }
+            if slots.is_empty() {
+                self.shards.remove(&shard);
+            }
+        }
+    }
+}
+
+fn handle_one<E: Entity>(
+    shard: ShardId,
+    id: Arc<str>,
+    mut entity: E,
+    fresh: bool,
+    job: Job<E::Message>,
+) -> BoxFuture<'static, Finished<E>> {
+    let reply_to = job.reply_to.clone();
+    let panic_id = id.clone();
+    let run = async move {
+        let mut ctx = EntityContext::new(id.clone(), shard);
+        if fresh {
+            entity.started(&mut ctx).await;
+        }
+        let reply = entity.handle(&mut ctx, job.message).await;
+        Finished::Handled {
+            shard,
+            passivate: ctx.wants_passivation(),
+            id,
+            entity,
+            reply,
+            reply_to: job.reply_to,
+        }
+    };
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(move |result| {
+            result.unwrap_or(Finished::Panicked {
+                shard,
+                id: panic_id,
+                reply_to,
+            })
+        })
+        .boxed()
+}
+
+fn stop_one<E: Entity>(
+    shard: ShardId,
+    id: Arc<str>,
+    mut entity: E,
+) -> BoxFuture<'static, Finished<E>> {
+    let stopped_id = id.clone();
+    let run = async move {
+        let mut ctx = EntityContext::new(id, shard);
+        entity.stopped(&mut ctx).await;
+    };
+    // A panicking `stopped` still ends the instance.
+    AssertUnwindSafe(run)
+        .catch_unwind()
+        .map(move |_| Finished::Stopped {
+            shard,
+            id: stopped_id,
+        })
+        .boxed()
+}

@@ -1,0 +1,356 @@
+//! Sharding on a running [`mesh::Node`]: [`Sharding::start`], then
+//! [`Sharding::init`] per entity type for an [`EntityRef`] to send with.
+//!
+//! Each entity type runs one driver task per node (see `driver`), reached
+//! by other nodes through the mesh service `sharding.<type>`; its
+//! coordinator runs where [`mesh::Node::singleton_host`] (for the type's
+//! role) says, its epoch being that node's generation, which only grows
+//! from one host to the next (the next host is the next oldest member).
+
+mod daemon;
+mod driver;
+mod host;
+mod view;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use mesh::Node;
+use tokio::sync::{mpsc, oneshot};
+
+pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
+pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
+pub use wire::ShardingError;
+
+use crate::entity::{Entity, EntityType};
+use crate::ShardingConfig;
+use driver::{Command, Driver, KeepAlive, TypeSettings};
+use wire::{service_name, view_service_name, Wire};
+
+/// How many commands (local sends and messages from the mesh) wait for a
+/// driver before `tell` reports backpressure.
+const COMMAND_QUEUE: usize = 65_536;
+
+/// Sharding on one node: starts entity types and daemon processes.
+///
+/// ```no_run
+/// # use sharding::{Entity, EntityContext, EntityType, Sharding, ShardingConfig};
+/// # struct Counter(u64);
+/// # impl Entity for Counter {
+/// #     type Message = u64; type Reply = u64;
+/// #     async fn handle(&mut self, _: &mut EntityContext, add: u64) -> u64 { self.0 += add; self.0 }
+/// # }
+/// # async fn demo(node: mesh::Node) -> Result<(), sharding::ShardingError> {
+/// let sharding = Sharding::start(&node, ShardingConfig::default()).await?;
+/// let counters = sharding.init(EntityType::new("counter", |_id| Counter(0)))?;
+/// counters.tell("c-42", 1)?;
+/// let n: u64 = counters.ask("c-42", 0, std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sharding {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Node,
+    config: ShardingConfig,
+    types: Mutex<BTreeMap<String, Arc<dyn TypeControl>>>,
+}
+
+/// What `Sharding` needs from every entity type, whatever its entity.
+trait TypeControl: Send + Sync {
+    /// Resolves once everything this node hosts is handed off.
+    fn leave(&self) -> BoxFuture<'static, ()>;
+    /// This node's region and the coordinator.
+    fn view(&self) -> BoxFuture<'static, Option<TypeView>>;
+}
+
+impl Sharding {
+    /// Starts sharding on `node`: checks the config, hands off every shard
+    /// when the node leaves ([`mesh::Node::leave`]) and serves
+    /// `GET /sharding` on the node's admin API.
+    pub async fn start(node: &Node, config: ShardingConfig) -> Result<Self, ShardingError> {
+        config
+            .validate()
+            .map_err(|error| ShardingError::Config(error.to_string()))?;
+        let inner = Arc::new(Inner {
+            node: node.clone(),
+            config,
+            types: Mutex::new(BTreeMap::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        node.on_leave(move || async move {
+            let Some(inner) = weak.upgrade() else { return };
+            let leaving: Vec<_> = inner.types().values().map(|t| t.leave()).collect();
+            futures::future::join_all(leaving).await;
+        });
+        let weak = Arc::downgrade(&inner);
+        node.register_admin_view("sharding", move || {
+            let inner = weak.upgrade();
+            async move {
+                let Some(inner) = inner else {
+                    return serde_json::json!({});
+                };
+                let types: Vec<(String, Arc<dyn TypeControl>)> = inner
+                    .types()
+                    .iter()
+                    .map(|(name, control)| (name.clone(), control.clone()))
+                    .collect();
+                let mut out = serde_json::Map::new();
+                for (name, control) in types {
+                    let view = control.view().await;
+                    out.insert(name, serde_json::to_value(view).unwrap_or_default());
+                }
+                serde_json::Value::Object(out)
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// The node sharding runs on.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// Starts an entity type on this node (every node of the cluster that
+    /// sends to it must start it too; nodes without its role only route).
+    pub fn init<E: Entity>(
+        &self,
+        entity_type: EntityType<E>,
+    ) -> Result<EntityRef<E>, ShardingError> {
+        let settings = TypeSettings {
+            service: service_name(&entity_type.name),
+            name: entity_type.name,
+            role: entity_type.role,
+            passivate_after: entity_type.passivate_after,
+            factory: entity_type.factory,
+            keep_alive: None,
+        };
+        self.start_type(settings, self.inner.config.clone())
+    }
+
+    fn start_type<E: Entity>(
+        &self,
+        settings: TypeSettings<E>,
+        config: ShardingConfig,
+    ) -> Result<EntityRef<E>, ShardingError> {
+        let node = &self.inner.node;
+        let name = settings.name.clone();
+        let mut types = self.inner.types();
+        if types.contains_key(&name) {
+            return Err(ShardingError::AlreadyStarted(name));
+        }
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let inbound = commands.clone();
+        node.register_service(&settings.service, move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
+            let (wire, _) = request.into_parts();
+            if inbound.try_send(Command::Wire(wire)).is_err() {
+                tracing::warn!("sharding driver queue full or stopped; message dropped (its sender retries or times out)");
+            }
+        })
+        .map_err(|_| ShardingError::AlreadyStarted(name.clone()))?;
+        let views = commands.clone();
+        let view_service = view_service_name(&name);
+        node.register_service(
+            &view_service,
+            move |request: mesh::Request<(), Option<CoordinatorView>>| {
+                let (_, responder) = request.into_parts();
+                let (answer, view) = oneshot::channel();
+                if views.try_send(Command::CoordinatorView(answer)).is_ok() {
+                    tokio::spawn(async move { responder.reply(view.await.ok().flatten()) });
+                }
+            },
+        )
+        .map_err(|_| ShardingError::AlreadyStarted(name.clone()))?;
+        let entity_ref = EntityRef {
+            inner: Arc::new(RefInner {
+                node: node.clone(),
+                name: name.clone(),
+                role: settings.role.clone(),
+                view_service,
+                commands,
+            }),
+        };
+        tokio::spawn(Driver::new(node.clone(), settings, config).run(receiver));
+        types.insert(name, Arc::new(entity_ref.clone()));
+        Ok(entity_ref)
+    }
+}
+
+impl Inner {
+    fn types(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<dyn TypeControl>>> {
+        self.types
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sends to the entities of one type, wherever they live. Cheap to clone.
+pub struct EntityRef<E: Entity> {
+    inner: Arc<RefInner<E>>,
+}
+
+impl<E: Entity> Clone for EntityRef<E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct RefInner<E: Entity> {
+    node: Node,
+    name: String,
+    role: Option<String>,
+    view_service: String,
+    commands: mpsc::Sender<Command<E>>,
+}
+
+impl<E: Entity> EntityRef<E> {
+    /// The entity type's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Sends `message` to entity `id` without waiting for an answer. Fails
+    /// at once if the region's queue is full or sharding has stopped; a
+    /// message that later cannot be delivered (its shard's buffer is full)
+    /// is logged, as nobody waits for it. Use [`Self::ask`] to know.
+    pub fn tell(&self, id: &str, message: impl Into<E::Message>) -> Result<(), ShardingError> {
+        let command = Command::Send {
+            entity: id.to_string(),
+            message: message.into(),
+            reply: None,
+        };
+        self.inner
+            .commands
+            .try_send(command)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => {
+                    ShardingError::Backpressure(self.inner.name.clone())
+                }
+                mpsc::error::TrySendError::Closed(_) => ShardingError::Stopped,
+            })
+    }
+
+    /// Sends `message` to entity `id` and waits up to `timeout` for its
+    /// reply. Always ends: the reply, an error from the way, or a timeout
+    /// (after which the message may still be handled: retry with an
+    /// idempotency key).
+    pub async fn ask(
+        &self,
+        id: &str,
+        message: impl Into<E::Message>,
+        timeout: Duration,
+    ) -> Result<E::Reply, ShardingError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Send {
+            entity: id.to_string(),
+            message: message.into(),
+            reply: Some(reply),
+        };
+        let exchange = async {
+            self.inner
+                .commands
+                .send(command)
+                .await
+                .map_err(|_| ShardingError::Stopped)?;
+            answer.await.map_err(|_| ShardingError::Stopped)?
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(ShardingError::Timeout(timeout)))
+    }
+
+    /// This node's region: its shards, their status and entity counts.
+    pub async fn region_state(&self) -> Result<RegionView, ShardingError> {
+        let (answer, view) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::RegionView(answer))
+            .await
+            .map_err(|_| ShardingError::Stopped)?;
+        view.await.map_err(|_| ShardingError::Stopped)
+    }
+
+    /// The coordinator's allocation table, epoch and region leases, asked
+    /// where the coordinator runs (`None`: it is not running there yet).
+    pub async fn coordinator_state(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<CoordinatorView>, ShardingError> {
+        let host = self
+            .inner
+            .node
+            .singleton_host(self.inner.role.as_deref())
+            .ok_or_else(|| ShardingError::Unreachable("no coordinator host is Up".into()))?;
+        self.inner
+            .node
+            .ask(&host.name, &self.inner.view_service, (), timeout)
+            .await
+            .map_err(|error| ShardingError::Unreachable(error.to_string()))
+    }
+}
+
+impl<E: Entity> TypeControl for EntityRef<E> {
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        let commands = self.inner.commands.clone();
+        Box::pin(async move {
+            let (done, left) = oneshot::channel();
+            if commands.send(Command::Leave(done)).await.is_ok() {
+                let _ = left.await;
+            }
+        })
+    }
+
+    fn view(&self) -> BoxFuture<'static, Option<TypeView>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let region = this.region_state().await.ok()?;
+            let coordinator = this
+                .coordinator_state(Duration::from_secs(2))
+                .await
+                .ok()
+                .flatten();
+            Some(TypeView {
+                region,
+                coordinator,
+            })
+        })
+    }
+}
+
+impl Sharding {
+    fn start_daemon_type(
+        &self,
+        name: &str,
+        count: usize,
+        worker: daemon::WorkerFn,
+    ) -> Result<EntityRef<DaemonWorker>, ShardingError> {
+        let config = ShardingConfig {
+            number_of_shards: count.max(1) as u32,
+            ..self.inner.config.clone()
+        };
+        let name = format!("daemon.{name}");
+        let daemon_name = name.clone();
+        let settings = TypeSettings {
+            service: service_name(&name),
+            name,
+            role: None,
+            passivate_after: None,
+            factory: Arc::new(move |id: &str| {
+                DaemonWorker::new(&daemon_name, id, count, worker.clone())
+            }),
+            keep_alive: Some(KeepAlive {
+                every: self.inner.config.daemon_keep_alive_interval,
+                workers: (0..count).map(|index| index.to_string()).collect(),
+                message: || daemon::DaemonMessage::KeepAlive,
+            }),
+        };
+        self.start_type(settings, config)
+    }
+}

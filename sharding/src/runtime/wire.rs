@@ -1,0 +1,72 @@
+//! What the drivers of one entity type send each other over the mesh
+//! (service `sharding.<type>`), and the errors callers see.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DeliveryError;
+use crate::ids::{Epoch, RegionId};
+use crate::messages::{CoordinatorToRegion, Envelope, RegionToCoordinator, RegionToRegion};
+
+/// One message between the drivers of an entity type on two nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Wire<M, R> {
+    /// To the coordinator, wherever it runs now.
+    ToCoordinator(Envelope<RegionToCoordinator>),
+    /// From the coordinator to one region incarnation.
+    ToRegion {
+        to: RegionId,
+        message: Envelope<CoordinatorToRegion>,
+    },
+    /// Between regions (entity traffic).
+    Region(Envelope<RegionToRegion<M>>),
+    /// The answer to an `ask`, to the asking node.
+    Reply {
+        correlation: u64,
+        result: Result<R, String>,
+    },
+    /// The coordinator of `epoch` has handed off everything the leaving
+    /// region `to` hosted: its node may exit.
+    HandedOff { to: RegionId, epoch: Epoch },
+}
+
+/// The mesh service of an entity type.
+pub(crate) fn service_name(entity_type: &str) -> String {
+    format!("sharding.{entity_type}")
+}
+
+/// The mesh service that answers state queries of an entity type.
+pub(crate) fn view_service_name(entity_type: &str) -> String {
+    format!("sharding.{entity_type}.view")
+}
+
+/// Why a sharded `tell` or `ask` failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShardingError {
+    /// The region refused or could not route the message.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// No reply within the deadline (the message may still be handled:
+    /// retry with an idempotency key).
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The region's queue is full: slow down.
+    #[error("the region of {0:?} is overloaded (its queue is full)")]
+    Backpressure(String),
+    /// The entity failed (panicked) or the reply could not be carried back.
+    #[error("remote failure: {0}")]
+    Remote(String),
+    /// The message could not be sent to the entity's home.
+    #[error("cannot reach the home region: {0}")]
+    Unreachable(String),
+    /// Sharding on this node has stopped (node shut down, left or downed).
+    #[error("sharding has stopped on this node")]
+    Stopped,
+    /// An entity type of that name is already running on this node.
+    #[error("entity type {0:?} is already started")]
+    AlreadyStarted(String),
+    /// The configuration is invalid.
+    #[error("invalid sharding config: {0}")]
+    Config(String),
+}
