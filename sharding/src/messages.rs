@@ -164,6 +164,24 @@ pub enum RegionToRegion<P> {
     NotHere(Delivery<P>),
 }
 
+impl<P> RegionToRegion<P> {
+    /// For logs: the kind, entity and asker, without the payload.
+    pub fn kind(&self) -> (&'static str, &str, Option<u64>) {
+        match self {
+            RegionToRegion::Deliver(d) => (
+                "deliver",
+                &d.entity,
+                d.reply_to.as_ref().map(|r| r.correlation),
+            ),
+            RegionToRegion::NotHere(d) => (
+                "not-here",
+                &d.entity,
+                d.reply_to.as_ref().map(|r| r.correlation),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -788,7 +788,10 @@ impl Coordinator {
                 .owned_by(&region)
                 .map(|set| set.iter().copied().collect())
                 .unwrap_or_default();
-            if owned.is_empty() {
+            // Before its `Register` this coordinator does not know what the
+            // region hosts: "owns nothing" would be a guess.
+            let reported = self.regions.get(&region).is_some_and(|e| e.registered);
+            if owned.is_empty() && reported {
                 if let Some(entry) = self.regions.get_mut(&region) {
                     entry.handed_off_reported = true;
                 }

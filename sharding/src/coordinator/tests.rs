@@ -573,6 +573,27 @@ fn a_leaving_region_hands_off_everything_then_is_reported() {
 }
 
 #[test]
+fn a_leaving_region_is_not_reported_handed_off_before_it_registered() {
+    // A new coordinator hears "a is leaving" before a's Register: it does
+    // not know yet what a hosts, so it must not say "a hosts nothing".
+    let (a, b) = (region("a"), region("b"));
+    let mut f = Fixture::with_previous(2, Some(Duration::ZERO));
+    f.register(0, &b, &[], &[], &[]);
+    let early = f
+        .coordinator
+        .handle(f.at(1), CoordinatorInput::MemberLeaving(a.clone()));
+    let reported = CoordinatorEffect::RegionHandedOff { region: a.clone() };
+    assert!(!early.contains(&reported));
+    assert!(!f.coordinator.tick(f.at(2)).contains(&reported));
+    f.register(3, &a, &[0], &[], &[]);
+    let effects = sent(f.coordinator.tick(f.at(4)));
+    assert_eq!(
+        bodies_to(&effects, &b),
+        vec![CoordinatorToRegion::BeginHandoff { shard: ShardId(0) }]
+    );
+}
+
+#[test]
 fn recovery_keeps_a_half_done_handoff_where_the_shard_still_runs() {
     // The old coordinator sent BeginHandoff for shard 0 (at a) and died; a
     // still runs it, b buffers. The new coordinator keeps it at a.

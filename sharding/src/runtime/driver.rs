@@ -92,6 +92,8 @@ pub(crate) struct Driver<E: Entity> {
     handed_off: bool,
     next_passivation: Instant,
     next_keep_alive: Instant,
+    /// The first keep-alive of a new coordinator goes out by then at the latest.
+    keep_alive_deadline: Instant,
     work: VecDeque<Work<E::Message>>,
 }
 
@@ -122,6 +124,7 @@ impl<E: Entity> Driver<E> {
             handed_off: false,
             next_passivation: now,
             next_keep_alive: now,
+            keep_alive_deadline: now,
             work: VecDeque::new(),
         }
     }
@@ -229,6 +232,7 @@ impl<E: Entity> Driver<E> {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
         let effects = self.region.tick(now);
         self.region_effects(effects);
@@ -294,6 +298,7 @@ impl<E: Entity> Driver<E> {
                             (delivery.shard, delivery.reply_to.clone())
                         }
                     };
+                    tracing::trace!(entity_type = %self.settings.name, %to, body = ?message.body.kind(), "to region");
                     if let Err(error) = self.send(&to.name, Wire::Region(message)) {
                         if let (_, Some(reply_to)) = returned {
                             self.reply(reply_to, Err(error));
@@ -303,6 +308,7 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 RegionEffect::DeliverLocal(delivery) => {
+                    tracing::trace!(entity_type = %self.settings.name, entity = %delivery.entity, reply_to = ?delivery.reply_to, "deliver here");
                     let now = Instant::now();
                     let serving = self.region.serves(delivery.shard, now);
                     let Delivery {
@@ -387,6 +393,7 @@ impl<E: Entity> Driver<E> {
         self.member_changes(&state);
         self.follow_coordinator_host(&state, now);
         if state.would_survive != self.would_survive {
+            tracing::info!(node = %self.me, entity_type = %self.settings.name, would_survive = state.would_survive, "this side's survival changed: fencing or resuming");
             self.would_survive = state.would_survive;
             let input = if state.would_survive {
                 RegionInput::SideSurvives
@@ -479,6 +486,9 @@ impl<E: Entity> Driver<E> {
             previous_last_seen,
         ));
         self.quorum_sent = None;
+        if let Some(keep_alive) = &self.settings.keep_alive {
+            self.keep_alive_deadline = now + keep_alive.every;
+        }
         let members: Vec<(NodeId, MemberStatus)> = self
             .statuses
             .iter()
@@ -500,7 +510,19 @@ impl<E: Entity> Driver<E> {
         let Some(keep_alive) = &self.settings.keep_alive else {
             return;
         };
-        if self.coordinator.is_none() || now < self.next_keep_alive {
+        let Some(coordinator) = &self.coordinator else {
+            return;
+        };
+        // A new coordinator waits until every Up region registered (or one
+        // interval), so that the workers spread instead of all starting on
+        // the first region to register.
+        let up = self
+            .statuses
+            .values()
+            .filter(|status| **status == MemberStatus::Up)
+            .count();
+        let all_registered = coordinator.registered_regions().len() >= up;
+        if now < self.next_keep_alive || !(all_registered || now >= self.keep_alive_deadline) {
             return;
         }
         self.next_keep_alive = now + keep_alive.every;
@@ -548,12 +570,23 @@ impl<E: Entity> Driver<E> {
         if self.leaving.is_empty() {
             return;
         }
-        let empty = self.region.local_shards().is_empty() && self.host.entity_count() == 0;
+        // Messages still buffered here would be lost with the node: wait
+        // until they have gone to their new homes.
+        let empty = self.region.local_shards().is_empty()
+            && self.host.entity_count() == 0
+            && self.buffered() == 0;
         if empty && (self.handed_off || self.is_proxy()) {
             for done in self.leaving.drain(..) {
                 let _ = done.send(());
             }
         }
+    }
+
+    /// Messages waiting in this region for a home or a lease.
+    fn buffered(&self) -> usize {
+        (0..self.config.number_of_shards)
+            .map(|shard| self.region.buffered(ShardId(shard)))
+            .sum()
     }
 
     fn is_proxy(&self) -> bool {
@@ -581,9 +614,7 @@ impl<E: Entity> Driver<E> {
                 entities: self.host.shard_entities(shard),
             })
             .collect();
-        let buffered = (0..self.config.number_of_shards)
-            .map(|shard| self.region.buffered(ShardId(shard)))
-            .sum();
+        let buffered = self.buffered();
         RegionView {
             entity_type: self.settings.name.clone(),
             node: self.me.to_string(),

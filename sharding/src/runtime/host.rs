@@ -46,6 +46,16 @@ pub(crate) enum Finished<E: Entity> {
     },
 }
 
+impl<E: Entity> Finished<E> {
+    fn kind(&self) -> (&'static str, ShardId, &str) {
+        match self {
+            Finished::Handled { shard, id, .. } => ("handled", *shard, id),
+            Finished::Stopped { shard, id } => ("stopped", *shard, id),
+            Finished::Panicked { shard, id, .. } => ("panicked", *shard, id),
+        }
+    }
+}
+
 /// What the driver must do after [`Host::finished`].
 pub(crate) struct Outcome<R> {
     /// The answer for the asker, if any (`Err` after a panic).
@@ -138,6 +148,7 @@ impl<E: Entity> Host<E> {
         let slot = slots.get_mut(id).expect("inserted above");
         slot.mailbox.push_back(job);
         slot.last_active = now;
+        tracing::trace!(%shard, id, busy = slot.busy, stopping = slot.stopping, queued = slot.mailbox.len(), serving, "host deliver");
         if serving {
             self.kick(shard, &key);
         } else {
@@ -202,6 +213,7 @@ impl<E: Entity> Host<E> {
             reply: None,
             shard_stopped: None,
         };
+        tracing::trace!(kind = ?finished.kind(), "host finished");
         let (shard, id) = match finished {
             Finished::Handled {
                 shard,
