@@ -88,6 +88,8 @@ pub(crate) struct Driver<E: Entity> {
     previous_host: Option<HostSeen>,
     would_survive: bool,
     quorum_sent: Option<bool>,
+    /// The highest coordinator epoch this driver has started or heard of.
+    highest_epoch: Epoch,
     leaving: Vec<oneshot::Sender<()>>,
     handed_off: bool,
     next_passivation: Instant,
@@ -120,6 +122,7 @@ impl<E: Entity> Driver<E> {
             previous_host: None,
             would_survive: true,
             quorum_sent: None,
+            highest_epoch: Epoch(0),
             leaving: Vec::new(),
             handed_off: false,
             next_passivation: now,
@@ -378,6 +381,9 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 CoordinatorEffect::Superseded { by } => {
+                    // If this node is still the host, the next coordinator
+                    // starts above `by`.
+                    self.highest_epoch = self.highest_epoch.max(by);
                     tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
                     self.coordinator = None;
                 }
@@ -475,7 +481,11 @@ impl<E: Entity> Driver<E> {
     }
 
     fn start_coordinator(&mut self, now: Instant) {
-        let epoch = Epoch(self.me.generation);
+        // Above every epoch seen here: the generation orders hosts, but two
+        // processes may share a generation (same millisecond).
+        let seen = self.highest_epoch.max(self.region.coordinator_epoch());
+        let epoch = Epoch(self.me.generation).max(Epoch(seen.0 + 1));
+        self.highest_epoch = epoch;
         let previous_last_seen = self.previous_host.as_ref().map(|p| p.last_reachable);
         tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_last_seen, "coordinator starts on this node");
         self.coordinator = Some(Coordinator::new(

@@ -4,8 +4,9 @@
 //! Each entity type runs one driver task per node (see `driver`), reached
 //! by other nodes through the mesh service `sharding.<type>`; its
 //! coordinator runs where [`mesh::Node::singleton_host`] (for the type's
-//! role) says, its epoch being that node's generation, which only grows
-//! from one host to the next (the next host is the next oldest member).
+//! role) says. Its epoch is that node's generation, which grows from one
+//! host to the next (the next host is the next oldest member), raised above
+//! every epoch the node has seen (two processes can share a generation).
 
 mod daemon;
 mod driver;
