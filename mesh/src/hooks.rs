@@ -31,6 +31,13 @@ impl std::fmt::Debug for HookAction {
     }
 }
 
+/// What remains to do after a hook point ran its action.
+enum Fired {
+    Nothing,
+    Pause(Duration),
+    Crashed,
+}
+
 struct Armed {
     action: HookAction,
     remaining: Option<u64>,
@@ -88,22 +95,49 @@ impl Hooks {
 
     /// Runs the action armed at `point`, if any.
     pub async fn fire(&self, point: &str) {
+        match self.run(point) {
+            Fired::Nothing => {}
+            Fired::Pause(duration) => tokio::time::sleep(duration).await,
+            Fired::Crashed => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Like [`Hooks::fire`], for protocol code that is not async (a sans-IO
+    /// driver performing effects): a pause blocks the calling thread (a
+    /// process pause); returns true if the node crashed here, after which
+    /// the caller must do nothing more.
+    pub fn fire_now(&self, point: &str) -> bool {
+        match self.run(point) {
+            Fired::Nothing => false,
+            Fired::Pause(duration) => {
+                std::thread::sleep(duration);
+                false
+            }
+            Fired::Crashed => true,
+        }
+    }
+
+    /// Runs what needs no waiting (a callback, the crash) and says what is left.
+    fn run(&self, point: &str) -> Fired {
         if !self.inner.any_armed.load(Ordering::Acquire) {
-            return;
+            return Fired::Nothing;
         }
         let Some(action) = self.take_action(point) else {
-            return;
+            return Fired::Nothing;
         };
         tracing::info!(point, ?action, "hook fired");
         match action {
-            HookAction::Pause(duration) => tokio::time::sleep(duration).await,
-            HookAction::Call(callback) => callback(),
+            HookAction::Pause(duration) => Fired::Pause(duration),
+            HookAction::Call(callback) => {
+                callback();
+                Fired::Nothing
+            }
             HookAction::Crash => {
                 let crash = lock(&self.inner.crash).clone();
                 if let Some(crash) = crash {
                     crash();
                 }
-                std::future::pending::<()>().await;
+                Fired::Crashed
             }
         }
     }

@@ -99,6 +99,6 @@ pub use lease::{shard_free_at, LatestGrant};
 pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator, RegionToRegion};
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 pub use runtime::{
-    CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef, RegionLease, RegionView,
-    ShardRow, Sharding, ShardingError, TypeView,
+    hook_points, CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef,
+    RegionLease, RegionView, ShardRow, Sharding, ShardingError, TypeView,
 };

@@ -18,9 +18,20 @@ use super::wire::{ShardingError, Wire};
 use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
 use crate::entity::{Entity, Factory};
 use crate::ids::{EntityId, Epoch, RegionId, ReplyTo, ShardId};
-use crate::messages::{Delivery, RegionToRegion};
+use crate::messages::{CoordinatorToRegion, Delivery, RegionToCoordinator, RegionToRegion};
 use crate::region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 use crate::ShardingConfig;
+
+/// The hook points of the sharding driver (see [`mesh::Hooks`]): arm one
+/// on a node to crash or pause it exactly between two protocol steps.
+pub mod hook_points {
+    /// The coordinator has just sent a `BeginHandoff`.
+    pub const AFTER_BEGIN_HANDOFF: &str = "sharding.coordinator.after_begin_handoff";
+    /// A region's entities of a shard are stopped; `ShardStopped` is next.
+    pub const BEFORE_SHARD_STOPPED: &str = "sharding.region.before_shard_stopped";
+    /// A region is about to hand the first message to a new entity.
+    pub const BEFORE_FIRST_DELIVERY: &str = "sharding.region.before_first_delivery";
+}
 
 /// Where an `ask` waits for its answer.
 pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
@@ -88,6 +99,8 @@ pub(crate) struct Driver<E: Entity> {
     previous_host: Option<HostSeen>,
     would_survive: bool,
     quorum_sent: Option<bool>,
+    /// A hook point crashed the node: the driver stops at once.
+    crashed: bool,
     /// The highest coordinator epoch this driver has started or heard of.
     highest_epoch: Epoch,
     leaving: Vec<oneshot::Sender<()>>,
@@ -122,6 +135,7 @@ impl<E: Entity> Driver<E> {
             previous_host: None,
             would_survive: true,
             quorum_sent: None,
+            crashed: false,
             highest_epoch: Epoch(0),
             leaving: Vec::new(),
             handed_off: false,
@@ -161,6 +175,9 @@ impl<E: Entity> Driver<E> {
                 }
             }
             self.process();
+            if self.crashed {
+                return;
+            }
         }
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(ShardingError::Stopped));
@@ -260,6 +277,9 @@ impl<E: Entity> Driver<E> {
     /// region traffic is queued here instead of crossing the mesh).
     fn process(&mut self) {
         while let Some(work) = self.work.pop_front() {
+            if self.crashed {
+                return;
+            }
             let now = Instant::now();
             match work {
                 Work::Region(input) => {
@@ -278,8 +298,16 @@ impl<E: Entity> Driver<E> {
 
     fn region_effects(&mut self, effects: Vec<RegionEffect<E::Message>>) {
         for effect in effects {
+            if self.crashed {
+                return;
+            }
             match effect {
                 RegionEffect::ToCoordinator(message) => {
+                    if matches!(message.body, RegionToCoordinator::ShardStopped { .. })
+                        && self.hook(hook_points::BEFORE_SHARD_STOPPED)
+                    {
+                        return;
+                    }
                     if self.coordinator.is_some() {
                         self.work
                             .push_back(Work::Coordinator(CoordinatorInput::Message(message)));
@@ -311,6 +339,11 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 RegionEffect::DeliverLocal(delivery) => {
+                    if !self.host.contains(delivery.shard, &delivery.entity)
+                        && self.hook(hook_points::BEFORE_FIRST_DELIVERY)
+                    {
+                        return;
+                    }
                     tracing::trace!(entity_type = %self.settings.name, entity = %delivery.entity, reply_to = ?delivery.reply_to, "deliver here");
                     let now = Instant::now();
                     let serving = self.region.serves(delivery.shard, now);
@@ -362,13 +395,21 @@ impl<E: Entity> Driver<E> {
 
     fn coordinator_effects(&mut self, effects: Vec<CoordinatorEffect>) {
         for effect in effects {
+            if self.crashed {
+                return;
+            }
             match effect {
                 CoordinatorEffect::Send { to, message } => {
+                    let begin_handoff =
+                        matches!(message.body, CoordinatorToRegion::BeginHandoff { .. });
                     if to == self.me {
                         self.work
                             .push_back(Work::Region(RegionInput::FromCoordinator(message)));
                     } else {
                         let _ = self.send(&to.name.clone(), Wire::ToRegion { to, message });
+                    }
+                    if begin_handoff && self.hook(hook_points::AFTER_BEGIN_HANDOFF) {
+                        return;
                     }
                 }
                 CoordinatorEffect::RegionHandedOff { region } => {
@@ -543,6 +584,12 @@ impl<E: Entity> Driver<E> {
                 reply_to: None,
             }));
         }
+    }
+
+    /// Fires a hook point; true if the node crashed there (do nothing more).
+    fn hook(&mut self, point: &str) -> bool {
+        self.crashed |= self.node.hooks().fire_now(point);
+        self.crashed
     }
 
     fn expect_reply(&mut self, reply: ReplySender<E::Reply>) -> ReplyTo {

@@ -110,6 +110,13 @@ impl<E: Entity> Host<E> {
         self.entities
     }
 
+    /// Whether entity `id` lives here (idle or busy).
+    pub(crate) fn contains(&self, shard: ShardId, id: &str) -> bool {
+        self.shards
+            .get(&shard)
+            .is_some_and(|slots| slots.contains_key(id))
+    }
+
     /// Entities of one shard.
     pub(crate) fn shard_entities(&self, shard: ShardId) -> usize {
         self.shards.get(&shard).map_or(0, HashMap::len)

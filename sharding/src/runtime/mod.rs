@@ -23,6 +23,7 @@ use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
 
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
+pub use driver::hook_points;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 

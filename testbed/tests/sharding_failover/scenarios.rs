@@ -1,0 +1,247 @@
+//! The scenarios of issue 6, each with load, a precisely placed fault and
+//! the checker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mesh::{HookAction, NodeConfig};
+use sharding::{hook_points, Sharding};
+use testbed::Cluster;
+
+use crate::checker::{
+    entity, init_tracing, sharding_config, AccountMsg, Load, TestResult, World, ASK, ENTITIES,
+    RECOVER,
+};
+
+/// Runs the load for a while (until `n` more increments were acknowledged
+/// through `via`), so that the fault lands under load.
+async fn under_load(world: &World, via: &str) -> TestResult {
+    let accounts = world.entity_ref(via);
+    for i in 0..ENTITIES {
+        accounts.ask(&entity(i), AccountMsg::Get, RECOVER).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_the_coordinator_node_crashes_under_load() -> TestResult {
+    init_tracing();
+    let world = World::start(
+        Cluster::builder().nodes(3).start().await?,
+        sharding_config(),
+    )
+    .await?;
+    world.touch_all("n2").await?;
+    let load = Load::start(&world, &["n2", "n3"]);
+    under_load(&world, "n2").await?;
+    let crashed = Instant::now();
+    world.cluster.crash("n1");
+    let answered = world.wait_all_answer(&["n2", "n3"]).await?;
+    eprintln!(
+        "s7: coordinator crash -> every entity answering after {:?} (wait took {answered:?})",
+        crashed.elapsed()
+    );
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s7: {} increments acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_region_crashes_before_the_first_command_of_a_new_entity() -> TestResult {
+    init_tracing();
+    let world = World::start(
+        Cluster::builder().nodes(3).start().await?,
+        sharding_config(),
+    )
+    .await?;
+    // The first message for a new entity on n3 crashes n3 right there.
+    world
+        .cluster
+        .arm_hook("n3", hook_points::BEFORE_FIRST_DELIVERY, HookAction::Crash);
+    let load = Load::start(&world, &["n1", "n2"]);
+    world
+        .cluster
+        .wait_until(RECOVER, "n3 to crash at its first delivery", |c| {
+            c.hooks("n3").fired(hook_points::BEFORE_FIRST_DELIVERY) > 0
+        })
+        .await?;
+    world.wait_all_answer(&["n1", "n2"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s3: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_the_coordinator_crashes_after_begin_handoff() -> TestResult {
+    init_tracing();
+    let config = sharding::ShardingConfig {
+        rebalance_interval: Duration::from_millis(500),
+        ..sharding_config()
+    };
+    let world = World::start(Cluster::builder().nodes(2).start().await?, config).await?;
+    world.touch_all("n2").await?;
+    let load = Load::start(&world, &["n2"]);
+    under_load(&world, "n2").await?;
+    // A third node joins: the rebalance begins a handoff, and the
+    // coordinator (n1) crashes right after sending `BeginHandoff`.
+    world
+        .cluster
+        .arm_hook("n1", hook_points::AFTER_BEGIN_HANDOFF, HookAction::Crash);
+    world.cluster.add_node("n3").await?;
+    world.start_node("n3").await?;
+    world
+        .cluster
+        .wait_until(RECOVER, "n1 to crash after BeginHandoff", |c| {
+            c.hooks("n1").fired(hook_points::AFTER_BEGIN_HANDOFF) > 0
+        })
+        .await?;
+    world.wait_all_answer(&["n2", "n3"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s1: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_a_region_cut_from_the_coordinator_fences_and_rejoins_after_the_heal() -> TestResult {
+    init_tracing();
+    // Downing waits longer than a lease, so that n3 survives a cut long
+    // enough for its lease to run out and its shards to be moved.
+    let mut node = NodeConfig::default();
+    node.membership.stable_after = Duration::from_secs(8);
+    let cluster = Cluster::builder().nodes(3).config(node).start().await?;
+    let config = sharding::ShardingConfig {
+        lease: Duration::from_millis(1500),
+        lease_renewal_interval: Duration::from_millis(500),
+        clock_drift_margin: Duration::from_millis(150),
+        ..sharding_config()
+    };
+    let world = World::start(cluster, config).await?;
+    world.touch_all("n2").await?;
+    let on_n3 = world.entity_ref("n3").region_state().await?.shards.len();
+    assert!(on_n3 > 0, "n3 hosts nothing");
+    let load = Load::start(&world, &["n1", "n2"]);
+    under_load(&world, "n2").await?;
+    world.cluster.partition(&["n3"], &["n1", "n2"])?;
+    // The coordinator moves n3's shards once its lease has surely run out.
+    world.wait_all_answer(&["n1", "n2"]).await?;
+    let n3 = world.entity_ref("n3");
+    let fenced = n3.region_state().await?;
+    assert!(
+        fenced.shards.iter().all(|s| s.status != "active"),
+        "n3 still serves while cut off: {fenced:?}"
+    );
+    world.cluster.heal();
+    world
+        .cluster
+        .wait_until_async(RECOVER, "n3 to re-register with nothing fenced", |_| {
+            let n3 = n3.clone();
+            async move {
+                n3.region_state()
+                    .await
+                    .is_ok_and(|v| v.registered && v.shards.iter().all(|s| s.status == "active"))
+            }
+        })
+        .await?;
+    world.wait_all_answer(&["n1", "n2", "n3"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s5: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_a_two_three_split_brain_under_writes_keeps_one_writer() -> TestResult {
+    init_tracing();
+    let world = World::start(
+        Cluster::builder().nodes(5).start().await?,
+        sharding_config(),
+    )
+    .await?;
+    world.touch_all("n3").await?;
+    let load = Load::start(&world, &["n3", "n4", "n5"]);
+    under_load(&world, "n4").await?;
+    // n1 (the coordinator) and n2 are the minority.
+    world
+        .cluster
+        .partition(&["n1", "n2"], &["n3", "n4", "n5"])?;
+    world.wait_all_answer(&["n3", "n4", "n5"]).await?;
+    world
+        .cluster
+        .wait_until(RECOVER, "the minority to stop", |c| {
+            c.node("n1").is_stopped() && c.node("n2").is_stopped()
+        })
+        .await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s8: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_a_daemon_worker_on_a_crashed_node_runs_again_elsewhere() -> TestResult {
+    init_tracing();
+    let cluster = Cluster::builder().nodes(3).start().await?;
+    let running: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+    let mut keep = Vec::new();
+    for name in cluster.names() {
+        let sharding = Sharding::start(&cluster.node(&name), sharding_config()).await?;
+        let running = running.clone();
+        let node = name.clone();
+        sharding.daemon("worker", 3, move |ctx| {
+            running.lock().unwrap().insert(ctx.index, node.clone());
+            std::future::pending::<()>()
+        })?;
+        keep.push(sharding);
+    }
+    cluster
+        .wait_until(RECOVER, "three workers", |_| {
+            running.lock().unwrap().len() == 3
+        })
+        .await?;
+    let victim = running.lock().unwrap()[&0].clone();
+    let mut events = cluster
+        .node(if victim == "n2" { "n3" } else { "n2" })
+        .member_events();
+    cluster.crash(&victim);
+    let downed = tokio::time::timeout(RECOVER, async {
+        loop {
+            if let Ok(mesh::MemberEvent::MemberDowned(member)) = events.recv().await {
+                if member.id.name == victim {
+                    return Instant::now();
+                }
+            }
+        }
+    })
+    .await?;
+    cluster
+        .wait_until(RECOVER, "worker 0 on another node", |_| {
+            running
+                .lock()
+                .unwrap()
+                .get(&0)
+                .is_some_and(|n| *n != victim)
+        })
+        .await?;
+    let after_down = downed.elapsed();
+    eprintln!("s6: worker 0 running again {after_down:?} after the Down decision");
+    let keep_alive = sharding_config().daemon_keep_alive_interval;
+    assert!(
+        after_down <= keep_alive + ASK,
+        "worker 0 restarted {after_down:?} after Down (keep-alive {keep_alive:?})"
+    );
+    Ok(())
+}
