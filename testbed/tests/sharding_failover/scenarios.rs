@@ -245,3 +245,85 @@ async fn s6_a_daemon_worker_on_a_crashed_node_runs_again_elsewhere() -> TestResu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_the_coordinator_crashes_mid_rebalance_with_several_handoffs_in_flight() -> TestResult {
+    init_tracing();
+    let config = sharding::ShardingConfig {
+        rebalance_interval: Duration::from_millis(500),
+        rebalance_relative_limit: 0.5,
+        ..sharding_config()
+    };
+    let world = World::start(Cluster::builder().nodes(2).start().await?, config).await?;
+    world.touch_all("n2").await?;
+    let load = Load::start(&world, &["n2"]);
+    under_load(&world, "n2").await?;
+    // Crash the coordinator at its sixth `BeginHandoff` (three regions:
+    // the second shard's round), with the first handoffs under way.
+    let n1 = world.cluster.node("n1");
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    world.cluster.arm_hook(
+        "n1",
+        hook_points::AFTER_BEGIN_HANDOFF,
+        HookAction::Call(Arc::new(move || {
+            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 6 {
+                n1.crash();
+            }
+        })),
+    );
+    world.cluster.add_node("n3").await?;
+    world.start_node("n3").await?;
+    world
+        .cluster
+        .wait_until(RECOVER, "n1 to crash mid-rebalance", |c| {
+            c.node("n1").is_stopped()
+        })
+        .await?;
+    world.wait_all_answer(&["n2", "n3"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s2: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_the_old_home_crashes_after_the_acks_before_shard_stopped() -> TestResult {
+    init_tracing();
+    let world = World::start(
+        Cluster::builder().nodes(3).start().await?,
+        sharding_config(),
+    )
+    .await?;
+    world.touch_all("n1").await?;
+    assert!(!world
+        .entity_ref("n2")
+        .region_state()
+        .await?
+        .shards
+        .is_empty());
+    let load = Load::start(&world, &["n1", "n3"]);
+    under_load(&world, "n1").await?;
+    // n2 leaves: its shards are handed off; it crashes once the acks are
+    // in and its first shard's entities stopped, before `ShardStopped`.
+    world
+        .cluster
+        .arm_hook("n2", hook_points::BEFORE_SHARD_STOPPED, HookAction::Crash);
+    let n2 = world.cluster.node("n2");
+    tokio::spawn(async move { n2.leave().await });
+    world
+        .cluster
+        .wait_until(RECOVER, "n2 to crash before ShardStopped", |c| {
+            c.hooks("n2").fired(hook_points::BEFORE_SHARD_STOPPED) > 0
+        })
+        .await?;
+    world.wait_all_answer(&["n1", "n3"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s4: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
+}
