@@ -57,6 +57,13 @@ pub trait Entity: Send + 'static {
     fn stopped(&mut self, _ctx: &mut EntityContext) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Its shard was fenced (lease ran out, or this node's side would lose
+    /// a split-brain decision): no message reaches it until the coordinator
+    /// confirms the shard, and it may be dropped for good. An entity that
+    /// works outside its handler (a spawned task) must stop that work here.
+    /// Called on idle entities only; a handler already running completes.
+    fn fenced(&mut self) {}
 }
 
 /// What an entity knows about itself while it handles a message.

@@ -8,7 +8,7 @@
 //! run (its shard was free, or its node went Down and the shard was
 //! allocated again) starts on the first keep-alive that reaches its new
 //! home. A worker runs as its own task while its entity lives and is
-//! aborted when the entity stops, is handed off or is dropped.
+//! aborted when the entity stops, is handed off, is fenced or is dropped.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -77,9 +77,7 @@ impl DaemonWorker {
 
 impl Drop for DaemonWorker {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        Entity::fenced(self);
     }
 }
 
@@ -98,6 +96,12 @@ impl Entity for DaemonWorker {
     }
 
     async fn stopped(&mut self, _ctx: &mut EntityContext) {
+        Entity::fenced(self);
+    }
+
+    /// A fenced worker stops at once (another may start elsewhere); the
+    /// first keep-alive after the shard is confirmed starts it again.
+    fn fenced(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
         }

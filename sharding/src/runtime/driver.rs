@@ -261,6 +261,7 @@ impl<E: Entity> Driver<E> {
             self.coordinator_effects(effects);
         }
         let region = &self.region;
+        self.host.fence(|shard| region.serves(shard, now));
         self.host.resume(|shard| region.serves(shard, now));
         if let Some(idle) = self.settings.passivate_after {
             if now >= self.next_passivation {

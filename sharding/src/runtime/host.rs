@@ -85,6 +85,8 @@ pub(crate) struct Host<E: Entity> {
     handing_off: BTreeSet<ShardId>,
     /// Shards with messages held back because the region did not serve them.
     paused: BTreeSet<ShardId>,
+    /// Shards whose entities were told they are fenced.
+    fenced: BTreeSet<ShardId>,
     entities: usize,
 }
 
@@ -96,6 +98,7 @@ impl<E: Entity> Host<E> {
             running: FuturesUnordered::new(),
             handing_off: BTreeSet::new(),
             paused: BTreeSet::new(),
+            fenced: BTreeSet::new(),
             entities: 0,
         }
     }
@@ -303,6 +306,7 @@ impl<E: Entity> Host<E> {
     pub(crate) fn drop_shard(&mut self, shard: ShardId) -> Vec<(Arc<str>, Job<E::Message>)> {
         self.paused.remove(&shard);
         self.handing_off.remove(&shard);
+        self.fenced.remove(&shard);
         let Some(slots) = self.shards.remove(&shard) else {
             return Vec::new();
         };
@@ -311,6 +315,20 @@ impl<E: Entity> Host<E> {
             .into_iter()
             .flat_map(|(id, slot)| slot.mailbox.into_iter().map(move |job| (id.clone(), job)))
             .collect()
+    }
+
+    /// Tells the idle entities of every shard that `serves` no longer
+    /// allows (once per fencing) that they are fenced.
+    pub(crate) fn fence(&mut self, serves: impl Fn(ShardId) -> bool) {
+        for (shard, slots) in &mut self.shards {
+            if serves(*shard) {
+                self.fenced.remove(shard);
+            } else if self.fenced.insert(*shard) {
+                for entity in slots.values_mut().filter_map(|slot| slot.entity.as_mut()) {
+                    entity.fenced();
+                }
+            }
+        }
     }
 
     /// Passivates every idle entity that received nothing for `idle`.

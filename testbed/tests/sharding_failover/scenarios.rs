@@ -327,3 +327,123 @@ async fn s4_the_old_home_crashes_after_the_acks_before_shard_stopped() -> TestRe
     );
     world.verify(&acked)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_a_daemon_worker_cut_off_with_a_minority_stops_before_it_runs_elsewhere() -> TestResult {
+    init_tracing();
+    let cluster = Cluster::builder().nodes(3).start().await?;
+    let workers = Arc::new(Workers::default());
+    let mut keep = Vec::new();
+    for name in cluster.names() {
+        let sharding = Sharding::start(&cluster.node(&name), sharding_config()).await?;
+        let workers = workers.clone();
+        let node = name.clone();
+        sharding.daemon("worker", 3, move |ctx| {
+            let guard = workers.start(ctx.index, &node);
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }
+        })?;
+        keep.push(sharding);
+    }
+    cluster
+        .wait_until(RECOVER, "three workers", |_| workers.running() == 3)
+        .await?;
+    let victim = workers.node_of(0).ok_or("worker 0 not running")?;
+    let others: Vec<String> = cluster
+        .names()
+        .into_iter()
+        .filter(|n| *n != victim)
+        .collect();
+    cluster.partition(&[victim.as_str()], &others)?;
+    // Fenced, not merely shut down with its node: the worker stops while
+    // the cut-off node still runs (before any Down decision).
+    let mut stopped_while_running = false;
+    cluster
+        .wait_until(RECOVER, "worker 0 to stop on the cut-off node", |c| {
+            stopped_while_running = !c.node(&victim).is_stopped();
+            workers.node_of(0).is_none()
+        })
+        .await?;
+    assert!(stopped_while_running, "worker 0 only stopped with its node");
+    cluster
+        .wait_until(RECOVER, "worker 0 on the majority side", |_| {
+            workers.node_of(0).is_some_and(|n| n != victim)
+        })
+        .await?;
+    assert_eq!(workers.most_at_once(), 1, "a worker ran twice at once");
+    Ok(())
+}
+
+/// Daemon workers running now, and the most instances of one index that
+/// ever ran at the same time.
+#[derive(Default)]
+struct Workers {
+    state: Mutex<WorkersState>,
+}
+
+#[derive(Default)]
+struct WorkersState {
+    running: BTreeMap<usize, Vec<String>>,
+    most_at_once: usize,
+}
+
+impl Workers {
+    fn start(self: &Arc<Self>, index: usize, node: &str) -> WorkerGuard {
+        let mut state = self.state.lock().unwrap();
+        let nodes = state.running.entry(index).or_default();
+        nodes.push(node.to_string());
+        let now = nodes.len();
+        state.most_at_once = state.most_at_once.max(now);
+        WorkerGuard {
+            workers: self.clone(),
+            index,
+            node: node.to_string(),
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .running
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    fn node_of(&self, index: usize) -> Option<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .running
+            .get(&index)
+            .and_then(|nodes| nodes.last().cloned())
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.state.lock().unwrap().most_at_once
+    }
+}
+
+/// Counts a worker as running until its future is dropped (stopped, fenced
+/// or aborted).
+struct WorkerGuard {
+    workers: Arc<Workers>,
+    index: usize,
+    node: String,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let mut state = self.workers.state.lock().unwrap();
+        if let Some(nodes) = state.running.get_mut(&self.index) {
+            if let Some(at) = nodes.iter().position(|n| *n == self.node) {
+                nodes.remove(at);
+            }
+            if nodes.is_empty() {
+                state.running.remove(&self.index);
+            }
+        }
+    }
+}
