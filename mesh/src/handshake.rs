@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::node::Shared;
 use crate::peers::ActiveConn;
+use crate::peers::Dialer;
 use crate::stats::Stats;
 use crate::tls::{certificate_names, SNI};
 use crate::wire::frame::{encode_value, read_value};
@@ -48,7 +49,10 @@ impl Shared {
                 .connect_with(self.client_config.clone(), addr, SNI)?
                 .await?;
             let (mut send, mut recv) = conn.open_bi().await?;
-            let hello = encode_value(&self.hello(), MAX_HELLO)
+            let dial = self
+                .next_dial
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let hello = encode_value(&self.hello(dial), MAX_HELLO)
                 .map_err(|e| DialError::Handshake(e.to_string()))?;
             send.write_all(&hello)
                 .await
@@ -78,7 +82,7 @@ impl Shared {
                         conn.close(ErrorCode::Refused.into(), reason.as_bytes());
                         return Err(DialError::Refused(reason));
                     }
-                    Ok(self.register_connection(conn, id, advertise, true))
+                    Ok(self.register_connection(conn, id, advertise, Dialer::Me(dial)))
                 }
             }
         };
@@ -126,7 +130,8 @@ impl Shared {
             let _ = send.finish();
             match verdict {
                 Ok(()) => {
-                    self.register_connection(conn, hello.id, hello.advertise, false);
+                    let dialer = Dialer::Peer(hello.dial);
+                    self.register_connection(conn, hello.id, hello.advertise, dialer);
                     Ok(())
                 }
                 Err(reason) => {
@@ -150,8 +155,9 @@ impl Shared {
             .map_err(|_| "handshake timed out".to_string())?
     }
 
-    fn hello(&self) -> Hello {
+    fn hello(&self, dial: u64) -> Hello {
         Hello {
+            dial,
             protocol_version: PROTOCOL_VERSION,
             cluster: self.config.cluster.clone(),
             id: self.id.clone(),

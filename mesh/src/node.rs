@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
     pub(crate) pending: Mutex<rustc_hash::FxHashMap<u64, PendingAsk>>,
     pub(crate) next_ask: AtomicU64,
+    /// Numbers this node's dials (see [`crate::wire::Hello::dial`]).
+    pub(crate) next_dial: AtomicU64,
     pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
     pub(crate) dialing: Mutex<HashSet<SocketAddr>>,
     pub(crate) stats: Stats,
@@ -300,6 +302,7 @@ impl Node {
             peers: CacheAligned(RwLock::default()),
             pending: Mutex::default(),
             next_ask: AtomicU64::new(1),
+            next_dial: AtomicU64::new(1),
             gossip_inbox: gossip_tx,
             dialing: Mutex::default(),
             stats: Stats::default(),

@@ -6,7 +6,9 @@
 //! ends pick the same one. A duplicate of the same incarnation (both nodes
 //! dialed at once) keeps the connection dialed by the node with the smaller
 //! name; a connection to a newer incarnation (larger generation) replaces the
-//! old one; a redial by the same side replaces its older connection. A retired
+//! old one; of two connections the same node dialed, the later dial (numbered
+//! in its hello) wins. Both ends compute the same [`rank`] whatever order the
+//! handshakes finished in at each end. A retired
 //! connection is closed after a grace period so frames already in flight on it
 //! are still read.
 
@@ -31,7 +33,14 @@ const RETIRE_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct ActiveConn {
     pub(crate) conn: quinn::Connection,
     pub(crate) id: NodeId,
-    pub(crate) dialed_by_me: bool,
+    pub(crate) dialer: Dialer,
+}
+
+/// Which end dialed a connection, with the dialer's number for the dial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialer {
+    Me(u64),
+    Peer(u64),
 }
 
 /// Everything known about one peer name.
@@ -141,26 +150,20 @@ impl Shared {
         conn: quinn::Connection,
         id: NodeId,
         advertise: SocketAddr,
-        dialed_by_me: bool,
+        dialer: Dialer,
     ) -> ActiveConn {
         let peer = self.peer(&id.name, Some(advertise));
         let new = ActiveConn {
             conn: conn.clone(),
             id: id.clone(),
-            dialed_by_me,
+            dialer,
         };
         let current = peer.active();
         let keep_new = match &current {
             None => true,
             Some(cur) if cur.id.generation != id.generation => id.generation > cur.id.generation,
-            Some(cur) if cur.dialed_by_me == dialed_by_me => true,
-            Some(_) => {
-                let dialer = if dialed_by_me {
-                    &self.id.name
-                } else {
-                    &id.name
-                };
-                dialer == std::cmp::min(&self.id.name, &id.name)
+            Some(cur) => {
+                rank(&self.id.name, &id.name, dialer) > rank(&self.id.name, &id.name, cur.dialer)
             }
         };
         let winner = if keep_new {
@@ -203,6 +206,17 @@ impl Shared {
                 let _ = ask.reply.send(Err(crate::node::AskFailure::ConnectionLost));
             }
         }
+    }
+}
+
+/// The order both ends agree on between two connections of one pair (seen
+/// from `me`, to `peer`): a connection dialed by the node with the smaller
+/// name wins; of two dialed by the same node, the later dial wins.
+fn rank(me: &str, peer: &str, dialer: Dialer) -> (bool, u64) {
+    let smaller_is_me = me < peer;
+    match dialer {
+        Dialer::Me(dial) => (smaller_is_me, dial),
+        Dialer::Peer(dial) => (!smaller_is_me, dial),
     }
 }
 
@@ -299,4 +313,75 @@ async fn open_messages_stream(conn: &quinn::Connection) -> Option<quinn::SendStr
     let mut send = conn.open_uni().await.ok()?;
     send.write_all(&[StreamKind::Messages as u8]).await.ok()?;
     Some(send)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection as both ends see it: who dialed it, with which number.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Conn {
+        dialer_is_a: bool,
+        dial: u64,
+    }
+
+    fn seen_from(conn: Conn, me_is_a: bool) -> Dialer {
+        if conn.dialer_is_a == me_is_a {
+            Dialer::Me(conn.dial)
+        } else {
+            Dialer::Peer(conn.dial)
+        }
+    }
+
+    /// The connection an end keeps after registering `order` one by one.
+    fn winner(order: &[Conn], me_is_a: bool) -> Conn {
+        let (me, peer) = if me_is_a { ("a", "b") } else { ("b", "a") };
+        let mut active: Option<Conn> = None;
+        for conn in order {
+            let keep_new = active.is_none_or(|cur| {
+                rank(me, peer, seen_from(*conn, me_is_a)) > rank(me, peer, seen_from(cur, me_is_a))
+            });
+            if keep_new {
+                active = Some(*conn);
+            }
+        }
+        active.expect("one registered")
+    }
+
+    #[test]
+    fn both_ends_keep_the_same_connection_whatever_the_order() {
+        // a dialed twice (a redial racing the first), b once, all at once:
+        // each end finishes the handshakes in its own order.
+        let conns = [
+            Conn {
+                dialer_is_a: true,
+                dial: 1,
+            },
+            Conn {
+                dialer_is_a: true,
+                dial: 2,
+            },
+            Conn {
+                dialer_is_a: false,
+                dial: 7,
+            },
+        ];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for at_a in &orders {
+            for at_b in &orders {
+                let a = winner(&at_a.map(|i| conns[i]), true);
+                let b = winner(&at_b.map(|i| conns[i]), false);
+                assert_eq!(a, b, "a saw {at_a:?}, b saw {at_b:?}");
+                assert_eq!(a, conns[1]);
+            }
+        }
+    }
 }

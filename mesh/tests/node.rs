@@ -122,6 +122,7 @@ async fn raw_peer(ca: &ClusterCa, name: &str, target: &Node) -> quinn::Connectio
         cluster: "mesh".into(),
         id: NodeId::new(name, 1),
         advertise: endpoint.local_addr().unwrap(),
+        dial: 1,
     };
     send.write_all(&encode_value(&hello, 1 << 16).unwrap())
         .await

@@ -6,7 +6,7 @@ use membership::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Version of this wire format; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The dialer's first frame on a new connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct Hello {
     pub id: NodeId,
     /// Where the dialer can be reached (not the UDP source address).
     pub advertise: SocketAddr,
+    /// The dialer's sequence number of this dial (grows per process): of
+    /// two connections one node dialed, both ends keep the later one.
+    pub dial: u64,
 }
 
 /// The acceptor's answer to a [`Hello`].
