@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sharding::{Sharding, ShardingError};
+use sharding::Sharding;
 
 use testbed::Cluster;
 
@@ -134,8 +134,9 @@ async fn a_proxy_only_node_routes_and_hosts_nothing() -> TestResult {
     Ok(())
 }
 
-/// How long a load client waits before it retries an ask.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
+/// The timeout of one ask of the load clients: generous (a slow CI
+/// machine), and still far below the time a lost message would take.
+const ASK_UNDER_LOAD: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_leave_of_the_coordinator_node_hands_off_everything_without_a_failed_ask(
@@ -169,27 +170,17 @@ async fn a_graceful_leave_of_the_coordinator_node_hands_off_everything_without_a
         let counters = refs[name].clone();
         let stop = stop.clone();
         clients.push(tokio::spawn(async move {
-            let (mut ok, mut retried, mut failed) = (0u64, 0u64, Vec::new());
+            let (mut ok, mut failed) = (0u64, Vec::new());
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("c-{}", i % 30);
-                // A client as DESIGN rule 5 describes it: a timed-out ask
-                // (a message lost on the way) is retried; an error is final.
-                let mut outcome = counters.ask(&id, CounterMsg::Get, RETRY_AFTER).await;
-                for _ in 0..3 {
-                    if !matches!(outcome, Err(ShardingError::Timeout(_))) {
-                        break;
-                    }
-                    retried += 1;
-                    outcome = counters.ask(&id, CounterMsg::Get, RETRY_AFTER).await;
-                }
-                match outcome {
+                match counters.ask(&id, CounterMsg::Get, ASK_UNDER_LOAD).await {
                     Ok(_) => ok += 1,
                     Err(error) => failed.push(format!("{id}: {error}")),
                 }
                 i += 1;
             }
-            (ok, retried, failed)
+            (ok, failed)
         }));
     }
     cluster.leave("n1").await;
@@ -211,8 +202,7 @@ async fn a_graceful_leave_of_the_coordinator_node_hands_off_everything_without_a
     }
     stop.store(true, Ordering::Relaxed);
     for client in clients {
-        let (ok, retried, failed) = client.await?;
-        eprintln!("client: {ok} asks answered, {retried} retried after a timeout");
+        let (ok, failed) = client.await?;
         assert!(ok > 0, "the client made no progress");
         assert!(
             failed.is_empty(),
