@@ -55,7 +55,7 @@
 //! | coordinator: any message with a *higher* epoch | [`CoordinatorEffect::Superseded`]: this coordinator stops acting | | |
 //! | region: `CoordinatorStarted` | `Register` again only if not registered (rate-limited) | same | ignored |
 //! | region: `RegisterAck` | ignored (consumed) | not our latest `Register`: ignored; per shard older than the newest instruction: ignored | ignored |
-//! | region: `ShardHome` | no change | older than the newest instruction for the shard: ignored | ignored |
+//! | region: `ShardHome` | no change | older than the newest instruction for the shard: ignored; naming a region known to be Down: the home stays unknown and is asked again | ignored |
 //! | region: `HostShard` | `ShardStarted` again | older than the newest instruction for the shard, or than the `RegisterAck` of the current registration (sent before a lapse): ignored | ignored |
 //! | region: `BeginHandoff` | `BeginHandoffAck` again | ignored | ignored |
 //! | region: `Handoff` | nothing while stopping; `ShardStopped` again once stopped | ignored | ignored |
@@ -63,7 +63,7 @@
 //! | region: `Deliver` | delivered again (at-least-once; entities de-duplicate by idempotency key) | not the home any more: `NotHere` with the message | not checked (routing only) |
 //! | region: `NotHere` | the message is routed again | same; `max_hops` bounds loops | not checked |
 //! | region: `ShardEntitiesStopped` (driver) | ignored (not stopping) | same | n/a |
-//! | membership: `MemberUp` / `MemberLeaving` / `MemberDown` | no change | after Down: ignored | n/a |
+//! | membership: `MemberUp` / `MemberLeaving` / `MemberDown` | no change | after Down: ignored (a region remembers Down members, so no later `ShardHome` makes one a home again) | n/a |
 //!
 //! # Driving the state machines
 //!

@@ -1,6 +1,6 @@
 //! The region state machine: `handle(now, input)` and `tick(now)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::io::{RegionEffect, RegionInput, StopReason};
@@ -52,6 +52,12 @@ pub struct Region<P> {
     registered_by: Option<(Epoch, RequestId)>,
     next_request: u64,
     shards: BTreeMap<ShardId, ShardEntry<P>>,
+    /// Members known to be Down. Down is final for an incarnation, so none
+    /// of them is a shard home again, whatever a `ShardHome` sent before
+    /// the coordinator learnt it says: a message forwarded there would be
+    /// lost with nobody left to answer `NotHere` (rule 5). One entry per
+    /// Down incarnation, like the coordinator's region table.
+    down: BTreeSet<RegionId>,
 }
 
 impl<P> Region<P> {
@@ -69,6 +75,7 @@ impl<P> Region<P> {
             registered_by: None,
             next_request: 0,
             shards: BTreeMap::new(),
+            down: BTreeSet::new(),
         }
     }
 
@@ -449,6 +456,9 @@ impl<P> Region<P> {
 
     /// ShardHome: duplicate -> no change; late (older than the newest
     /// instruction for the shard) -> ignored; stale epoch -> ignored.
+    /// Naming a Down region (sent before the coordinator saw the Down,
+    /// arriving after this region did) -> the home is unknown: buffer and
+    /// ask again, never forward into the void.
     fn on_shard_home(
         &mut self,
         now: Instant,
@@ -466,7 +476,7 @@ impl<P> Region<P> {
             // A local shard changes only through Handoff or a RegisterAck.
             return;
         }
-        entry.home = if home == me {
+        entry.home = if home == me || self.down.contains(&home) {
             Home::Unknown { asked_at: None }
         } else {
             Home::Remote(home)
@@ -594,8 +604,12 @@ impl<P> Region<P> {
         self.flush(now, shard, out);
     }
 
-    /// A Down region is no home any more. Duplicate -> no change.
+    /// A Down region is no home any more, now or later (a late `ShardHome`
+    /// naming it is not believed). Duplicate -> no change.
     fn on_member_down(&mut self, now: Instant, region: &RegionId, out: &mut Vec<RegionEffect<P>>) {
+        if !self.down.insert(region.clone()) {
+            return;
+        }
         let affected: Vec<ShardId> = self
             .shards
             .iter_mut()

@@ -568,3 +568,65 @@ fn a_host_shard_older_than_the_current_registration_is_ignored() {
     assert!(!fresh.is_empty());
     assert!(f.region.serves(ShardId(1), f.at(3_300)));
 }
+
+/// Found by `no_shard_ever_has_two_homes`: the coordinator announces a
+/// shard's new home, that home crashes and is Downed, and the announcement
+/// reaches this region only after the `MemberDown`. Believing it would
+/// forward every later message to a dead region that never answers
+/// `NotHere`: silent loss, for good once nothing corrects the cache.
+#[test]
+fn a_late_shard_home_naming_a_down_region_is_not_believed() {
+    let mut f = Fixture::registered();
+    // The home was Downed; its `ShardHome` (newer than anything seen for
+    // the shard, so not "late" by request id) arrives afterwards.
+    let now = f.at(10);
+    f.region.handle(now, RegionInput::MemberDown(other()));
+    let effects = f.coordinator(
+        20,
+        CoordinatorToRegion::ShardHome {
+            shard: ShardId(2),
+            home: other(),
+        },
+    );
+    assert!(effects.is_empty());
+    assert_eq!(
+        f.region.shard_status(ShardId(2)),
+        Some(ShardStatus::Unknown)
+    );
+    // A message for the shard is buffered and its home asked, not
+    // forwarded to the Down region.
+    let effects = f.send(30, 2, 7);
+    assert!(!effects
+        .iter()
+        .any(|effect| matches!(effect, RegionEffect::ToRegion { .. })));
+    assert_eq!(
+        to_coordinator(&effects),
+        vec![RegionToCoordinator::GetShardHome { shard: ShardId(2) }]
+    );
+    assert_eq!(f.region.buffered(ShardId(2)), 1);
+    // The shard's real new home: the buffered message goes there.
+    let new_home = RegionId::new("other", 2);
+    let effects = f.coordinator(
+        40,
+        CoordinatorToRegion::ShardHome {
+            shard: ShardId(2),
+            home: new_home.clone(),
+        },
+    );
+    assert!(matches!(
+        &effects[..],
+        [RegionEffect::ToRegion { to, message }]
+            if *to == new_home
+                && matches!(&message.body, RegionToRegion::Deliver(d) if d.payload == 7)
+    ));
+    // A duplicate `MemberDown` changes nothing.
+    let now = f.at(50);
+    assert!(f
+        .region
+        .handle(now, RegionInput::MemberDown(other()))
+        .is_empty());
+    assert_eq!(
+        f.region.shard_status(ShardId(2)),
+        Some(ShardStatus::Remote(new_home))
+    );
+}

@@ -48,8 +48,8 @@ const COMMAND_QUEUE: usize = 65_536;
 /// # async fn demo(node: mesh::Node) -> Result<(), sharding::ShardingError> {
 /// let sharding = Sharding::start(&node, ShardingConfig::default()).await?;
 /// let counters = sharding.init(EntityType::new("counter", |_id| Counter(0)))?;
-/// counters.tell("c-42", 1)?;
-/// let n: u64 = counters.ask("c-42", 0, std::time::Duration::from_secs(5)).await?;
+/// counters.tell("c-42", 1u64)?;
+/// let n: u64 = counters.ask("c-42", 0u64, std::time::Duration::from_secs(5)).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
