@@ -33,6 +33,10 @@ pub mod hook_points {
     pub const BEFORE_FIRST_DELIVERY: &str = "sharding.region.before_first_delivery";
 }
 
+/// Commands taken per wake-up of the driver before it looks at its timers
+/// and finished entities again.
+const BATCH: usize = 256;
+
 /// Where an `ask` waits for its answer.
 pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
 
@@ -153,7 +157,17 @@ impl<E: Entity> Driver<E> {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        // Under load, take what else is queued in one go:
+                        // one wake-up for many messages.
+                        for _ in 0..BATCH {
+                            match commands.try_recv() {
+                                Ok(command) => self.on_command(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
                 Some(finished) = self.host.running().next() => {
