@@ -152,6 +152,8 @@ impl<E: Entity> Driver<E> {
 
     /// Runs until the node stops or every handle is dropped.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command<E>>) {
+        let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
+        self.host.set_waker(&waker);
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -173,13 +175,7 @@ impl<E: Entity> Driver<E> {
                 Some(finished) = self.host.running().next() => {
                     let now = Instant::now();
                     let region = &self.region;
-                    let outcome = self.host.finished(finished, now, |s| region.serves(s, now));
-                    if let Some((to, result)) = outcome.reply {
-                        self.reply(to, result.map_err(ShardingError::Remote));
-                    }
-                    if let Some(shard) = outcome.shard_stopped {
-                        self.work.push_back(Work::Region(RegionInput::ShardEntitiesStopped { shard }));
-                    }
+                    self.host.finished(finished, |s| region.serves(s, now));
                 }
                 _ = ticker.tick() => {
                     if self.node.is_stopped() {
@@ -291,7 +287,11 @@ impl<E: Entity> Driver<E> {
     /// Performs queued work until none is left (local coordinator <->
     /// region traffic is queued here instead of crossing the mesh).
     fn process(&mut self) {
-        while let Some(work) = self.work.pop_front() {
+        loop {
+            self.take_outcomes();
+            let Some(work) = self.work.pop_front() else {
+                return;
+            };
             if self.crashed {
                 return;
             }
@@ -307,6 +307,21 @@ impl<E: Entity> Driver<E> {
                         self.coordinator_effects(effects);
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends the replies of entities that finished and reports shards
+    /// whose entities all stopped.
+    fn take_outcomes(&mut self) {
+        let outcomes: Vec<_> = self.host.outcomes().collect();
+        for outcome in outcomes {
+            if let Some((to, result)) = outcome.reply {
+                self.reply(to, result.map_err(ShardingError::Remote));
+            }
+            if let Some(shard) = outcome.shard_stopped {
+                self.work
+                    .push_back(Work::Region(RegionInput::ShardEntitiesStopped { shard }));
             }
         }
     }
@@ -376,14 +391,7 @@ impl<E: Entity> Driver<E> {
                     self.host.deliver(shard, &entity, job, now, serving);
                 }
                 RegionEffect::StopShard { shard, reason } => match reason {
-                    StopReason::Handoff => {
-                        if self.host.stop_shard(shard) {
-                            self.work
-                                .push_back(Work::Region(RegionInput::ShardEntitiesStopped {
-                                    shard,
-                                }));
-                        }
-                    }
+                    StopReason::Handoff => self.host.stop_shard(shard),
                     // Not handled here: the new home handles them.
                     StopReason::Dropped => {
                         for (entity, job) in self.host.drop_shard(shard) {

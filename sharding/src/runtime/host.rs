@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -56,7 +57,7 @@ impl<E: Entity> Finished<E> {
     }
 }
 
-/// What the driver must do after [`Host::finished`].
+/// What the driver must do after an entity future finished.
 pub(crate) struct Outcome<R> {
     /// The answer for the asker, if any (`Err` after a panic).
     pub(crate) reply: Option<(ReplyTo, Result<R, String>)>,
@@ -88,6 +89,11 @@ pub(crate) struct Host<E: Entity> {
     /// Shards whose entities were told they are fenced.
     fenced: BTreeSet<ShardId>,
     entities: usize,
+    /// What finished since the driver last looked (see [`Host::outcomes`]).
+    outcomes: Vec<Outcome<E::Reply>>,
+    /// The driver task's waker: an entity future is polled once right away
+    /// with it, and only one that does not finish at once is kept running.
+    waker: Waker,
 }
 
 impl<E: Entity> Host<E> {
@@ -100,6 +106,8 @@ impl<E: Entity> Host<E> {
             paused: BTreeSet::new(),
             fenced: BTreeSet::new(),
             entities: 0,
+            outcomes: Vec::new(),
+            waker: futures::task::noop_waker(),
         }
     }
 
@@ -183,48 +191,90 @@ impl<E: Entity> Host<E> {
         }
     }
 
-    /// Runs the next step of an idle entity: its next message, or its stop.
-    fn kick(&mut self, shard: ShardId, id: &Arc<str>) {
-        let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(id)) else {
-            return;
-        };
-        if slot.busy {
-            return;
+    /// The waker of the task that polls [`Host::running`]; set before each
+    /// round of work.
+    pub(crate) fn set_waker(&mut self, waker: &Waker) {
+        if !self.waker.will_wake(waker) {
+            self.waker = waker.clone();
         }
-        if let Some(job) = slot.mailbox.pop_front() {
-            let fresh = !slot.live;
-            let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
-            slot.live = true;
-            slot.busy = true;
-            self.running
-                .push(handle_one(shard, id.clone(), entity, fresh, job));
-        } else if slot.stopping {
-            slot.busy = true;
-            match slot.entity.take() {
-                Some(entity) if slot.live => {
-                    self.running.push(stop_one(shard, id.clone(), entity));
+    }
+
+    /// What finished since the last call: replies to send, shards stopped.
+    pub(crate) fn outcomes(&mut self) -> std::vec::Drain<'_, Outcome<E::Reply>> {
+        self.outcomes.drain(..)
+    }
+
+    /// Runs the next steps of an idle entity: its queued messages, then its
+    /// stop if one is due. A step that finishes at once (most handlers) is
+    /// settled here and the next one runs; one that waits is left running.
+    fn kick(&mut self, shard: ShardId, id: &Arc<str>) {
+        loop {
+            let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(id)) else {
+                return;
+            };
+            if slot.busy {
+                return;
+            }
+            let mut step = if let Some(job) = slot.mailbox.pop_front() {
+                let fresh = !slot.live;
+                let entity = slot
+                    .entity
+                    .take()
+                    .unwrap_or_else(|| (self.factory)(id));
+                slot.live = true;
+                slot.busy = true;
+                handle_one(shard, id.clone(), entity, fresh, job)
+            } else if slot.stopping {
+                slot.busy = true;
+                match slot.entity.take() {
+                    Some(entity) if slot.live => stop_one(shard, id.clone(), entity),
+                    _ => {
+                        // Never started: nothing to stop.
+                        self.remove(shard, id);
+                        self.report_if_stopped(shard);
+                        return;
+                    }
                 }
-                _ => {
-                    // Never started: nothing to stop.
-                    self.remove(shard, id);
+            } else {
+                return;
+            };
+            match step.as_mut().poll(&mut Context::from_waker(&self.waker)) {
+                Poll::Pending => {
+                    self.running.push(step);
+                    return;
+                }
+                Poll::Ready(finished) => {
+                    if !self.settle(finished) {
+                        return;
+                    }
                 }
             }
         }
     }
 
-    /// Takes back a finished future's result.
-    pub(crate) fn finished(
-        &mut self,
-        finished: Finished<E>,
-        now: Instant,
-        serving: impl Fn(ShardId) -> bool,
-    ) -> Outcome<E::Reply> {
-        let mut outcome = Outcome {
-            reply: None,
-            shard_stopped: None,
+    /// Takes back a future that finished later (from [`Host::running`]) and
+    /// runs the entity's next steps if its shard is still served.
+    pub(crate) fn finished(&mut self, finished: Finished<E>, serving: impl Fn(ShardId) -> bool) {
+        let (shard, id) = match &finished {
+            Finished::Handled { shard, id, .. }
+            | Finished::Stopped { shard, id }
+            | Finished::Panicked { shard, id, .. } => (*shard, id.clone()),
         };
+        if !self.settle(finished) {
+            return;
+        }
+        if serving(shard) || self.handing_off.contains(&shard) {
+            self.kick(shard, &id);
+        } else {
+            self.paused.insert(shard);
+        }
+    }
+
+    /// Puts a finished step's result in place; true if the entity is still
+    /// here and idle (its next step may run).
+    fn settle(&mut self, finished: Finished<E>) -> bool {
         tracing::trace!(kind = ?finished.kind(), "host finished");
-        let (shard, id) = match finished {
+        match finished {
             Finished::Handled {
                 shard,
                 id,
@@ -233,71 +283,82 @@ impl<E: Entity> Host<E> {
                 reply,
                 reply_to,
             } => {
-                outcome.reply = reply_to.map(|to| (to, Ok(reply)));
+                if let Some(to) = reply_to {
+                    self.outcomes.push(Outcome {
+                        reply: Some((to, Ok(reply))),
+                        shard_stopped: None,
+                    });
+                }
                 match self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
                     Some(slot) => {
                         slot.entity = Some(entity);
                         slot.busy = false;
-                        slot.last_active = now;
                         slot.stopping |= passivate;
+                        true
                     }
                     // The shard was dropped meanwhile: this instance is stale.
-                    None => return outcome,
+                    None => false,
                 }
-                (shard, id)
             }
             Finished::Stopped { shard, id } => {
                 self.remove(shard, &id);
-                (shard, id)
+                self.report_if_stopped(shard);
+                false
             }
             Finished::Panicked {
                 shard,
                 id,
                 reply_to,
             } => {
-                outcome.reply = reply_to.map(|to| (to, Err(format!("entity {id} panicked"))));
-                if let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
-                    // The next message starts a new instance.
-                    slot.live = false;
-                    slot.busy = false;
-                    slot.entity = None;
+                if let Some(to) = reply_to {
+                    self.outcomes.push(Outcome {
+                        reply: Some((to, Err(format!("entity {id} panicked")))),
+                        shard_stopped: None,
+                    });
                 }
-                (shard, id)
+                match self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
+                    Some(slot) => {
+                        // The next message starts a new instance.
+                        slot.live = false;
+                        slot.busy = false;
+                        slot.entity = None;
+                        true
+                    }
+                    None => false,
+                }
             }
-        };
-        if serving(shard) || self.handing_off.contains(&shard) {
-            self.kick(shard, &id);
-        } else if self.shards.get(&shard).is_some_and(|s| s.contains_key(&id)) {
-            self.paused.insert(shard);
         }
-        if self.handing_off.contains(&shard) && !self.shards.contains_key(&shard) {
-            self.handing_off.remove(&shard);
-            outcome.shard_stopped = Some(shard);
+    }
+
+    /// A shard being handed off whose last entity is gone is reported once.
+    fn report_if_stopped(&mut self, shard: ShardId) {
+        if !self.shards.contains_key(&shard) && self.handing_off.remove(&shard) {
+            self.outcomes.push(Outcome {
+                reply: None,
+                shard_stopped: Some(shard),
+            });
         }
-        outcome
     }
 
     /// Stops every entity of `shard` after the messages already queued for
-    /// it (handoff). Returns true if nothing was running: stopped at once.
-    pub(crate) fn stop_shard(&mut self, shard: ShardId) -> bool {
-        let Some(slots) = self.shards.get_mut(&shard) else {
-            return true;
-        };
-        let keys: Vec<Arc<str>> = slots.keys().cloned().collect();
-        for slot in slots.values_mut() {
-            slot.stopping = true;
-        }
+    /// it (handoff); once none is left, [`Host::outcomes`] reports the shard
+    /// stopped (at once if nothing runs).
+    pub(crate) fn stop_shard(&mut self, shard: ShardId) {
         self.handing_off.insert(shard);
         self.paused.remove(&shard);
+        let keys: Vec<Arc<str>> = match self.shards.get_mut(&shard) {
+            Some(slots) => {
+                for slot in slots.values_mut() {
+                    slot.stopping = true;
+                }
+                slots.keys().cloned().collect()
+            }
+            None => Vec::new(),
+        };
         for key in keys {
             self.kick(shard, &key);
         }
-        if self.shards.contains_key(&shard) {
-            false
-        } else {
-            self.handing_off.remove(&shard);
-            true
-        }
+        self.report_if_stopped(shard);
     }
 
     /// Discards the entities of a shard that now lives elsewhere, without
