@@ -83,6 +83,12 @@ impl Hooks {
             .store(!armed.is_empty(), Ordering::Release);
     }
 
+    /// Whether any point is armed: protocol code may skip work that only a
+    /// hook needs (one atomic load).
+    pub fn any_armed(&self) -> bool {
+        self.inner.any_armed.load(Ordering::Acquire)
+    }
+
     /// How often `point` has fired on this node.
     pub fn fired(&self, point: &str) -> u64 {
         lock(&self.inner.fired).get(point).copied().unwrap_or(0)

@@ -114,6 +114,8 @@ pub(crate) struct Driver<E: Entity> {
     /// The first keep-alive of a new coordinator goes out by then at the latest.
     keep_alive_deadline: Instant,
     work: VecDeque<Work<E::Message>>,
+    /// The time of the current round of work (see `process`).
+    now: Instant,
 }
 
 impl<E: Entity> Driver<E> {
@@ -147,6 +149,7 @@ impl<E: Entity> Driver<E> {
             next_keep_alive: now,
             keep_alive_deadline: now,
             work: VecDeque::new(),
+            now,
         }
     }
 
@@ -287,6 +290,9 @@ impl<E: Entity> Driver<E> {
     /// Performs queued work until none is left (local coordinator <->
     /// region traffic is queued here instead of crossing the mesh).
     fn process(&mut self) {
+        // One clock read per round: a round takes micro- to milliseconds,
+        // far inside the lease's drift margin.
+        self.now = Instant::now();
         loop {
             self.take_outcomes();
             let Some(work) = self.work.pop_front() else {
@@ -295,7 +301,7 @@ impl<E: Entity> Driver<E> {
             if self.crashed {
                 return;
             }
-            let now = Instant::now();
+            let now = self.now;
             match work {
                 Work::Region(input) => {
                     let effects = self.region.handle(now, input);
@@ -314,8 +320,7 @@ impl<E: Entity> Driver<E> {
     /// Sends the replies of entities that finished and reports shards
     /// whose entities all stopped.
     fn take_outcomes(&mut self) {
-        let outcomes: Vec<_> = self.host.outcomes().collect();
-        for outcome in outcomes {
+        for outcome in self.host.take_outcomes() {
             if let Some((to, result)) = outcome.reply {
                 self.reply(to, result.map_err(ShardingError::Remote));
             }
@@ -369,13 +374,14 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 RegionEffect::DeliverLocal(delivery) => {
-                    if !self.host.contains(delivery.shard, &delivery.entity)
+                    if self.node.hooks().any_armed()
+                        && !self.host.contains(delivery.shard, &delivery.entity)
                         && self.hook(hook_points::BEFORE_FIRST_DELIVERY)
                     {
                         return;
                     }
                     tracing::trace!(entity_type = %self.settings.name, entity = %delivery.entity, reply_to = ?delivery.reply_to, "deliver here");
-                    let now = Instant::now();
+                    let now = self.now;
                     let serving = self.region.serves(delivery.shard, now);
                     let Delivery {
                         shard,

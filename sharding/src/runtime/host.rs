@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::FutureExt;
+use rustc_hash::FxHashMap;
 
 use crate::entity::{Entity, EntityContext, Factory};
 use crate::ids::{ReplyTo, ShardId};
@@ -80,7 +81,7 @@ struct Slot<E: Entity> {
 /// The entities of one region.
 pub(crate) struct Host<E: Entity> {
     factory: Factory<E>,
-    shards: HashMap<ShardId, HashMap<Arc<str>, Slot<E>>>,
+    shards: FxHashMap<ShardId, HashMap<Arc<str>, Slot<E>>>,
     running: FuturesUnordered<BoxFuture<'static, Finished<E>>>,
     /// Shards being stopped for a handoff.
     handing_off: BTreeSet<ShardId>,
@@ -100,7 +101,7 @@ impl<E: Entity> Host<E> {
     pub(crate) fn new(factory: Factory<E>) -> Self {
         Self {
             factory,
-            shards: HashMap::new(),
+            shards: FxHashMap::default(),
             running: FuturesUnordered::new(),
             handing_off: BTreeSet::new(),
             paused: BTreeSet::new(),
@@ -200,8 +201,8 @@ impl<E: Entity> Host<E> {
     }
 
     /// What finished since the last call: replies to send, shards stopped.
-    pub(crate) fn outcomes(&mut self) -> std::vec::Drain<'_, Outcome<E::Reply>> {
-        self.outcomes.drain(..)
+    pub(crate) fn take_outcomes(&mut self) -> Vec<Outcome<E::Reply>> {
+        std::mem::take(&mut self.outcomes)
     }
 
     /// Runs the next steps of an idle entity: its queued messages, then its
@@ -217,10 +218,7 @@ impl<E: Entity> Host<E> {
             }
             let mut step = if let Some(job) = slot.mailbox.pop_front() {
                 let fresh = !slot.live;
-                let entity = slot
-                    .entity
-                    .take()
-                    .unwrap_or_else(|| (self.factory)(id));
+                let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
                 slot.live = true;
                 slot.busy = true;
                 handle_one(shard, id.clone(), entity, fresh, job)
