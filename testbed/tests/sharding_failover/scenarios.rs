@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mesh::{HookAction, NodeConfig};
 use sharding::{hook_points, Sharding};
-use testbed::Cluster;
+use testbed::{Cluster, Direction};
 
 use crate::checker::{
     entity, init_tracing, sharding_config, AccountMsg, Load, TestResult, World, ASK, ENTITIES,
@@ -446,4 +446,33 @@ impl Drop for WorkerGuard {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_a_one_way_cut_from_the_coordinator_keeps_one_writer() -> TestResult {
+    init_tracing();
+    let world = World::start(
+        Cluster::builder().nodes(5).start().await?,
+        sharding_config(),
+    )
+    .await?;
+    world.touch_all("n2").await?;
+    let load = Load::start(&world, &["n2", "n4", "n5"]);
+    under_load(&world, "n4").await?;
+    // n1 (the coordinator) no longer hears n3; n3 still hears n1. Both
+    // ends of a cut link are downed (indirectly connected), the rest go on.
+    world.cluster.blackhole("n3", "n1", Direction::OneWay)?;
+    world
+        .cluster
+        .wait_until(RECOVER, "both ends of the cut link to stop", |c| {
+            c.node("n1").is_stopped() && c.node("n3").is_stopped()
+        })
+        .await?;
+    world.wait_all_answer(&["n2", "n4", "n5"]).await?;
+    let (acked, retries) = load.stop().await?;
+    eprintln!(
+        "s8 one-way: {} acknowledged, {retries} retries",
+        acked.values().sum::<u64>()
+    );
+    world.verify(&acked)
 }
