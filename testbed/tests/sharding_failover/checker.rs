@@ -1,8 +1,10 @@
 //! The invariant checker shared by every scenario, and the load that feeds it.
 //!
-//! - (i) single writer: the [`Store`] (the user's database) records which
-//!   entity *instance* made each write; two instances of one entity writing
-//!   in turns (A, B, A) means two were live at once.
+//! - (i) single writer, seen two ways: every instance logs when it handles
+//!   a message (start and end), and two instances of one entity busy at
+//!   overlapping times is a failure; and the [`Store`] (the user's
+//!   database) records which instance made each write, where two instances
+//!   writing in turns (A, B, A) means two were live at once.
 //! - (ii) every ask ends: asks carry a timeout, and every client task must
 //!   finish within a deadline once told to stop.
 //! - (iii) after recovery every entity answers.
@@ -43,7 +45,12 @@ pub fn init_tracing() {
 #[derive(Default)]
 pub struct Store {
     entities: Mutex<BTreeMap<String, Written>>,
+    /// Per entity: when each instance was busy handling a message.
+    busy: Mutex<BTreeMap<String, Vec<Busy>>>,
 }
+
+/// (start, end, instance) of one handled message.
+type Busy = (Instant, Instant, u64);
 
 #[derive(Default)]
 struct Written {
@@ -68,10 +75,27 @@ impl Store {
         entities.get(entity).map_or(0, |w| w.keys.len() as u64)
     }
 
-    /// Entities whose writes came from two instances in turns.
+    fn handled(&self, entity: &str, start: Instant, instance: u64) {
+        let mut busy = self.busy.lock().unwrap();
+        let entry = busy.entry(entity.to_string()).or_default();
+        entry.push((start, Instant::now(), instance));
+    }
+
+    /// Entities that two instances handled at overlapping times, or whose
+    /// writes came from two instances in turns.
     pub fn single_writer_violations(&self) -> Vec<String> {
-        let entities = self.entities.lock().unwrap();
         let mut out = Vec::new();
+        for (entity, intervals) in self.busy.lock().unwrap().iter() {
+            let mut sorted = intervals.clone();
+            sorted.sort();
+            for pair in sorted.windows(2) {
+                let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+                if a != b && start < end {
+                    out.push(format!("{entity}: instances {a} and {b} busy at once"));
+                }
+            }
+        }
+        let entities = self.entities.lock().unwrap();
         for (entity, written) in entities.iter() {
             let mut done = HashSet::new();
             let mut current = None;
@@ -107,10 +131,13 @@ impl Entity for Account {
     type Reply = u64;
 
     async fn handle(&mut self, _ctx: &mut EntityContext, message: AccountMsg) -> u64 {
-        match message {
+        let start = Instant::now();
+        let answer = match message {
             AccountMsg::Add { key } => self.store.apply(&self.id, key, self.instance),
             AccountMsg::Get => self.store.count(&self.id),
-        }
+        };
+        self.store.handled(&self.id, start, self.instance);
+        answer
     }
 }
 
@@ -324,4 +351,32 @@ async fn client_loop(
         seq += 1;
     }
     Ok(report)
+}
+
+#[test]
+fn the_checker_sees_two_writers() {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let store = Store::default();
+    // One instance after the other: fine.
+    store
+        .busy
+        .lock()
+        .unwrap()
+        .insert("a".into(), vec![(ms(0), ms(5), 1), (ms(6), ms(8), 2)]);
+    store.apply("a", 1, 1);
+    store.apply("a", 2, 2);
+    assert!(store.single_writer_violations().is_empty());
+    // Overlapping handlers of two instances.
+    store
+        .busy
+        .lock()
+        .unwrap()
+        .insert("b".into(), vec![(ms(0), ms(5), 1), (ms(4), ms(8), 2)]);
+    // Writes in turns: 1, 2, 1.
+    store.apply("c", 1, 1);
+    store.apply("c", 2, 2);
+    store.apply("c", 3, 1);
+    let violations = store.single_writer_violations();
+    assert_eq!(violations.len(), 2, "{violations:?}");
 }
