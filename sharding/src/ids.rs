@@ -4,8 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The id of an entity, chosen by the user (`"counter-42"`).
-pub type EntityId = String;
+/// The id of an entity, chosen by the user (`"counter-42"`). Ids up to 24
+/// bytes are kept inline: sending to an entity allocates nothing for its id.
+pub type EntityId = compact_str::CompactString;
 
 /// A region is identified by the [`membership::NodeId`] of its node: a
 /// restarted node is a new incarnation and therefore a new region, which is

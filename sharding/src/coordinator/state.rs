@@ -146,6 +146,17 @@ impl Coordinator {
         if self.superseded {
             return out;
         }
+        // Only a shard's own messages can make just that shard wanted and
+        // free; anything else may free or enable many (the full scan).
+        let scope = match &input {
+            CoordinatorInput::Message(Envelope {
+                body:
+                    RegionToCoordinator::GetShardHome { shard }
+                    | RegionToCoordinator::ShardStarted { shard, .. },
+                ..
+            }) => Some(*shard),
+            _ => None,
+        };
         match input {
             CoordinatorInput::Message(message) => self.on_message(now, message, &mut out),
             CoordinatorInput::MemberUp(region) => self.on_member_up(now, region, &mut out),
@@ -155,7 +166,7 @@ impl Coordinator {
             CoordinatorInput::MemberDown(region) => self.on_member_down(now, region, &mut out),
             CoordinatorInput::Quorum(quorum) => self.quorum = quorum,
         }
-        self.allocate_wanted(now, &mut out);
+        self.allocate_wanted(now, scope, &mut out);
         out
     }
 
@@ -171,7 +182,7 @@ impl Coordinator {
         self.retransmit(now, &mut out);
         self.hand_off_leaving_regions(now, &mut out);
         self.rebalance(now, &mut out);
-        self.allocate_wanted(now, &mut out);
+        self.allocate_wanted(now, None, &mut out);
         out
     }
 
@@ -836,14 +847,23 @@ impl Coordinator {
     // ----- allocation and handoff steps ---------------------------------
 
     /// Allocates every free shard that is wanted: requested, or moved away
-    /// from a home it had.
-    fn allocate_wanted(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
+    /// from a home it had. `only` limits the requested ones looked at to one
+    /// shard, so that a stream of requests costs linear time, not quadratic.
+    fn allocate_wanted(
+        &mut self,
+        now: Instant,
+        only: Option<ShardId>,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
         if !self.quorum {
             return;
         }
-        let wanted: Vec<ShardId> = self
-            .requesters
-            .keys()
+        let requested = match only {
+            Some(shard) => self.requesters.range(shard..=shard),
+            None => self.requesters.range(..),
+        };
+        let wanted: Vec<ShardId> = requested
+            .map(|(shard, _)| shard)
             .chain(self.reallocate.iter())
             .copied()
             .filter(|shard| matches!(self.table.get(*shard), Some(ShardState::Free)))

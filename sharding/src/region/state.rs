@@ -115,6 +115,14 @@ impl<P> Region<P> {
                 .is_some_and(|entry| entry.home == Home::Active)
     }
 
+    /// The shard of `entity` if a local `Send` to it would be delivered
+    /// here at `now` and nothing else (exactly one `DeliverLocal`): the
+    /// driver's fast path, which skips [`Region::handle`] for it.
+    pub fn delivers_here(&self, entity: &str, now: Instant) -> Option<ShardId> {
+        let shard = shard_id(entity, self.config.number_of_shards);
+        self.serves(shard, now).then_some(shard)
+    }
+
     /// Shards whose state lives here (active, fenced or stopping).
     pub fn local_shards(&self) -> Vec<ShardId> {
         self.shards

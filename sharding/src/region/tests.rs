@@ -6,7 +6,7 @@ use super::*;
 use crate::config::ShardingConfig;
 use crate::error::DeliveryError;
 use crate::hash::shard_id;
-use crate::ids::{Epoch, RegionId, ReplyTo, RequestId, ShardId};
+use crate::ids::{EntityId, Epoch, RegionId, ReplyTo, RequestId, ShardId};
 use crate::messages::{
     CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator, RegionToRegion,
 };
@@ -29,9 +29,9 @@ fn other() -> RegionId {
 }
 
 /// An entity living in `shard`.
-fn entity_in(shard: u32) -> String {
+fn entity_in(shard: u32) -> EntityId {
     (0..)
-        .map(|i| format!("e{i}"))
+        .map(|i| EntityId::from(format!("e{i}")))
         .find(|id| shard_id(id, SHARDS) == ShardId(shard))
         .expect("some id hashes to every shard")
 }
@@ -166,6 +166,40 @@ fn hosts_a_shard_and_delivers_while_the_lease_is_valid() {
     assert_eq!(delivered(&f.send(20, 1, 7)), vec![7]);
     assert!(f.region.serves(ShardId(1), f.at(2_999)));
     assert!(!f.region.serves(ShardId(1), f.at(3_000)));
+}
+
+/// The driver's fast path must agree with `handle(Send)` exactly.
+#[test]
+fn delivers_here_agrees_with_routing_a_send() {
+    let mut f = Fixture::registered();
+    f.host(10, 1);
+    f.coordinator(
+        10,
+        CoordinatorToRegion::ShardHome {
+            shard: ShardId(2),
+            home: other(),
+        },
+    );
+    let check = |f: &mut Fixture, ms: u64, shard: u32| {
+        let fast = f.region.delivers_here(&entity_in(shard), f.at(ms));
+        let effects = f.send(ms, shard, 1);
+        let routed_here =
+            matches!(&effects[..], [RegionEffect::DeliverLocal(d)] if d.shard == ShardId(shard));
+        assert_eq!(
+            fast.is_some(),
+            routed_here,
+            "shard {shard} at {ms} ms: {effects:?}"
+        );
+        fast.is_some()
+    };
+    assert!(check(&mut f, 20, 1), "active with a valid lease");
+    assert!(!check(&mut f, 20, 2), "lives elsewhere");
+    assert!(!check(&mut f, 20, 3), "home unknown");
+    assert!(!check(&mut f, 3_000, 1), "lease ran out");
+    let mut f = Fixture::registered();
+    f.host(10, 1);
+    f.region.handle(f.at(20), RegionInput::FenceAll);
+    assert!(!check(&mut f, 30, 1), "fenced");
 }
 
 #[test]

@@ -48,8 +48,9 @@ pub(crate) enum Command<E: Entity> {
         message: E::Message,
         reply: Option<ReplySender<E::Reply>>,
     },
-    /// From another node's driver.
-    Wire(Wire<E::Message, E::Reply>),
+    /// From another node's driver (boxed: it is large, and local sends,
+    /// the common case, should not pay its size in the queue).
+    Wire(Box<Wire<E::Message, E::Reply>>),
     /// This node leaves: answer once everything hosted here is handed off.
     Leave(oneshot::Sender<()>),
     RegionView(oneshot::Sender<RegionView>),
@@ -163,6 +164,7 @@ impl<E: Entity> Driver<E> {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
+                        self.now = Instant::now();
                         self.on_command(command);
                         // Under load, take what else is queued in one go:
                         // one wake-up for many messages.
@@ -205,13 +207,27 @@ impl<E: Entity> Driver<E> {
                 reply,
             } => {
                 let reply_to = reply.map(|reply| self.expect_reply(reply));
-                self.work.push_back(Work::Region(RegionInput::Send {
-                    entity,
-                    payload: message,
-                    reply_to,
-                }));
+                // With nothing queued ahead, a message for a shard served
+                // here goes straight to its entity, as the region would
+                // send it (see `Region::delivers_here`).
+                let here = if self.work.is_empty() && !self.crashed {
+                    self.region.delivers_here(&entity, self.now)
+                } else {
+                    None
+                };
+                match here {
+                    Some(shard) => {
+                        let job = Job { message, reply_to };
+                        self.deliver_local(shard, &entity, job);
+                    }
+                    None => self.work.push_back(Work::Region(RegionInput::Send {
+                        entity,
+                        payload: message,
+                        reply_to,
+                    })),
+                }
             }
-            Command::Wire(wire) => self.on_wire(wire),
+            Command::Wire(wire) => self.on_wire(*wire),
             Command::Leave(done) => {
                 self.leaving.push(done);
                 self.check_left();
@@ -374,15 +390,6 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 RegionEffect::DeliverLocal(delivery) => {
-                    if self.node.hooks().any_armed()
-                        && !self.host.contains(delivery.shard, &delivery.entity)
-                        && self.hook(hook_points::BEFORE_FIRST_DELIVERY)
-                    {
-                        return;
-                    }
-                    tracing::trace!(entity_type = %self.settings.name, entity = %delivery.entity, reply_to = ?delivery.reply_to, "deliver here");
-                    let now = self.now;
-                    let serving = self.region.serves(delivery.shard, now);
                     let Delivery {
                         shard,
                         entity,
@@ -394,7 +401,9 @@ impl<E: Entity> Driver<E> {
                         message: payload,
                         reply_to,
                     };
-                    self.host.deliver(shard, &entity, job, now, serving);
+                    if !self.deliver_local(shard, &entity, job) {
+                        return;
+                    }
                 }
                 RegionEffect::StopShard { shard, reason } => match reason {
                     StopReason::Handoff => self.host.stop_shard(shard),
@@ -402,7 +411,7 @@ impl<E: Entity> Driver<E> {
                     StopReason::Dropped => {
                         for (entity, job) in self.host.drop_shard(shard) {
                             self.work.push_back(Work::Region(RegionInput::Send {
-                                entity: entity.to_string(),
+                                entity: entity.as_ref().into(),
                                 payload: job.message,
                                 reply_to: job.reply_to,
                             }));
@@ -420,6 +429,21 @@ impl<E: Entity> Driver<E> {
                 },
             }
         }
+    }
+
+    /// Hands one message to its entity here; false if a hook point
+    /// crashed the node first.
+    fn deliver_local(&mut self, shard: ShardId, entity: &str, job: Job<E::Message>) -> bool {
+        if self.node.hooks().any_armed()
+            && !self.host.contains(shard, entity)
+            && self.hook(hook_points::BEFORE_FIRST_DELIVERY)
+        {
+            return false;
+        }
+        tracing::trace!(entity_type = %self.settings.name, entity, reply_to = ?job.reply_to, "deliver here");
+        let serving = self.region.serves(shard, self.now);
+        self.host.deliver(shard, entity, job, self.now, serving);
+        true
     }
 
     fn coordinator_effects(&mut self, effects: Vec<CoordinatorEffect>) {

@@ -7,7 +7,7 @@
 //! handler (and `started` first, for a new entity); the future hands the
 //! entity back when done, and the next queued message starts the next one.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::FutureExt;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::entity::{Entity, EntityContext, Factory};
 use crate::ids::{ReplyTo, ShardId};
@@ -49,6 +49,15 @@ pub(crate) enum Finished<E: Entity> {
 }
 
 impl<E: Entity> Finished<E> {
+    /// The entity this step belonged to.
+    fn entity(&self) -> (ShardId, &Arc<str>) {
+        match self {
+            Finished::Handled { shard, id, .. }
+            | Finished::Stopped { shard, id }
+            | Finished::Panicked { shard, id, .. } => (*shard, id),
+        }
+    }
+
     fn kind(&self) -> (&'static str, ShardId, &str) {
         match self {
             Finished::Handled { shard, id, .. } => ("handled", *shard, id),
@@ -78,10 +87,13 @@ struct Slot<E: Entity> {
     last_active: Instant,
 }
 
+/// The entities of one shard, by id.
+type Slots<E> = hashbrown::HashMap<Arc<str>, Slot<E>, FxBuildHasher>;
+
 /// The entities of one region.
 pub(crate) struct Host<E: Entity> {
     factory: Factory<E>,
-    shards: FxHashMap<ShardId, HashMap<Arc<str>, Slot<E>>>,
+    shards: FxHashMap<ShardId, Slots<E>>,
     running: FuturesUnordered<BoxFuture<'static, Finished<E>>>,
     /// Shards being stopped for a handoff.
     handing_off: BTreeSet<ShardId>,
@@ -131,7 +143,7 @@ impl<E: Entity> Host<E> {
 
     /// Entities of one shard.
     pub(crate) fn shard_entities(&self, shard: ShardId) -> usize {
-        self.shards.get(&shard).map_or(0, HashMap::len)
+        self.shards.get(&shard).map_or(0, Slots::len)
     }
 
     /// Queues a message for an entity (starting it if it does not run) and
@@ -145,31 +157,24 @@ impl<E: Entity> Host<E> {
         serving: bool,
     ) {
         let slots = self.shards.entry(shard).or_default();
-        let key: Arc<str> = match slots.get_key_value(id) {
-            Some((key, _)) => key.clone(),
-            None => {
-                self.entities += 1;
-                let key: Arc<str> = id.into();
-                slots.insert(
-                    key.clone(),
-                    Slot {
-                        entity: None,
-                        live: false,
-                        busy: false,
-                        stopping: false,
-                        mailbox: VecDeque::new(),
-                        last_active: now,
-                    },
-                );
-                key
-            }
-        };
-        let slot = slots.get_mut(id).expect("inserted above");
+        if !slots.contains_key(id) {
+            self.entities += 1;
+            let slot = Slot {
+                entity: None,
+                live: false,
+                busy: false,
+                stopping: false,
+                mailbox: VecDeque::new(),
+                last_active: now,
+            };
+            slots.insert(id.into(), slot);
+        }
+        let (_, slot) = slots.get_key_value_mut(id).expect("inserted above");
         slot.mailbox.push_back(job);
         slot.last_active = now;
         tracing::trace!(%shard, id, busy = slot.busy, stopping = slot.stopping, queued = slot.mailbox.len(), serving, "host deliver");
         if serving {
-            self.kick(shard, &key);
+            self.kick(shard, id);
         } else {
             self.paused.insert(shard);
         }
@@ -208,17 +213,22 @@ impl<E: Entity> Host<E> {
     /// Runs the next steps of an idle entity: its queued messages, then its
     /// stop if one is due. A step that finishes at once (most handlers) is
     /// settled here and the next one runs; one that waits is left running.
-    fn kick(&mut self, shard: ShardId, id: &Arc<str>) {
+    fn kick(&mut self, shard: ShardId, id: &str) {
+        let Some((id, slot)) = self
+            .shards
+            .get_mut(&shard)
+            .and_then(|slots| slots.get_key_value_mut(id))
+        else {
+            return;
+        };
+        let id = id.clone();
         loop {
-            let Some(slot) = self.shards.get_mut(&shard).and_then(|s| s.get_mut(id)) else {
-                return;
-            };
             if slot.busy {
                 return;
             }
             let mut step = if let Some(job) = slot.mailbox.pop_front() {
                 let fresh = !slot.live;
-                let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
+                let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(&id));
                 slot.live = true;
                 slot.busy = true;
                 handle_one(shard, id.clone(), entity, fresh, job)
@@ -228,7 +238,7 @@ impl<E: Entity> Host<E> {
                     Some(entity) if slot.live => stop_one(shard, id.clone(), entity),
                     _ => {
                         // Never started: nothing to stop.
-                        self.remove(shard, id);
+                        self.remove(shard, &id);
                         self.report_if_stopped(shard);
                         return;
                     }
@@ -242,7 +252,9 @@ impl<E: Entity> Host<E> {
                     return;
                 }
                 Poll::Ready(finished) => {
-                    if !self.settle(finished) {
+                    if !settle_slot(Some(slot), &mut self.outcomes, finished) {
+                        self.remove(shard, &id);
+                        self.report_if_stopped(shard);
                         return;
                     }
                 }
@@ -253,11 +265,8 @@ impl<E: Entity> Host<E> {
     /// Takes back a future that finished later (from [`Host::running`]) and
     /// runs the entity's next steps if its shard is still served.
     pub(crate) fn finished(&mut self, finished: Finished<E>, serving: impl Fn(ShardId) -> bool) {
-        let (shard, id) = match &finished {
-            Finished::Handled { shard, id, .. }
-            | Finished::Stopped { shard, id }
-            | Finished::Panicked { shard, id, .. } => (*shard, id.clone()),
-        };
+        let (shard, id) = finished.entity();
+        let (shard, id) = (shard, id.clone());
         if !self.settle(finished) {
             return;
         }
@@ -271,61 +280,15 @@ impl<E: Entity> Host<E> {
     /// Puts a finished step's result in place; true if the entity is still
     /// here and idle (its next step may run).
     fn settle(&mut self, finished: Finished<E>) -> bool {
-        tracing::trace!(kind = ?finished.kind(), "host finished");
-        match finished {
-            Finished::Handled {
-                shard,
-                id,
-                entity,
-                passivate,
-                reply,
-                reply_to,
-            } => {
-                if let Some(to) = reply_to {
-                    self.outcomes.push(Outcome {
-                        reply: Some((to, Ok(reply))),
-                        shard_stopped: None,
-                    });
-                }
-                match self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
-                    Some(slot) => {
-                        slot.entity = Some(entity);
-                        slot.busy = false;
-                        slot.stopping |= passivate;
-                        true
-                    }
-                    // The shard was dropped meanwhile: this instance is stale.
-                    None => false,
-                }
-            }
-            Finished::Stopped { shard, id } => {
-                self.remove(shard, &id);
-                self.report_if_stopped(shard);
-                false
-            }
-            Finished::Panicked {
-                shard,
-                id,
-                reply_to,
-            } => {
-                if let Some(to) = reply_to {
-                    self.outcomes.push(Outcome {
-                        reply: Some((to, Err(format!("entity {id} panicked")))),
-                        shard_stopped: None,
-                    });
-                }
-                match self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id)) {
-                    Some(slot) => {
-                        // The next message starts a new instance.
-                        slot.live = false;
-                        slot.busy = false;
-                        slot.entity = None;
-                        true
-                    }
-                    None => false,
-                }
-            }
+        let (shard, id) = finished.entity();
+        let (shard, id) = (shard, id.clone());
+        let slot = self.shards.get_mut(&shard).and_then(|s| s.get_mut(&id));
+        if settle_slot(slot, &mut self.outcomes, finished) {
+            return true;
         }
+        self.remove(shard, &id);
+        self.report_if_stopped(shard);
+        false
     }
 
     /// A shard being handed off whose last entity is gone is reported once.
@@ -414,6 +377,54 @@ impl<E: Entity> Host<E> {
             if slots.is_empty() {
                 self.shards.remove(&shard);
             }
+        }
+    }
+}
+
+/// Puts a finished step's result into its entity's slot (`None`: the
+/// shard was dropped meanwhile, this instance is stale) and queues the
+/// reply; true if the entity is still here and idle. `Stopped` and a missing
+/// slot give false: the caller removes what is left.
+fn settle_slot<E: Entity>(
+    slot: Option<&mut Slot<E>>,
+    outcomes: &mut Vec<Outcome<E::Reply>>,
+    finished: Finished<E>,
+) -> bool {
+    tracing::trace!(kind = ?finished.kind(), "host finished");
+    match finished {
+        Finished::Handled {
+            entity,
+            passivate,
+            reply,
+            reply_to,
+            ..
+        } => {
+            if let Some(to) = reply_to {
+                outcomes.push(Outcome {
+                    reply: Some((to, Ok(reply))),
+                    shard_stopped: None,
+                });
+            }
+            let Some(slot) = slot else { return false };
+            slot.entity = Some(entity);
+            slot.busy = false;
+            slot.stopping |= passivate;
+            true
+        }
+        Finished::Stopped { .. } => false,
+        Finished::Panicked { id, reply_to, .. } => {
+            if let Some(to) = reply_to {
+                outcomes.push(Outcome {
+                    reply: Some((to, Err(format!("entity {id} panicked")))),
+                    shard_stopped: None,
+                });
+            }
+            let Some(slot) = slot else { return false };
+            // The next message starts a new instance.
+            slot.live = false;
+            slot.busy = false;
+            slot.entity = None;
+            true
         }
     }
 }

@@ -150,7 +150,7 @@ impl Sharding {
         let inbound = commands.clone();
         node.register_service(&settings.service, move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
             let (wire, _) = request.into_parts();
-            if inbound.try_send(Command::Wire(wire)).is_err() {
+            if inbound.try_send(Command::Wire(Box::new(wire))).is_err() {
                 tracing::warn!("sharding driver queue full or stopped; message dropped (its sender retries or times out)");
             }
         })
@@ -224,7 +224,7 @@ impl<E: Entity> EntityRef<E> {
     /// is logged, as nobody waits for it. Use [`Self::ask`] to know.
     pub fn tell(&self, id: &str, message: impl Into<E::Message>) -> Result<(), ShardingError> {
         let command = Command::Send {
-            entity: id.to_string(),
+            entity: id.into(),
             message: message.into(),
             reply: None,
         };
@@ -251,7 +251,7 @@ impl<E: Entity> EntityRef<E> {
     ) -> Result<E::Reply, ShardingError> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Send {
-            entity: id.to_string(),
+            entity: id.into(),
             message: message.into(),
             reply: Some(reply),
         };
@@ -349,7 +349,7 @@ impl Sharding {
             }),
             keep_alive: Some(KeepAlive {
                 every: self.inner.config.daemon_keep_alive_interval,
-                workers: (0..count).map(|index| index.to_string()).collect(),
+                workers: (0..count).map(|index| index.to_string().into()).collect(),
                 message: || daemon::DaemonMessage::KeepAlive,
             }),
         };

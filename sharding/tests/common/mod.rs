@@ -249,7 +249,7 @@ impl Sim {
         let now = self.now;
         if let Some(node) = self.node_mut(&id) {
             let input = RegionInput::Send {
-                entity: format!("entity-{entity}"),
+                entity: format!("entity-{entity}").into(),
                 payload,
                 reply_to: Some(ReplyTo {
                     node: id.clone(),
