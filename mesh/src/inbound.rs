@@ -13,7 +13,9 @@ use crate::outbox::Outbox;
 use crate::service::{send_failure, ErasedService, ReplyTarget};
 use crate::stats::Stats;
 use crate::wire::frame::{FrameError, FrameReader};
-use crate::wire::{EnvelopeHeader, ErrorCode, RemoteError, StreamKind};
+use crate::wire::{
+    EnvelopeHeader, ErrorCode, RemoteError, ServiceRef, StreamKind, MAX_SERVICE_IDS,
+};
 
 /// Largest gossip message accepted (chitchat sizes them for 64 KiB datagrams).
 const MAX_GOSSIP: usize = 1024 * 1024;
@@ -58,7 +60,7 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
     let mut frames = FrameReader::new(recv, shared.config.max_frame_size);
     let replies = shared.peer(&from.name, None).outbox.clone();
     let sender: Arc<str> = from.name.as_str().into();
-    let mut services = ServiceCache::default();
+    let mut services = StreamServices::default();
     loop {
         match frames.next().await {
             Ok(Some(frame)) => {
@@ -82,27 +84,38 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
     }
 }
 
-/// Handles one envelope frame. Only a header that does not decode is an error
-/// of the stream; a bad body is that message's problem alone.
+/// Why a frame breaks its stream (a bad body is only that message's problem).
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("bad header: {0}")]
+    Header(#[from] postcard::Error),
+    #[error("service number {0} was not defined on this stream")]
+    UndefinedService(u32),
+    #[error("service number {id} defined as {name:?}, then again as another name or out of range")]
+    Redefined { id: u32, name: String },
+}
+
+/// Handles one envelope frame.
 async fn dispatch(
     shared: &Arc<Shared>,
     from: &Arc<str>,
     frame: &[u8],
     replies: &Arc<Outbox>,
-    services: &mut ServiceCache,
-) -> Result<(), postcard::Error> {
+    services: &mut StreamServices,
+) -> Result<(), StreamError> {
     let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
             shared.hooks.fire("mesh.before_deliver").await;
-            let Some(handler) = services.get(shared, service) else {
+            let (name, handler) = services.resolve(shared, service)?;
+            let Some(handler) = handler else {
                 Stats::bump(&shared.stats.unknown_service);
-                tracing::debug!(%from, service, "tell to unknown service dropped");
+                tracing::debug!(%from, service = name, "tell to unknown service dropped");
                 return Ok(());
             };
             if let Err((error, _)) = handler.deliver_remote(from, body, None) {
                 Stats::bump(&shared.stats.messages_malformed);
-                tracing::warn!(%from, service, %error, "tell dropped");
+                tracing::warn!(%from, service = name, %error, "tell dropped");
             }
         }
         EnvelopeHeader::Ask { id, service } => {
@@ -111,12 +124,12 @@ async fn dispatch(
                 outbox: replies.clone(),
                 id,
             };
-            let failure = match services.get(shared, service) {
-                None => {
+            let failure = match services.resolve(shared, service)? {
+                (name, None) => {
                     Stats::bump(&shared.stats.unknown_service);
-                    Some(RemoteError::UnknownService(service.to_string()))
+                    Some(RemoteError::UnknownService(name.to_string()))
                 }
-                Some(handler) => match handler.deliver_remote(from, body, Some(target)) {
+                (_, Some(handler)) => match handler.deliver_remote(from, body, Some(target)) {
                     Ok(()) => None,
                     Err((error, _)) => {
                         Stats::bump(&shared.stats.messages_malformed);
@@ -132,28 +145,97 @@ async fn dispatch(
         EnvelopeHeader::Failure { id, error } => {
             shared.complete_ask(id, Err(AskFailure::Remote(error)))
         }
+        EnvelopeHeader::Services { names } => {
+            for (id, name) in (0u32..).zip(names) {
+                services.define(id, name)?;
+            }
+        }
     }
     Ok(())
 }
 
-/// The service a stream addressed last: most streams carry one service, so
-/// this saves a registry lookup per message. Valid while the registry version holds.
+/// A service's handler, as the registry held it.
+type Handler = Arc<dyn ErasedService>;
+
+/// The services one stream has numbered (see [`ServiceRef`]), each with
+/// its handler as of a registry version: a lookup by number per message,
+/// no string compared or registry locked.
 #[derive(Default)]
-struct ServiceCache {
-    last: Option<(u64, String, Arc<dyn ErasedService>)>,
+struct StreamServices {
+    numbered: Vec<Service>,
+    /// The last service named in full (not numbered).
+    named: Option<Service>,
 }
 
-impl ServiceCache {
-    fn get(&mut self, shared: &Shared, name: &str) -> Option<Arc<dyn ErasedService>> {
-        let version = shared.services_version();
-        if let Some((v, cached, handler)) = &self.last {
-            if *v == version && cached == name {
-                return Some(handler.clone());
+/// One service a stream addresses.
+struct Service {
+    name: Box<str>,
+    /// The registry version of the lookup and its result (`None`: unknown).
+    lookup: Option<(u64, Option<Handler>)>,
+}
+
+impl Service {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            lookup: None,
+        }
+    }
+
+    /// Its name and handler, looked up again if the registry changed.
+    fn resolve(&mut self, shared: &Shared, version: u64) -> (&str, Option<&Handler>) {
+        if self.lookup.as_ref().is_none_or(|(v, _)| *v != version) {
+            self.lookup = Some((version, shared.service(&self.name)));
+        }
+        let handler = self.lookup.as_ref().and_then(|(_, h)| h.as_ref());
+        (&self.name, handler)
+    }
+}
+
+impl StreamServices {
+    fn define(&mut self, id: u32, name: &str) -> Result<(), StreamError> {
+        let index = id as usize;
+        let redefined = || StreamError::Redefined {
+            id,
+            name: name.to_string(),
+        };
+        if id >= MAX_SERVICE_IDS || index > self.numbered.len() {
+            return Err(redefined());
+        }
+        match self.numbered.get(index) {
+            Some(known) if *known.name == *name => Ok(()),
+            Some(_) => Err(redefined()),
+            None => {
+                self.numbered.push(Service::new(name));
+                Ok(())
             }
         }
-        let handler = shared.service(name)?;
-        self.last = Some((version, name.to_string(), handler.clone()));
-        Some(handler)
+    }
+
+    /// The service's name and its handler (`None`: not registered here).
+    fn resolve(
+        &mut self,
+        shared: &Shared,
+        service: ServiceRef<'_>,
+    ) -> Result<(&str, Option<&Handler>), StreamError> {
+        let version = shared.services_version();
+        let service = match service {
+            ServiceRef::Name(name) => {
+                if self.named.as_ref().is_none_or(|named| *named.name != *name) {
+                    self.named = Some(Service::new(name));
+                }
+                self.named.as_mut().expect("set above")
+            }
+            ServiceRef::Define { id, name } => {
+                self.define(id, name)?;
+                &mut self.numbered[id as usize]
+            }
+            ServiceRef::Id(id) => self
+                .numbered
+                .get_mut(id as usize)
+                .ok_or(StreamError::UndefinedService(id))?,
+        };
+        Ok(service.resolve(shared, version))
     }
 }
 

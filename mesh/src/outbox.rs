@@ -5,10 +5,12 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
 use crate::node::lock;
 use crate::wire::frame::{encode_frame_into, FrameError};
+use crate::wire::{ServiceRef, MAX_SERVICE_IDS};
 
 /// Why a frame was not buffered.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,44 @@ pub(crate) struct Outbox {
 struct Buffered {
     bytes: Vec<u8>,
     frames: u64,
+    services: ServiceIds,
+}
+
+/// Longer service names are always sent whole, which bounds the frame
+/// that opens a stream.
+const MAX_NUMBERED_NAME: usize = 256;
+
+/// The numbers this sender gave the services it sends to one peer (see
+/// [`ServiceRef`]). A number is kept only once a frame defining it is
+/// buffered, so a stream that starts with every number kept so far (the
+/// writer's [`Outbox::service_names`]) defines each number before its use.
+#[derive(Default)]
+pub(crate) struct ServiceIds {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl ServiceIds {
+    /// How a frame to `service` names it, numbering it if it is new.
+    pub(crate) fn refer<'a>(&mut self, service: &'a str) -> ServiceRef<'a> {
+        if let Some(id) = self.ids.get(service) {
+            return ServiceRef::Id(*id);
+        }
+        let id = self.names.len() as u32;
+        if id >= MAX_SERVICE_IDS || service.len() > MAX_NUMBERED_NAME {
+            return ServiceRef::Name(service);
+        }
+        self.ids.insert(service.into(), id);
+        self.names.push(service.into());
+        ServiceRef::Define { id, name: service }
+    }
+
+    /// Forgets the numbers given after the first `len` (their frame failed).
+    fn truncate(&mut self, len: usize) {
+        for name in self.names.drain(len.min(self.names.len())..) {
+            self.ids.remove(&name);
+        }
+    }
 }
 
 impl Outbox {
@@ -47,29 +87,44 @@ impl Outbox {
         })
     }
 
-    /// Appends one frame whose payload `write` produces, unless the buffer is full.
+    /// Appends one frame whose payload `write` produces (naming services
+    /// through the peer's [`ServiceIds`]), unless the buffer is full.
     pub(crate) fn push(
         &self,
-        write: impl FnOnce(&mut Vec<u8>) -> postcard::Result<()>,
+        write: impl FnOnce(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
     ) -> Result<(), PushError> {
-        let mut state = lock(&self.state);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
         if state.bytes.len() >= self.limit {
             return Err(PushError::Full);
         }
         let was_empty = state.bytes.is_empty();
-        encode_frame_into(&mut state.bytes, self.max_frame, write)?;
+        let numbered = state.services.names.len();
+        let services = &mut state.services;
+        if let Err(error) =
+            encode_frame_into(&mut state.bytes, self.max_frame, |buf| write(buf, services))
+        {
+            state.services.truncate(numbered);
+            return Err(error.into());
+        }
         state.frames += 1;
-        drop(state);
+        drop(guard);
         if was_empty {
             self.ready.notify_one();
         }
         Ok(())
     }
 
+    /// Every service name numbered so far, by number: what a new stream
+    /// must define first.
+    pub(crate) fn service_names(&self) -> Vec<Box<str>> {
+        lock(&self.state).services.names.clone()
+    }
+
     /// Like [`Outbox::push`], waiting for room while the buffer is full.
     pub(crate) async fn push_wait(
         &self,
-        write: impl Fn(&mut Vec<u8>) -> postcard::Result<()>,
+        write: impl Fn(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
     ) -> Result<(), FrameError> {
         loop {
             let space = self.space.notified();
@@ -110,21 +165,59 @@ mod tests {
     async fn frames_are_taken_in_order_and_the_limit_holds() {
         let outbox = Outbox::new(10, 1024);
         outbox
-            .push(|b| {
+            .push(|b, _| {
                 b.extend_from_slice(b"abc");
                 Ok(())
             })
             .unwrap();
         outbox
-            .push(|b| {
+            .push(|b, _| {
                 b.extend_from_slice(b"defghij");
                 Ok(())
             })
             .unwrap();
-        assert!(matches!(outbox.push(|_| Ok(())), Err(PushError::Full)));
+        assert!(matches!(outbox.push(|_, _| Ok(())), Err(PushError::Full)));
         let mut batch = Vec::new();
         assert_eq!(outbox.take(&mut batch).await, 2);
         assert_eq!(&batch, b"\0\0\0\x03abc\0\0\0\x07defghij");
-        assert!(outbox.push(|_| Ok(())).is_ok());
+        assert!(outbox.push(|_, _| Ok(())).is_ok());
+    }
+
+    #[test]
+    fn a_service_is_numbered_once_its_defining_frame_is_buffered() {
+        let outbox = Outbox::new(1 << 20, 1024);
+        let mut seen = Vec::new();
+        let mut refer = |name: &'static str, fail: bool| {
+            let result = outbox.push(|_, ids| {
+                seen.push(format!("{:?}", ids.refer(name)));
+                if fail {
+                    Err(postcard::Error::SerializeBufferFull)
+                } else {
+                    Ok(())
+                }
+            });
+            assert_eq!(result.is_ok(), !fail);
+        };
+        refer("a", false);
+        refer("a", false);
+        // The frame defining "b" failed: "b" is not numbered, "c" takes 1.
+        refer("b", true);
+        refer("c", false);
+        refer("b", false);
+        assert_eq!(
+            seen,
+            [
+                r#"Define { id: 0, name: "a" }"#,
+                "Id(0)",
+                r#"Define { id: 1, name: "b" }"#,
+                r#"Define { id: 1, name: "c" }"#,
+                r#"Define { id: 2, name: "b" }"#,
+            ]
+        );
+        let names = outbox.service_names();
+        assert_eq!(
+            names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["a", "c", "b"]
+        );
     }
 }

@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use crate::outbox::Outbox;
 
 use crate::node::Shared;
-use crate::wire::{ErrorCode, StreamKind};
+use crate::wire::frame::{encode_frame_into, put_postcard};
+use crate::wire::{EnvelopeHeader, ErrorCode, StreamKind};
 
 /// How long a retired duplicate connection stays open for frames in flight.
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
@@ -280,7 +281,7 @@ async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>) {
             };
             backoff = shared.config.reconnect_min;
             if stream.as_ref().map(|(id, _)| *id) != Some(conn.stable_id()) {
-                stream = open_messages_stream(&conn)
+                stream = open_messages_stream(&conn, &peer.outbox)
                     .await
                     .map(|s| (conn.stable_id(), s));
             }
@@ -309,9 +310,22 @@ async fn dial_peer(
     shared.dial(addr, Some(&peer.name)).await
 }
 
-async fn open_messages_stream(conn: &quinn::Connection) -> Option<quinn::SendStream> {
+/// Opens a messages stream that defines every service number `outbox`
+/// gave so far: the frames about to be written may use any of them.
+async fn open_messages_stream(
+    conn: &quinn::Connection,
+    outbox: &Outbox,
+) -> Option<quinn::SendStream> {
     let mut send = conn.open_uni().await.ok()?;
-    send.write_all(&[StreamKind::Messages as u8]).await.ok()?;
+    let mut start = vec![StreamKind::Messages as u8];
+    let names = outbox.service_names();
+    if !names.is_empty() {
+        let names = names.iter().map(|name| &**name).collect();
+        let header = EnvelopeHeader::Services { names };
+        // At most 1024 names (`MAX_SERVICE_IDS`) of at most 256 bytes each.
+        encode_frame_into(&mut start, usize::MAX, |buf| put_postcard(buf, &header)).ok()?;
+    }
+    send.write_all(&start).await.ok()?;
     Some(send)
 }
 

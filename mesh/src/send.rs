@@ -56,7 +56,12 @@ impl PeerRef {
         match &self.outbox {
             None => self.shared.tell_local(service, message),
             Some(outbox) => Ok(outbox
-                .push_wait(|buf| put_envelope(buf, &EnvelopeHeader::Tell { service }, &message))
+                .push_wait(|buf, ids| {
+                    let header = EnvelopeHeader::Tell {
+                        service: ids.refer(service),
+                    };
+                    put_envelope(buf, &header, &message)
+                })
                 .await?),
         }
     }
@@ -167,7 +172,12 @@ fn tell_remote<M: Serialize>(
     message: &M,
 ) -> Result<(), SendError> {
     outbox
-        .push(|buf| put_envelope(buf, &EnvelopeHeader::Tell { service }, message))
+        .push(|buf, ids| {
+            let header = EnvelopeHeader::Tell {
+                service: ids.refer(service),
+            };
+            put_envelope(buf, &header, message)
+        })
         .map_err(|error| match error {
             PushError::Full => SendError::Backpressure(peer.to_string()),
             PushError::Encode(error) => SendError::Encode(error),
@@ -241,7 +251,13 @@ impl Shared {
         );
         let outcome = tokio::time::timeout(timeout, async {
             outbox
-                .push_wait(|buf| put_envelope(buf, &EnvelopeHeader::Ask { id, service }, &message))
+                .push_wait(|buf, ids| {
+                    let header = EnvelopeHeader::Ask {
+                        id,
+                        service: ids.refer(service),
+                    };
+                    put_envelope(buf, &header, &message)
+                })
                 .await
                 .map_err(SendError::from)?;
             rx.await

@@ -83,7 +83,7 @@ impl<R: Serialize + Send + 'static> Responder<R> {
             }
             Some(ReplyTarget::Remote { outbox, id }) => {
                 let pushed =
-                    outbox.push(|buf| put_envelope(buf, &EnvelopeHeader::Reply { id }, &reply));
+                    outbox.push(|buf, _| put_envelope(buf, &EnvelopeHeader::Reply { id }, &reply));
                 match pushed {
                     Ok(()) => {}
                     Err(PushError::Full) => drop_reply(&outbox),
@@ -112,7 +112,7 @@ impl<R> Drop for Responder<R> {
 
 /// Answers ask `id` with `error`.
 pub(crate) fn send_failure(outbox: &Outbox, id: u64, error: RemoteError) {
-    let pushed = outbox.push(|buf| put_postcard(buf, &EnvelopeHeader::Failure { id, error }));
+    let pushed = outbox.push(|buf, _| put_postcard(buf, &EnvelopeHeader::Failure { id, error }));
     if pushed.is_err() {
         drop_reply(outbox);
     }

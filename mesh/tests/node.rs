@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use mesh::tls::{certificate_names, ClusterCa, QuicTls};
 use mesh::wire::frame::{encode_frame, encode_value, put_postcard, read_value, FrameReader};
-use mesh::wire::{EnvelopeHeader, Hello, HelloReply, RemoteError, StreamKind, PROTOCOL_VERSION};
+use mesh::wire::{
+    EnvelopeHeader, Hello, HelloReply, RemoteError, ServiceRef, StreamKind, PROTOCOL_VERSION,
+};
 use mesh::{AskError, Node, NodeId, Request, TlsSettings};
 use support::{cluster, init_tracing, start_node, wait_until};
 
@@ -169,27 +171,57 @@ async fn malformed_and_oversized_frames_close_the_stream_and_the_node_serves_on(
     assert!(garbage.stopped().await.unwrap().is_some());
     assert!(huge.stopped().await.unwrap().is_some());
 
-    // A well-formed ask on a fresh stream of the same connection still works,
-    // and so does everyone else.
-    let mut good = messages_stream(&raw).await;
+    // A service number nobody defined on the stream breaks only that stream.
+    let mut undefined = messages_stream(&raw).await;
     let frame = encode_frame(1 << 20, |buf| {
-        let ask = EnvelopeHeader::Ask {
-            id: 7,
-            service: "echo",
+        let tell = EnvelopeHeader::Tell {
+            service: ServiceRef::Id(5),
         };
-        put_postcard(buf, &ask)?;
-        put_postcard(buf, "still here")
+        put_postcard(buf, &tell)?;
+        put_postcard(buf, "lost")
     })
     .unwrap();
-    good.write_all(&frame).await.unwrap();
+    undefined.write_all(&frame).await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the undefined service number rejected",
+        &refs,
+        || nodes[0].stats().frames_malformed == 2,
+    )
+    .await;
+    assert!(undefined.stopped().await.unwrap().is_some());
+
+    // Well-formed asks on a fresh stream of the same connection still work,
+    // and so does everyone else: the first names the service and numbers
+    // it, the second uses the number.
+    let mut good = messages_stream(&raw).await;
+    let ask = |id: u64, service: ServiceRef<'static>| {
+        encode_frame(1 << 20, |buf| {
+            put_postcard(buf, &EnvelopeHeader::Ask { id, service })?;
+            put_postcard(buf, "still here")
+        })
+        .unwrap()
+    };
+    good.write_all(&ask(
+        7,
+        ServiceRef::Define {
+            id: 0,
+            name: "echo",
+        },
+    ))
+    .await
+    .unwrap();
+    good.write_all(&ask(8, ServiceRef::Id(0))).await.unwrap();
     let mut replies = raw.accept_uni().await.unwrap();
     let mut kind = [0u8];
     replies.read_exact(&mut kind).await.unwrap();
     let mut replies = FrameReader::new(replies, 1 << 20);
-    let buf = replies.next().await.unwrap().unwrap();
-    let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(buf).unwrap();
-    assert_eq!(header, EnvelopeHeader::Reply { id: 7 });
-    assert_eq!(postcard::from_bytes::<String>(body).unwrap(), "still here");
+    for id in [7, 8] {
+        let buf = replies.next().await.unwrap().unwrap();
+        let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(buf).unwrap();
+        assert_eq!(header, EnvelopeHeader::Reply { id });
+        assert_eq!(postcard::from_bytes::<String>(body).unwrap(), "still here");
+    }
 
     let answer: String = nodes[1]
         .ask("n1", "echo", "fine".to_string(), ASK)

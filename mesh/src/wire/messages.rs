@@ -6,7 +6,7 @@ use membership::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Version of this wire format; a peer with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The dialer's first frame on a new connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,29 @@ impl StreamKind {
     }
 }
 
+/// Service numbers a [`StreamKind::Messages`] stream may define.
+pub const MAX_SERVICE_IDS: u32 = 1024;
+
+/// How a frame names its target service. A sender numbers the services it
+/// sends to a peer; the first frame to a service on a stream defines its
+/// number, later ones carry only the number. Invariant: every number a frame
+/// uses was defined earlier on the same stream, inline or by the
+/// [`EnvelopeHeader::Services`] frame that opens a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceRef<'a> {
+    /// By name, without a number (the sender's numbers ran out).
+    Name(&'a str),
+    /// By name, defining `id` for the rest of the stream.
+    Define {
+        /// The number later frames use.
+        id: u32,
+        /// The service's name.
+        name: &'a str,
+    },
+    /// By a number defined earlier on this stream.
+    Id(u32),
+}
+
 /// The header of a frame on a [`StreamKind::Messages`] stream; the rest of the
 /// frame is the body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,14 +89,16 @@ pub enum EnvelopeHeader<'a> {
     /// One-way message to a service; the body is the message.
     Tell {
         /// Target service.
-        service: &'a str,
+        #[serde(borrow)]
+        service: ServiceRef<'a>,
     },
     /// Request to a service; the body is the request.
     Ask {
         /// Correlation id, unique per sender.
         id: u64,
         /// Target service.
-        service: &'a str,
+        #[serde(borrow)]
+        service: ServiceRef<'a>,
     },
     /// Successful answer to an [`EnvelopeHeader::Ask`]; the body is the reply.
     Reply {
@@ -86,6 +111,13 @@ pub enum EnvelopeHeader<'a> {
         id: u64,
         /// What went wrong at the receiver.
         error: RemoteError,
+    },
+    /// The first frame of a stream from a sender that numbered services
+    /// before: `names[i]` is service number `i`. The body is empty.
+    Services {
+        /// Every service name the sender has numbered, by number.
+        #[serde(borrow)]
+        names: Vec<&'a str>,
     },
 }
 

@@ -9,6 +9,7 @@
 //! - [`StreamKind::Messages`]: one long-lived stream per connection and
 //!   direction, a sequence of frames, each an [`EnvelopeHeader`] followed by the
 //!   message body (the `postcard` encoding of the service's message type).
+//!   Services are named once per stream and numbered after ([`ServiceRef`]).
 //! - [`StreamKind::Gossip`]: one stream per chitchat message, which is the rest
 //!   of the stream in chitchat's own codec.
 //!
@@ -19,5 +20,6 @@ pub mod frame;
 mod messages;
 
 pub use messages::{
-    EnvelopeHeader, ErrorCode, Hello, HelloReply, RemoteError, StreamKind, PROTOCOL_VERSION,
+    EnvelopeHeader, ErrorCode, Hello, HelloReply, RemoteError, ServiceRef, StreamKind,
+    MAX_SERVICE_IDS, PROTOCOL_VERSION,
 };

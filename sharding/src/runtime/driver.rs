@@ -4,7 +4,8 @@
 //! clock. All protocol decisions are in the state machines; this file only
 //! performs them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,6 +14,7 @@ use mesh::{ClusterState, Node};
 use tokio::sync::{mpsc, oneshot};
 
 use super::host::{Host, Job};
+use super::replies::Replies;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
 use super::wire::{ShardingError, Wire};
 use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
@@ -96,8 +98,7 @@ pub(crate) struct Driver<E: Entity> {
     region: Region<E::Message>,
     coordinator: Option<Coordinator>,
     host: Host<E>,
-    pending: HashMap<u64, ReplySender<E::Reply>>,
-    next_correlation: u64,
+    replies: Arc<Replies<E::Reply>>,
     statuses: BTreeMap<NodeId, MemberStatus>,
     coordinator_host: Option<HostSeen>,
     /// When this node's coordinator was created: the host before it.
@@ -120,7 +121,12 @@ pub(crate) struct Driver<E: Entity> {
 }
 
 impl<E: Entity> Driver<E> {
-    pub(crate) fn new(node: Node, settings: TypeSettings<E>, config: ShardingConfig) -> Self {
+    pub(crate) fn new(
+        node: Node,
+        settings: TypeSettings<E>,
+        config: ShardingConfig,
+        replies: Arc<Replies<E::Reply>>,
+    ) -> Self {
         let me = node.id().clone();
         let proxy_only = settings
             .role
@@ -135,8 +141,7 @@ impl<E: Entity> Driver<E> {
             settings,
             config,
             coordinator: None,
-            pending: HashMap::new(),
-            next_correlation: 0,
+            replies,
             statuses: BTreeMap::new(),
             coordinator_host: None,
             previous_host: None,
@@ -194,9 +199,7 @@ impl<E: Entity> Driver<E> {
                 return;
             }
         }
-        for (_, reply) in self.pending.drain() {
-            let _ = reply.send(Err(ShardingError::Stopped));
-        }
+        self.replies.fail_all(ShardingError::Stopped);
     }
 
     fn on_command(&mut self, command: Command<E>) {
@@ -261,15 +264,12 @@ impl<E: Entity> Driver<E> {
             Wire::Region(message) => self
                 .work
                 .push_back(Work::Region(RegionInput::FromRegion(message))),
-            // An answer nobody waits for any more (timed out) is dropped.
             Wire::Reply {
                 correlation,
                 result,
-            } => {
-                if let Some(reply) = self.pending.remove(&correlation) {
-                    let _ = reply.send(result.map_err(ShardingError::Remote));
-                }
-            }
+            } => self
+                .replies
+                .complete(correlation, result.map_err(ShardingError::Remote)),
             Wire::HandedOff { to, epoch } => {
                 if to == self.me && epoch >= self.region.coordinator_epoch() {
                     self.handed_off = true;
@@ -299,7 +299,7 @@ impl<E: Entity> Driver<E> {
             }
         }
         self.keep_alive(now);
-        self.pending.retain(|_, reply| !reply.is_closed());
+        self.replies.forget_abandoned();
         self.check_left();
     }
 
@@ -646,19 +646,15 @@ impl<E: Entity> Driver<E> {
     }
 
     fn expect_reply(&mut self, reply: ReplySender<E::Reply>) -> ReplyTo {
-        self.next_correlation += 1;
-        self.pending.insert(self.next_correlation, reply);
         ReplyTo {
             node: self.me.clone(),
-            correlation: self.next_correlation,
+            correlation: self.replies.expect(reply),
         }
     }
 
     fn reply(&mut self, to: ReplyTo, result: Result<E::Reply, ShardingError>) {
         if to.node == self.me {
-            if let Some(reply) = self.pending.remove(&to.correlation) {
-                let _ = reply.send(result);
-            }
+            self.replies.complete(to.correlation, result);
             return;
         }
         let wire = Wire::Reply {

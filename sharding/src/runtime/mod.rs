@@ -11,6 +11,7 @@
 mod daemon;
 mod driver;
 mod host;
+mod replies;
 mod view;
 mod wire;
 
@@ -30,6 +31,7 @@ pub use wire::ShardingError;
 use crate::entity::{Entity, EntityType};
 use crate::ShardingConfig;
 use driver::{Command, Driver, KeepAlive, TypeSettings};
+use replies::Replies;
 use wire::{service_name, view_service_name, Wire};
 
 /// How many commands (local sends and messages from the mesh) wait for a
@@ -148,8 +150,16 @@ impl Sharding {
         }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let inbound = commands.clone();
+        let replies = Arc::new(Replies::new());
+        let answers = replies.clone();
         node.register_service(&settings.service, move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
             let (wire, _) = request.into_parts();
+            // An answer to one of this node's asks needs nothing of the
+            // driver: complete it here, one hop sooner.
+            if let Wire::Reply { correlation, result } = wire {
+                answers.complete(correlation, result.map_err(ShardingError::Remote));
+                return;
+            }
             if inbound.try_send(Command::Wire(Box::new(wire))).is_err() {
                 tracing::warn!("sharding driver queue full or stopped; message dropped (its sender retries or times out)");
             }
@@ -177,7 +187,7 @@ impl Sharding {
                 commands,
             }),
         };
-        tokio::spawn(Driver::new(node.clone(), settings, config).run(receiver));
+        tokio::spawn(Driver::new(node.clone(), settings, config, replies).run(receiver));
         types.insert(name, Arc::new(entity_ref.clone()));
         Ok(entity_ref)
     }
