@@ -74,7 +74,7 @@ impl From<Member> for MemberRow {
             reachable: member.reachability.is_reachable(),
             unreachable_by: ids(member.reachability.observers()),
             roles: member.roles.into_iter().collect(),
-            name: member.id.name,
+            name: member.id.name.into(),
             generation: member.id.generation,
         }
     }

@@ -197,7 +197,7 @@ proptest! {
             sim.check_single_writer().map_err(TestCaseError::fail)?;
         }
         for id in sim.ids() {
-            if let Some(node) = sim.nodes.get_mut(&id.name) {
+            if let Some(node) = sim.nodes.get_mut(id.name.as_str()) {
                 node.paused = false;
             }
         }

@@ -90,7 +90,7 @@ impl Sim {
 
     fn pair(a: &NodeId, b: &NodeId) -> (String, String) {
         let (x, y) = if a.name <= b.name { (a, b) } else { (b, a) };
-        (x.name.clone(), y.name.clone())
+        (x.name.to_string(), y.name.to_string())
     }
 
     pub fn cut(&mut self, a: &NodeId, b: &NodeId) {

@@ -109,7 +109,7 @@ impl Sim {
 
     fn node_mut(&mut self, id: &RegionId) -> Option<&mut Node> {
         self.nodes
-            .get_mut(&id.name)
+            .get_mut(id.name.as_str())
             .filter(|node| node.region.id() == id)
     }
 
@@ -290,8 +290,8 @@ impl Sim {
             return;
         }
         let id = ids[index % ids.len()].clone();
-        self.nodes.remove(&id.name);
-        self.crashed.insert(id.name.clone(), id.generation);
+        self.nodes.remove(id.name.as_str());
+        self.crashed.insert(id.name.to_string(), id.generation);
         self.downed_alive.remove(&id);
         self.announce_down(&id);
     }
@@ -395,8 +395,8 @@ impl Sim {
     /// starts again as a new incarnation.
     pub fn heal(&mut self) {
         for id in std::mem::take(&mut self.downed_alive) {
-            self.nodes.remove(&id.name);
-            self.crashed.insert(id.name.clone(), id.generation);
+            self.nodes.remove(id.name.as_str());
+            self.crashed.insert(id.name.to_string(), id.generation);
         }
         for node in self.nodes.values_mut() {
             node.paused = false;
