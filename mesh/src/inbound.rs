@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chitchat::Deserializable;
+use compact_str::CompactString;
 use membership::NodeId;
 use tokio::task::JoinSet;
 
@@ -59,13 +60,19 @@ async fn read_stream(
 async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &NodeId) {
     let mut frames = FrameReader::new(recv, shared.config.max_frame_size);
     let replies = shared.peer(&from.name, None).outbox.clone();
-    let sender: Arc<str> = from.name.as_str().into();
+    let sender = from.name.clone();
     let mut services = StreamServices::default();
     loop {
         match frames.next().await {
             Ok(Some(frame)) => {
-                if let Err(error) = dispatch(shared, &sender, frame, &replies, &mut services).await
-                {
+                // The hook point sees tells and asks before their handler.
+                // Only a bool lives across this await, so the common path
+                // (nothing armed) keeps the decoded header out of the
+                // task's state.
+                if shared.hooks.any_armed() && delivers_to_a_service(frame) {
+                    shared.hooks.fire(BEFORE_DELIVER).await;
+                }
+                if let Err(error) = dispatch(shared, &sender, frame, &replies, &mut services) {
                     Stats::bump(&shared.stats.frames_malformed);
                     tracing::warn!(peer = %from, %error, "closing stream: malformed frame");
                     frames.stop(ErrorCode::Malformed.into());
@@ -95,18 +102,28 @@ enum StreamError {
     Redefined { id: u32, name: String },
 }
 
+/// The hook point fired before a tell or ask reaches its service.
+const BEFORE_DELIVER: &str = "mesh.before_deliver";
+
+/// Whether `frame` is a tell or an ask (not an answer or a definition).
+fn delivers_to_a_service(frame: &[u8]) -> bool {
+    matches!(
+        EnvelopeHeader::decode(frame),
+        Ok((EnvelopeHeader::Tell { .. } | EnvelopeHeader::Ask { .. }, _))
+    )
+}
+
 /// Handles one envelope frame.
-async fn dispatch(
+fn dispatch(
     shared: &Arc<Shared>,
-    from: &Arc<str>,
+    from: &CompactString,
     frame: &[u8],
     replies: &Arc<Outbox>,
     services: &mut StreamServices,
 ) -> Result<(), StreamError> {
-    let (header, body) = postcard::take_from_bytes::<EnvelopeHeader>(frame)?;
+    let (header, body) = EnvelopeHeader::decode(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
-            shared.hooks.fire("mesh.before_deliver").await;
             let (name, handler) = services.resolve(shared, service)?;
             let Some(handler) = handler else {
                 Stats::bump(&shared.stats.unknown_service);
@@ -119,7 +136,6 @@ async fn dispatch(
             }
         }
         EnvelopeHeader::Ask { id, service } => {
-            shared.hooks.fire("mesh.before_deliver").await;
             let target = ReplyTarget::Remote {
                 outbox: replies.clone(),
                 id,

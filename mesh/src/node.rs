@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use compact_str::CompactString;
 use membership::NodeId;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -58,7 +59,7 @@ pub(crate) struct PendingAsk {
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     /// `id.name`, shared by every locally sent [`Request`].
-    pub(crate) local_name: Arc<str>,
+    pub(crate) local_name: CompactString,
     pub(crate) config: NodeConfig,
     pub(crate) advertise: SocketAddr,
     pub(crate) insecure: bool,
@@ -291,7 +292,7 @@ impl Node {
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
         let shared = Arc::new(Shared {
             socket,
-            local_name: id.name.as_str().into(),
+            local_name: id.name.clone(),
             id: id.clone(),
             advertise,
             insecure: tls.is_insecure(),

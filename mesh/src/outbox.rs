@@ -50,12 +50,22 @@ const MAX_NUMBERED_NAME: usize = 256;
 pub(crate) struct ServiceIds {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// The number referred to last: a sender mostly repeats its service.
+    last: u32,
 }
 
 impl ServiceIds {
     /// How a frame to `service` names it, numbering it if it is new.
     pub(crate) fn refer<'a>(&mut self, service: &'a str) -> ServiceRef<'a> {
+        if self
+            .names
+            .get(self.last as usize)
+            .is_some_and(|last| **last == *service)
+        {
+            return ServiceRef::Id(self.last);
+        }
         if let Some(id) = self.ids.get(service) {
+            self.last = *id;
             return ServiceRef::Id(*id);
         }
         let id = self.names.len() as u32;
@@ -64,6 +74,7 @@ impl ServiceIds {
         }
         self.ids.insert(service.into(), id);
         self.names.push(service.into());
+        self.last = id;
         ServiceRef::Define { id, name: service }
     }
 
@@ -127,6 +138,13 @@ impl Outbox {
         write: impl Fn(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
     ) -> Result<(), FrameError> {
         loop {
+            match self.push(&write) {
+                Err(PushError::Full) => {}
+                Err(PushError::Encode(error)) => return Err(error),
+                Ok(()) => return Ok(()),
+            }
+            // Registered before the second try, so a `take` between the
+            // two is not missed.
             let space = self.space.notified();
             match self.push(&write) {
                 Err(PushError::Full) => space.await,

@@ -161,7 +161,7 @@ pub(crate) fn put_envelope<M: Serialize>(
     header: &EnvelopeHeader<'_>,
     message: &M,
 ) -> postcard::Result<()> {
-    put_postcard(buf, header)?;
+    header.encode(buf)?;
     put_postcard(buf, message)
 }
 

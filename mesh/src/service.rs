@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
@@ -23,7 +24,7 @@ pub(crate) type LocalReply = oneshot::Sender<Result<Box<dyn Any + Send>, RemoteE
 
 /// One incoming message and, for an ask, the way to answer it.
 pub struct Request<M, R> {
-    from: Arc<str>,
+    from: CompactString,
     message: M,
     responder: Responder<R>,
 }
@@ -130,7 +131,7 @@ pub(crate) trait ErasedService: Send + Sync {
     /// Delivers a message from the local node; no serialization.
     fn deliver_local(
         &self,
-        from: &Arc<str>,
+        from: &CompactString,
         message: Box<dyn Any + Send>,
         reply: Option<LocalReply>,
     ) -> Result<(), RemoteError>;
@@ -138,7 +139,7 @@ pub(crate) trait ErasedService: Send + Sync {
     /// Delivers an encoded message from a peer.
     fn deliver_remote(
         &self,
-        from: &Arc<str>,
+        from: &CompactString,
         body: &[u8],
         reply: Option<ReplyTarget>,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)>;
@@ -166,7 +167,7 @@ where
 {
     fn deliver_local(
         &self,
-        from: &Arc<str>,
+        from: &CompactString,
         message: Box<dyn Any + Send>,
         reply: Option<LocalReply>,
     ) -> Result<(), RemoteError> {
@@ -186,7 +187,7 @@ where
 
     fn deliver_remote(
         &self,
-        from: &Arc<str>,
+        from: &CompactString,
         body: &[u8],
         reply: Option<ReplyTarget>,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)> {
