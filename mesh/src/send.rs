@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
 use crate::node::{lock, read, AskFailure, Node, PendingAsk, Shared};
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Outbox, PushError, ServiceIds};
 use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
@@ -56,12 +56,7 @@ impl PeerRef {
         match &self.outbox {
             None => self.shared.tell_local(service, message),
             Some(outbox) => Ok(outbox
-                .push_wait(|buf, ids| {
-                    let header = EnvelopeHeader::Tell {
-                        service: ids.refer(service),
-                    };
-                    put_envelope(buf, &header, &message)
-                })
+                .push_wait(|buf, ids| put_tell(buf, ids, service, &message))
                 .await?),
         }
     }
@@ -165,6 +160,19 @@ pub(crate) fn put_envelope<M: Serialize>(
     put_postcard(buf, message)
 }
 
+/// Appends one tell to `service`, named through the peer's numbers.
+fn put_tell<M: Serialize>(
+    buf: &mut Vec<u8>,
+    ids: &mut ServiceIds,
+    service: &str,
+    message: &M,
+) -> postcard::Result<()> {
+    let header = EnvelopeHeader::Tell {
+        service: ids.refer(service),
+    };
+    put_envelope(buf, &header, message)
+}
+
 fn tell_remote<M: Serialize>(
     outbox: &Outbox,
     peer: &str,
@@ -172,12 +180,7 @@ fn tell_remote<M: Serialize>(
     message: &M,
 ) -> Result<(), SendError> {
     outbox
-        .push(|buf, ids| {
-            let header = EnvelopeHeader::Tell {
-                service: ids.refer(service),
-            };
-            put_envelope(buf, &header, message)
-        })
+        .push(|buf, ids| put_tell(buf, ids, service, message))
         .map_err(|error| match error {
             PushError::Full => SendError::Backpressure(peer.to_string()),
             PushError::Encode(error) => SendError::Encode(error),

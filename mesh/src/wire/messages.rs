@@ -143,8 +143,8 @@ impl<'a> EnvelopeHeader<'a> {
 
     /// Decodes the header at the start of `frame`; returns it and the body.
     pub fn decode(frame: &'a [u8]) -> postcard::Result<(Self, &'a [u8])> {
-        match frame {
-            [0, 2, id @ 0..=0x7f, body @ ..] => Ok((
+        match frame.split_first_chunk::<3>() {
+            Some(([kind, by, id @ 0..=0x7f], body)) if [*kind, *by] == TELL_BY_NUMBER => Ok((
                 EnvelopeHeader::Tell {
                     service: ServiceRef::Id(u32::from(*id)),
                 },

@@ -264,12 +264,12 @@ impl<E: Entity> Driver<E> {
             Wire::Region(message) => self
                 .work
                 .push_back(Work::Region(RegionInput::FromRegion(message))),
+            // The mesh service completes answers before they reach the
+            // queue; one that got here is completed the same way.
             Wire::Reply {
                 correlation,
                 result,
-            } => self
-                .replies
-                .complete(correlation, result.map_err(ShardingError::Remote)),
+            } => self.replies.complete_remote(correlation, result),
             Wire::HandedOff { to, epoch } => {
                 if to == self.me && epoch >= self.region.coordinator_epoch() {
                     self.handed_off = true;

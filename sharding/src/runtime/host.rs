@@ -156,20 +156,21 @@ impl<E: Entity> Host<E> {
         now: Instant,
         serving: bool,
     ) {
-        let slots = self.shards.entry(shard).or_default();
-        if !slots.contains_key(id) {
-            self.entities += 1;
-            let slot = Slot {
-                entity: None,
-                live: false,
-                busy: false,
-                stopping: false,
-                mailbox: VecDeque::new(),
-                last_active: now,
-            };
-            slots.insert(id.into(), slot);
-        }
-        let (_, slot) = slots.get_key_value_mut(id).expect("inserted above");
+        let slot = match self.shards.entry(shard).or_default().entry_ref(id) {
+            hashbrown::hash_map::EntryRef::Occupied(slot) => slot.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(vacant) => {
+                self.entities += 1;
+                let slot = Slot {
+                    entity: None,
+                    live: false,
+                    busy: false,
+                    stopping: false,
+                    mailbox: VecDeque::new(),
+                    last_active: now,
+                };
+                vacant.insert_with_key(id.into(), slot)
+            }
+        };
         slot.mailbox.push_back(job);
         slot.last_active = now;
         tracing::trace!(%shard, id, busy = slot.busy, stopping = slot.stopping, queued = slot.mailbox.len(), serving, "host deliver");

@@ -157,7 +157,7 @@ impl Sharding {
             // An answer to one of this node's asks needs nothing of the
             // driver: complete it here, one hop sooner.
             if let Wire::Reply { correlation, result } = wire {
-                answers.complete(correlation, result.map_err(ShardingError::Remote));
+                answers.complete_remote(correlation, result);
                 return;
             }
             if inbound.try_send(Command::Wire(Box::new(wire))).is_err() {

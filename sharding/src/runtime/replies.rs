@@ -42,6 +42,11 @@ impl<R> Replies<R> {
         }
     }
 
+    /// Answers an ask from the answer another node sent.
+    pub(crate) fn complete_remote(&self, correlation: u64, result: Result<R, String>) {
+        self.complete(correlation, result.map_err(ShardingError::Remote));
+    }
+
     /// Forgets asks whose caller stopped waiting (timed out).
     pub(crate) fn forget_abandoned(&self) {
         self.waiting().retain(|_, reply| !reply.is_closed());
