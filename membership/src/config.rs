@@ -60,10 +60,12 @@ pub struct MembershipConfig {
     /// if the driver never reported the handoff done. Default 10 s.
     #[serde(with = "crate::duration::human")]
     pub leave_handoff_timeout: Duration,
-    /// How long a node publishes `Exiting` before `Removed`, so that peers see
-    /// it go gracefully and do not treat its silence as a crash. Default 1 s.
+    /// An `Exiting` node publishes `Removed` once every live member has
+    /// acknowledged its `Exiting` (so peers see it go gracefully and do not
+    /// treat its silence as a crash), or after this long at most: a peer
+    /// that never answers cannot hold a leave up. Default 3 s.
     #[serde(with = "crate::duration::human")]
-    pub exiting_linger: Duration,
+    pub exiting_timeout: Duration,
     /// A node keeps the Down decisions it published for a member this long
     /// after that member has disappeared from gossip, then deletes the keys.
     /// Default 10 min.
@@ -85,7 +87,7 @@ impl Default for MembershipConfig {
             down_all_when_unstable: Some(Duration::from_secs(4)),
             seed_self_admit_after: Duration::from_secs(1),
             leave_handoff_timeout: Duration::from_secs(10),
-            exiting_linger: Duration::from_secs(1),
+            exiting_timeout: Duration::from_secs(3),
             down_key_retention: Duration::from_secs(600),
         }
     }

@@ -47,6 +47,9 @@ pub enum MemberEvent {
     MemberUp(Member),
     /// The member started leaving (Leaving).
     MemberLeft(Member),
+    /// The member has handed off and is about to go (Exiting). Every live
+    /// member sees this before the leaver is Removed.
+    MemberExited(Member),
     /// The member was declared Down.
     MemberDowned(Member),
     /// The member is gone: Removed, or no longer in gossip.
@@ -92,8 +95,9 @@ pub(crate) fn member_events(
                 MemberStatus::Up => events.push(MemberEvent::MemberUp(member.clone())),
                 MemberStatus::Leaving => events.push(MemberEvent::MemberLeft(member.clone())),
                 MemberStatus::Down => events.push(MemberEvent::MemberDowned(member.clone())),
+                MemberStatus::Exiting => events.push(MemberEvent::MemberExited(member.clone())),
                 MemberStatus::Removed => events.push(MemberEvent::MemberRemoved(member.clone())),
-                MemberStatus::Joining | MemberStatus::Exiting => {}
+                MemberStatus::Joining => {}
             }
         }
         let was_reachable = old.is_none_or(|o| o.reachability.is_reachable());
@@ -140,6 +144,7 @@ mod tests {
             .map(|e| match e {
                 MemberEvent::MemberUp(_) => "up",
                 MemberEvent::MemberLeft(_) => "left",
+                MemberEvent::MemberExited(_) => "exited",
                 MemberEvent::MemberDowned(_) => "downed",
                 MemberEvent::MemberRemoved(_) => "removed",
                 _ => "other",
@@ -152,8 +157,8 @@ mod tests {
         use MemberStatus::*;
         let cases = [
             (Up, Leaving, vec!["left"]),
-            (Leaving, Exiting, vec![]),
-            (Up, Exiting, vec!["left"]),
+            (Leaving, Exiting, vec!["exited"]),
+            (Up, Exiting, vec!["left", "exited"]),
             (Up, Removed, vec!["left", "removed"]),
             (Exiting, Removed, vec!["removed"]),
             (Up, Down, vec!["downed"]),

@@ -53,6 +53,7 @@ struct Said {
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
+    seen_exiting: BTreeSet<NodeId>,
 }
 
 impl Said {
@@ -74,6 +75,9 @@ impl Said {
                 MembershipKey::Admit(id) => {
                     said.admit.insert(id);
                 }
+                MembershipKey::SeenExiting(id) => {
+                    said.seen_exiting.insert(id);
+                }
             }
         }
         said
@@ -91,6 +95,8 @@ pub struct GossipView {
     pub down: BTreeSet<NodeId>,
     /// Members chitchat considers live.
     pub live: BTreeSet<NodeId>,
+    /// For each member, the members that say they have seen it `Exiting`.
+    pub seen_exiting: BTreeMap<NodeId, BTreeSet<NodeId>>,
 }
 
 impl GossipView {
@@ -152,6 +158,16 @@ impl GossipView {
             }
         }
 
+        let mut seen_exiting: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
+        for (writer, what) in &said {
+            for subject in &what.seen_exiting {
+                seen_exiting
+                    .entry(subject.clone())
+                    .or_default()
+                    .insert((*writer).clone());
+            }
+        }
+
         let members = nodes
             .iter()
             .map(|(id, node)| {
@@ -177,6 +193,7 @@ impl GossipView {
                 .map(|(id, _)| id.clone())
                 .collect(),
             down,
+            seen_exiting,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
+//! | `member.seen-exiting.<name>#<gen>` | `1` | every other member | "I have seen this member `Exiting`": the leaver waits for these before `Removed`; deleted once it is no longer `Exiting` |
 //!
 //! `<name>#<gen>` is [`NodeId`]'s `Display` form; it is parsed with the last
 //! `#`, so names may contain dots. Keys and values that do not decode are
@@ -34,6 +35,8 @@ pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
 pub const DOWN_PREFIX: &str = "member.down.";
 /// Prefix of an admission of a joining member: `member.admit.<name>#<gen>`.
 pub const ADMIT_PREFIX: &str = "member.admit.";
+/// Prefix of an acknowledgement of a leaver's exit: `member.seen-exiting.<name>#<gen>`.
+pub const SEEN_EXITING_PREFIX: &str = "member.seen-exiting.";
 /// The value of the marker keys (observations, decisions, admissions).
 pub const MARKER: &str = "1";
 
@@ -50,6 +53,8 @@ pub enum MembershipKey {
     Down(NodeId),
     /// `member.admit.<id>`: the writer admits the joining `id`.
     Admit(NodeId),
+    /// `member.seen-exiting.<id>`: the writer has seen `id` Exiting.
+    SeenExiting(NodeId),
 }
 
 impl MembershipKey {
@@ -72,6 +77,8 @@ impl MembershipKey {
                 (Self::Down, rest)
             } else if let Some(rest) = key.strip_prefix(ADMIT_PREFIX) {
                 (Self::Admit, rest)
+            } else if let Some(rest) = key.strip_prefix(SEEN_EXITING_PREFIX) {
+                (Self::SeenExiting, rest)
             } else {
                 return None;
             };
@@ -92,6 +99,7 @@ impl fmt::Display for MembershipKey {
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
+            Self::SeenExiting(id) => write!(f, "{SEEN_EXITING_PREFIX}{id}"),
         }
     }
 }
@@ -160,6 +168,7 @@ mod tests {
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),
             MembershipKey::Admit(id.clone()),
+            MembershipKey::SeenExiting(id.clone()),
         ] {
             assert_eq!(MembershipKey::decode(&key.encode()), Some(Ok(key)));
         }

@@ -40,8 +40,10 @@
 //!
 //! [`Membership::leave`] publishes `Leaving` (the singleton moves; services hand
 //! off); [`Membership::leave_handoff_done`], or `leave_handoff_timeout`, moves
-//! to `Exiting`; `exiting_linger` later the node publishes `Removed` and the
-//! driver gets [`MembershipEffect::SelfRemoved`]. Exiting and Removed members are
+//! to `Exiting`. Every other member acknowledges that it saw `Exiting` with a
+//! key of its own; once every live member has (or after `exiting_timeout`),
+//! the node publishes `Removed` and the driver gets
+//! [`MembershipEffect::SelfRemoved`]. Exiting and Removed members are
 //! not monitored, so peers never down a node for leaving.
 //!
 //! # Driving it

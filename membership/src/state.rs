@@ -133,7 +133,8 @@ impl Membership {
 
     /// Starts a graceful leave: `Leaving` now (services hand off), `Exiting`
     /// after [`leave_handoff_done`](Self::leave_handoff_done) or after
-    /// `leave_handoff_timeout`, `Removed` `exiting_linger` later, signalled by
+    /// `leave_handoff_timeout`, `Removed` once every live member has said it
+    /// saw `Exiting` (or `exiting_timeout` later), signalled by
     /// [`MembershipEffect::SelfRemoved`]. Calling it again changes nothing.
     pub fn leave(&mut self, now: Instant) -> Vec<MembershipEffect> {
         if matches!(self.lifecycle, MemberStatus::Joining | MemberStatus::Up) {
@@ -253,6 +254,13 @@ impl Membership {
                 .iter()
                 .map(|id| marker(MembershipKey::Admit(id.clone()))),
         );
+        own.extend(
+            self.view
+                .members
+                .values()
+                .filter(|m| m.status == MemberStatus::Exiting && m.id != self.self_id)
+                .map(|m| marker(MembershipKey::SeenExiting(m.id.clone()))),
+        );
         own
     }
 
@@ -283,12 +291,30 @@ impl Membership {
             }
             MemberStatus::Exiting => {
                 let since = *self.exiting_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= self.config.exiting_linger {
+                let exiting_published = self.published.get(keys::STATUS)
+                    == Some(&keys::encode_status(MemberStatus::Exiting));
+                if exiting_published && self.every_live_member_saw_me_exiting()
+                    || now.saturating_duration_since(since) >= self.config.exiting_timeout
+                {
                     self.lifecycle = MemberStatus::Removed;
                 }
             }
             MemberStatus::Up | MemberStatus::Down | MemberStatus::Removed => {}
         }
+    }
+
+    /// Every live member still in the cluster has published that it saw this
+    /// node `Exiting`, so none of them mistakes the silence that follows for
+    /// a crash, and each has seen the exit before the node is gone.
+    fn every_live_member_saw_me_exiting(&self) -> bool {
+        let seen_by = self.view.seen_exiting.get(&self.self_id);
+        self.view
+            .members
+            .values()
+            .filter(|m| {
+                m.id != self.self_id && !m.status.is_gone() && self.view.live.contains(&m.id)
+            })
+            .all(|m| seen_by.is_some_and(|seen| seen.contains(&m.id)))
     }
 
     /// The first node of a cluster: it has gossiped for a while and sees no

@@ -41,6 +41,13 @@ fn down(n: u64) -> (String, &'static str) {
     (format!("{}{}", keys::DOWN_PREFIX, id(n)), keys::MARKER)
 }
 
+fn seen_exiting(n: u64) -> (String, &'static str) {
+    (
+        format!("{}{}", keys::SEEN_EXITING_PREFIX, id(n)),
+        keys::MARKER,
+    )
+}
+
 fn new_node(n: u64, start: Instant) -> Membership {
     Membership::new(
         id(n),
@@ -249,13 +256,65 @@ fn leave_walks_leaving_exiting_removed_with_handoff_done() {
     assert_eq!(m.status(), MemberStatus::Exiting);
     assert!(m.monitored().is_empty());
 
-    now += ms(900);
-    assert!(!tick(&mut m, now).contains(&MembershipEffect::SelfRemoved));
+    // Alone, nobody has to acknowledge: Removed at the next tick, after
+    // `exiting` was published.
     now += ms(100);
     let effects = tick(&mut m, now);
     assert_eq!(set_keys(&effects)[keys::STATUS], "removed");
     assert_eq!(effects.last(), Some(&MembershipEffect::SelfRemoved));
     assert!(tick(&mut m, now + ms(100)).is_empty(), "finished");
+}
+
+#[test]
+fn an_exiting_node_is_removed_once_every_live_member_has_seen_it_exiting() {
+    let start = Instant::now();
+    let (mut m, mut now) = bootstrapped_alone(start);
+    let peers = |n2: &[(String, &str)]| {
+        vec![
+            node(2, true, n2),
+            node(3, false, &[status("up")]), // not live: not waited for
+        ]
+    };
+    m.on_gossip(now, peers(&[status("up")]));
+    tick(&mut m, now);
+    m.leave(now);
+    m.leave_handoff_done(now);
+    for _ in 0..20 {
+        now += ms(100);
+        tick(&mut m, now);
+        assert_eq!(m.status(), MemberStatus::Exiting, "n2 has not seen it yet");
+    }
+    m.on_gossip(now, peers(&[status("up"), seen_exiting(1)]));
+    let effects = tick(&mut m, now + ms(100));
+    assert_eq!(set_keys(&effects)[keys::STATUS], "removed");
+    assert_eq!(effects.last(), Some(&MembershipEffect::SelfRemoved));
+}
+
+#[test]
+fn a_member_that_never_acknowledges_holds_an_exit_up_for_exiting_timeout_at_most() {
+    let start = Instant::now();
+    let (mut m, now) = bootstrapped_alone(start);
+    m.on_gossip(now, vec![node(2, true, &[status("up")])]);
+    tick(&mut m, now);
+    m.leave(now);
+    m.leave_handoff_done(now);
+    let timeout = MembershipConfig::default().exiting_timeout;
+    tick(&mut m, now + timeout - ms(1));
+    assert_eq!(m.status(), MemberStatus::Exiting);
+    let effects = tick(&mut m, now + timeout);
+    assert_eq!(effects.last(), Some(&MembershipEffect::SelfRemoved));
+}
+
+#[test]
+fn a_member_acknowledges_what_it_sees_exiting_and_stops_once_it_is_gone() {
+    let start = Instant::now();
+    let (mut m, now) = bootstrapped_alone(start);
+    m.on_gossip(now, vec![node(2, true, &[status("exiting")])]);
+    let effects = tick(&mut m, now);
+    assert_eq!(set_keys(&effects)[&seen_exiting(2).0], keys::MARKER);
+    m.on_gossip(now + ms(100), vec![node(2, true, &[status("removed")])]);
+    let effects = tick(&mut m, now + ms(100));
+    assert_eq!(deleted_keys(&effects), [seen_exiting(2).0]);
 }
 
 #[test]

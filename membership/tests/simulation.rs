@@ -210,6 +210,12 @@ fn graceful_leave_walks_to_removed_and_nobody_downs_it() {
             .events
             .iter()
             .any(|(_, e)| matches!(e, MemberEvent::MemberLeft(m) if m.id == id(1))));
+        assert!(
+            n.events
+                .iter()
+                .any(|(_, e)| matches!(e, MemberEvent::MemberExited(m) if m.id == id(1))),
+            "every member saw n1 Exiting before it was Removed"
+        );
         assert!(n
             .events
             .iter()

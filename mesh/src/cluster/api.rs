@@ -24,8 +24,8 @@ impl Node {
         self.inner.cluster.members.clone()
     }
 
-    /// Member events from now on: `MemberUp`, `MemberLeft`, `MemberDowned`,
-    /// `MemberRemoved`, `Unreachable`, `Reachable`, `SingletonHostChanged`.
+    /// Member events from now on: `MemberUp`, `MemberLeft`, `MemberExited`,
+    /// `MemberDowned`, `MemberRemoved`, `Unreachable`, `Reachable`, `SingletonHostChanged`.
     /// They are sent after [`Node::cluster_members`] reflects them.
     pub fn member_events(&self) -> broadcast::Receiver<MemberEvent> {
         self.inner.cluster.events.subscribe()

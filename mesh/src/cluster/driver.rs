@@ -297,6 +297,7 @@ fn log_event(event: &MemberEvent) {
     match event {
         MemberEvent::MemberUp(m) => tracing::info!(member = %m.id, "member up"),
         MemberEvent::MemberLeft(m) => tracing::info!(member = %m.id, "member leaving"),
+        MemberEvent::MemberExited(m) => tracing::info!(member = %m.id, "member exiting"),
         MemberEvent::MemberDowned(m) => tracing::warn!(member = %m.id, "member downed"),
         MemberEvent::MemberRemoved(m) => tracing::info!(member = %m.id, "member removed"),
         MemberEvent::Unreachable { member, observers } => tracing::warn!(
