@@ -39,6 +39,21 @@ pub struct Envelope<M> {
     pub body: M,
 }
 
+impl<P> Envelope<RegionToRegion<P>> {
+    /// Entity traffic between regions. Its request id is always 0: such
+    /// messages are neither ordered nor de-duplicated by id (an answer finds
+    /// its asker by [`ReplyTo::correlation`]), so anyone who knows the
+    /// sending region's id and epoch can build it.
+    pub fn entity_traffic(epoch: Epoch, from: RegionId, body: RegionToRegion<P>) -> Self {
+        Self {
+            epoch,
+            request_id: RequestId(0),
+            from,
+            body,
+        }
+    }
+}
+
 /// Region -> coordinator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegionToCoordinator {

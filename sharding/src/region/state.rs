@@ -58,6 +58,9 @@ pub struct Region<P> {
     /// lost with nobody left to answer `NotHere` (rule 5). One entry per
     /// Down incarnation, like the coordinator's region table.
     down: BTreeSet<RegionId>,
+    /// Bumped by every input that may change a shard's home (see
+    /// [`Self::homes_version`]).
+    homes_version: u64,
 }
 
 impl<P> Region<P> {
@@ -76,6 +79,7 @@ impl<P> Region<P> {
             next_request: 0,
             shards: BTreeMap::new(),
             down: BTreeSet::new(),
+            homes_version: 0,
         }
     }
 
@@ -123,6 +127,28 @@ impl<P> Region<P> {
         self.serves(shard, now).then_some(shard)
     }
 
+    /// Changes whenever a shard's home may have changed: after every tick
+    /// and every input other than a local `Send` or a peer's `Deliver`
+    /// (which only route). While it stays the same, [`Self::remote_homes`]
+    /// stays true.
+    pub fn homes_version(&self) -> u64 {
+        self.homes_version
+    }
+
+    /// The shards whose home is another region, with that region: a local
+    /// `Send` to one of their entities is exactly one `Deliver` to it, in
+    /// the envelope [`Envelope::entity_traffic`] builds from this region's
+    /// id and epoch. The driver publishes them so that callers can send
+    /// there without its help.
+    pub fn remote_homes(&self) -> impl Iterator<Item = (ShardId, &RegionId)> {
+        self.shards
+            .iter()
+            .filter_map(|(shard, entry)| match &entry.home {
+                Home::Remote(home) => Some((*shard, home)),
+                _ => None,
+            })
+    }
+
     /// Shards whose state lives here (active, fenced or stopping).
     pub fn local_shards(&self) -> Vec<ShardId> {
         self.shards
@@ -143,6 +169,17 @@ impl<P> Region<P> {
     pub fn handle(&mut self, now: Instant, input: RegionInput<P>) -> Vec<RegionEffect<P>> {
         let mut out = Vec::new();
         self.check_lease(now);
+        let only_routes = matches!(
+            input,
+            RegionInput::Send { .. }
+                | RegionInput::FromRegion(Envelope {
+                    body: RegionToRegion::Deliver(_),
+                    ..
+                })
+        );
+        if !only_routes {
+            self.homes_version += 1;
+        }
         match input {
             RegionInput::Send {
                 entity,
@@ -182,6 +219,7 @@ impl<P> Region<P> {
     /// Time-based work: lease expiry, renewals, (re-)registration, asking
     /// again for unknown homes. Call every `tick_interval`.
     pub fn tick(&mut self, now: Instant) -> Vec<RegionEffect<P>> {
+        self.homes_version += 1;
         let mut out = Vec::new();
         self.check_lease(now);
         self.register_if_needed(now, &mut out);
@@ -723,15 +761,9 @@ impl<P> Region<P> {
         to: RegionId,
         body: RegionToRegion<P>,
     ) {
-        let request_id = self.next_id();
         out.push(RegionEffect::ToRegion {
             to,
-            message: Envelope {
-                epoch: self.epoch,
-                request_id,
-                from: self.me.clone(),
-                body,
-            },
+            message: Envelope::entity_traffic(self.epoch, self.me.clone(), body),
         });
     }
 }

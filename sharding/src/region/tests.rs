@@ -325,6 +325,66 @@ fn unknown_home_buffers_asks_and_forwards_once_known() {
 }
 
 #[test]
+fn remote_homes_say_what_a_send_does_until_the_homes_version_changes() {
+    let mut f = Fixture::registered();
+    f.coordinator(
+        5,
+        CoordinatorToRegion::ShardHome {
+            shard: ShardId(2),
+            home: other(),
+        },
+    );
+    let homes: Vec<(ShardId, RegionId)> = f
+        .region
+        .remote_homes()
+        .map(|(shard, home)| (shard, home.clone()))
+        .collect();
+    assert_eq!(homes, vec![(ShardId(2), other())]);
+    let version = f.region.homes_version();
+
+    // A local send there is exactly the Deliver a caller can build itself.
+    let effects = f.send(10, 2, 7);
+    let expected = Envelope::entity_traffic(
+        EPOCH,
+        me(),
+        RegionToRegion::Deliver(Delivery {
+            shard: ShardId(2),
+            entity: entity_in(2),
+            payload: 7,
+            reply_to: Some(ReplyTo {
+                node: me(),
+                correlation: 7,
+            }),
+            hops: 0,
+        }),
+    );
+    assert_eq!(
+        effects,
+        vec![RegionEffect::ToRegion {
+            to: other(),
+            message: expected
+        }]
+    );
+    // Routing changes no home; a NotHere does.
+    f.send(11, 3, 8);
+    assert_eq!(f.region.homes_version(), version);
+    let bounced = Envelope::entity_traffic(
+        EPOCH,
+        other(),
+        RegionToRegion::NotHere(Delivery {
+            shard: ShardId(2),
+            entity: entity_in(2),
+            payload: 9u32,
+            reply_to: None,
+            hops: 0,
+        }),
+    );
+    f.region.handle(f.at(12), RegionInput::FromRegion(bounced));
+    assert_ne!(f.region.homes_version(), version);
+    assert_eq!(f.region.remote_homes().count(), 0);
+}
+
+#[test]
 fn buffer_overflow_is_an_error_for_the_sender() {
     let mut f = Fixture::new(false); // unregistered: everything buffers
     for payload in 0..3 {

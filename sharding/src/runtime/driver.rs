@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::host::{Host, Job};
 use super::replies::Replies;
+use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
 use super::wire::{ShardingError, Wire};
 use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
@@ -99,6 +100,9 @@ pub(crate) struct Driver<E: Entity> {
     coordinator: Option<Coordinator>,
     host: Host<E>,
     replies: Arc<Replies<E::Reply>>,
+    routes: Arc<Routes>,
+    /// Local sends taken from the queue this round (see [`Routes`]).
+    sends_taken: usize,
     statuses: BTreeMap<NodeId, MemberStatus>,
     coordinator_host: Option<HostSeen>,
     /// When this node's coordinator was created: the host before it.
@@ -126,6 +130,7 @@ impl<E: Entity> Driver<E> {
         settings: TypeSettings<E>,
         config: ShardingConfig,
         replies: Arc<Replies<E::Reply>>,
+        routes: Arc<Routes>,
     ) -> Self {
         let me = node.id().clone();
         let proxy_only = settings
@@ -142,6 +147,8 @@ impl<E: Entity> Driver<E> {
             config,
             coordinator: None,
             replies,
+            routes,
+            sends_taken: 0,
             statuses: BTreeMap::new(),
             coordinator_host: None,
             previous_host: None,
@@ -196,9 +203,13 @@ impl<E: Entity> Driver<E> {
             }
             self.process();
             if self.crashed {
+                self.routes.clear();
                 return;
             }
+            self.routes.routed(std::mem::take(&mut self.sends_taken));
+            self.routes.publish(&self.region, &self.node);
         }
+        self.routes.clear();
         self.replies.fail_all(ShardingError::Stopped);
     }
 
@@ -209,6 +220,7 @@ impl<E: Entity> Driver<E> {
                 message,
                 reply,
             } => {
+                self.sends_taken += 1;
                 let reply_to = reply.map(|reply| self.expect_reply(reply));
                 // With nothing queued ahead, a message for a shard served
                 // here goes straight to its entity, as the region would
@@ -669,7 +681,7 @@ impl<E: Entity> Driver<E> {
     fn send(&self, to: &str, wire: Wire<E::Message, E::Reply>) -> Result<(), ShardingError> {
         self.node
             .tell(to, &self.settings.service, wire)
-            .map_err(|error| ShardingError::Unreachable(error.to_string()))
+            .map_err(|error| ShardingError::from_mesh(&self.settings.name, error))
     }
 
     fn check_left(&mut self) {

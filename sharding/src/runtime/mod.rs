@@ -12,6 +12,7 @@ mod daemon;
 mod driver;
 mod host;
 mod replies;
+mod routes;
 mod view;
 mod wire;
 
@@ -29,9 +30,13 @@ pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 
 use crate::entity::{Entity, EntityType};
+use crate::hash::shard_id;
+use crate::ids::{EntityId, ReplyTo};
+use crate::messages::{Delivery, Envelope, RegionToRegion};
 use crate::ShardingConfig;
-use driver::{Command, Driver, KeepAlive, TypeSettings};
+use driver::{Command, Driver, KeepAlive, ReplySender, TypeSettings};
 use replies::Replies;
+use routes::Routes;
 use wire::{service_name, view_service_name, Wire};
 
 /// How many commands (local sends and messages from the mesh) wait for a
@@ -151,6 +156,7 @@ impl Sharding {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let inbound = commands.clone();
         let replies = Arc::new(Replies::new());
+        let routes = Arc::new(Routes::default());
         let answers = replies.clone();
         node.register_service(&settings.service, move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
             let (wire, _) = request.into_parts();
@@ -182,12 +188,17 @@ impl Sharding {
             inner: Arc::new(RefInner {
                 node: node.clone(),
                 name: name.clone(),
+                service: settings.service.clone(),
                 role: settings.role.clone(),
                 view_service,
+                number_of_shards: config.number_of_shards,
                 commands,
+                replies: replies.clone(),
+                routes: routes.clone(),
             }),
         };
-        tokio::spawn(Driver::new(node.clone(), settings, config, replies).run(receiver));
+        let driver = Driver::new(node.clone(), settings, config, replies, routes);
+        tokio::spawn(driver.run(receiver));
         types.insert(name, Arc::new(entity_ref.clone()));
         Ok(entity_ref)
     }
@@ -217,9 +228,92 @@ impl<E: Entity> Clone for EntityRef<E> {
 struct RefInner<E: Entity> {
     node: Node,
     name: String,
+    /// The mesh service of the type's drivers.
+    service: String,
     role: Option<String>,
     view_service: String,
+    number_of_shards: u32,
     commands: mpsc::Sender<Command<E>>,
+    replies: Arc<Replies<E::Reply>>,
+    routes: Arc<Routes>,
+}
+
+/// One local send on its way to the driver: counted in [`Routes`] until
+/// the driver takes it, or until it turns out it never will.
+struct QueuedSend<'a>(Option<&'a Routes>);
+
+impl<'a> QueuedSend<'a> {
+    fn new(routes: &'a Routes) -> Self {
+        routes.enqueue();
+        Self(Some(routes))
+    }
+
+    /// The driver has it (and will count it as routed).
+    fn handed_over(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for QueuedSend<'_> {
+    fn drop(&mut self) {
+        if let Some(routes) = self.0 {
+            routes.routed(1);
+        }
+    }
+}
+
+/// A local send, before it is known which way it goes.
+struct LocalSend<E: Entity> {
+    entity: EntityId,
+    message: E::Message,
+    reply: Option<ReplySender<E::Reply>>,
+}
+
+impl<E: Entity> RefInner<E> {
+    /// Sends to the entity's home from this task if the region knows it
+    /// lives on another node (see [`Routes`]); gives the send back if it
+    /// must go through the driver.
+    fn send_direct(&self, send: LocalSend<E>) -> Result<Result<(), ShardingError>, LocalSend<E>> {
+        let shard = shard_id(&send.entity, self.number_of_shards);
+        let mut pending = Some(send);
+        let sent = self.routes.forward(shard, |to| {
+            let LocalSend {
+                entity,
+                message,
+                reply,
+            } = pending.take().expect("taken once");
+            let reply_to = reply.map(|reply| ReplyTo {
+                node: self.node.id().clone(),
+                correlation: self.replies.expect(reply),
+            });
+            let correlation = reply_to.as_ref().map(|to| to.correlation);
+            let delivery = Delivery {
+                shard,
+                entity,
+                payload: message,
+                reply_to,
+                hops: 0,
+            };
+            let wire: Wire<E::Message, E::Reply> = Wire::Region(Envelope::entity_traffic(
+                to.epoch,
+                to.from.clone(),
+                RegionToRegion::Deliver(delivery),
+            ));
+            let sent = to
+                .home
+                .tell(&self.service, wire)
+                .map_err(|error| ShardingError::from_mesh(&self.name, error));
+            if let (Err(error), Some(correlation)) = (&sent, correlation) {
+                self.replies.complete(correlation, Err(error.clone()));
+            }
+            sent
+        });
+        match (sent, pending) {
+            (Some(sent), _) => Ok(sent),
+            (None, Some(send)) => Err(send),
+            (None, None) => unreachable!("a send is either forwarded or given back"),
+        }
+    }
 }
 
 impl<E: Entity> EntityRef<E> {
@@ -233,20 +327,33 @@ impl<E: Entity> EntityRef<E> {
     /// message that later cannot be delivered (its shard's buffer is full)
     /// is logged, as nobody waits for it. Use [`Self::ask`] to know.
     pub fn tell(&self, id: &str, message: impl Into<E::Message>) -> Result<(), ShardingError> {
-        let command = Command::Send {
+        let send = LocalSend {
             entity: id.into(),
             message: message.into(),
             reply: None,
         };
-        self.inner
-            .commands
-            .try_send(command)
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    ShardingError::Backpressure(self.inner.name.clone())
-                }
-                mpsc::error::TrySendError::Closed(_) => ShardingError::Stopped,
-            })
+        let LocalSend {
+            entity, message, ..
+        } = match self.inner.send_direct(send) {
+            Ok(sent) => return sent,
+            Err(send) => send,
+        };
+        let queued = QueuedSend::new(&self.inner.routes);
+        let command = Command::Send {
+            entity,
+            message,
+            reply: None,
+        };
+        match self.inner.commands.try_send(command) {
+            Ok(()) => {
+                queued.handed_over();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(ShardingError::Backpressure(self.inner.name.clone()))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ShardingError::Stopped),
+        }
     }
 
     /// Sends `message` to entity `id` and waits up to `timeout` for its
@@ -260,17 +367,26 @@ impl<E: Entity> EntityRef<E> {
         timeout: Duration,
     ) -> Result<E::Reply, ShardingError> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Send {
+        let send = LocalSend {
             entity: id.into(),
             message: message.into(),
             reply: Some(reply),
         };
         let exchange = async {
-            self.inner
-                .commands
-                .send(command)
-                .await
-                .map_err(|_| ShardingError::Stopped)?;
+            if let Err(send) = self.inner.send_direct(send) {
+                let queued = QueuedSend::new(&self.inner.routes);
+                let command = Command::Send {
+                    entity: send.entity,
+                    message: send.message,
+                    reply: send.reply,
+                };
+                self.inner
+                    .commands
+                    .send(command)
+                    .await
+                    .map_err(|_| ShardingError::Stopped)?;
+                queued.handed_over();
+            }
             answer.await.map_err(|_| ShardingError::Stopped)?
         };
         tokio::time::timeout(timeout, exchange)

@@ -31,6 +31,17 @@ pub(crate) enum Wire<M, R> {
     HandedOff { to: RegionId, epoch: Epoch },
 }
 
+impl ShardingError {
+    /// A mesh send to another node of entity type `entity_type` failed.
+    pub(crate) fn from_mesh(entity_type: &str, error: mesh::SendError) -> Self {
+        match error {
+            mesh::SendError::Backpressure(_) => Self::Backpressure(entity_type.to_string()),
+            mesh::SendError::Shutdown => Self::Stopped,
+            error => Self::Unreachable(error.to_string()),
+        }
+    }
+}
+
 /// The mesh service of an entity type.
 pub(crate) fn service_name(entity_type: &str) -> String {
     format!("sharding.{entity_type}")

@@ -3,4 +3,5 @@
 //! under load, proxy-only routing, daemon workers.
 
 mod basics;
+mod ordering;
 mod support;

@@ -106,6 +106,15 @@ pub async fn wait_registered(
     via: &EntityRef<Counter>,
     regions: usize,
 ) -> TestResult {
+    wait_registered_regions(cluster, via, regions).await
+}
+
+/// [`wait_registered`] for any entity type.
+pub async fn wait_registered_regions<E: Entity>(
+    cluster: &Cluster,
+    via: &EntityRef<E>,
+    regions: usize,
+) -> TestResult {
     let what = format!("{regions} regions registered with the coordinator");
     cluster
         .wait_until_async(SETTLE, &what, |_| async move {

@@ -1,0 +1,112 @@
+//! The region's remote shard homes, shared with the callers of one entity
+//! type on this node so that a `tell` or `ask` to a shard that lives on
+//! another node goes there from the caller's task, without a hop through
+//! the driver.
+//!
+//! The driver stays the only writer of routing state: after each round of
+//! work it republishes [`Region::remote_homes`] when
+//! [`Region::homes_version`] changed. A caller that finds its shard here
+//! sends what the region would have sent ([`Envelope::entity_traffic`]);
+//! a stale home answers `NotHere` to the region, as for any message in
+//! flight when a shard moves.
+//!
+//! Order: messages a caller handed to the driver must not be overtaken by
+//! its next one sent directly. `queued` counts local sends the driver has
+//! not routed yet; the direct way is taken only when it is zero, i.e. when
+//! every earlier local send is already in an outbox.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+use mesh::{Node, PeerRef};
+use rustc_hash::FxHashMap;
+
+use crate::ids::{Epoch, RegionId, ShardId};
+use crate::region::Region;
+
+/// Where callers may send directly.
+#[derive(Default)]
+pub(crate) struct Routes {
+    table: RwLock<Table>,
+    /// Local sends handed to the driver that it has not routed yet.
+    queued: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Table {
+    /// The region version published (`None`: nothing, or stopped).
+    version: Option<u64>,
+    homes: FxHashMap<ShardId, PeerRef>,
+    /// The sending region and its epoch, as its envelopes carry them.
+    sender: Option<(RegionId, Epoch)>,
+}
+
+/// What a caller needs to send to a shard's home as its region would.
+pub(crate) struct Forward<'a> {
+    /// The home's node.
+    pub(crate) home: &'a PeerRef,
+    /// This region.
+    pub(crate) from: &'a RegionId,
+    /// This region's coordinator epoch.
+    pub(crate) epoch: Epoch,
+}
+
+impl Routes {
+    /// Republishes the remote homes of `region` if they may have changed.
+    pub(crate) fn publish<P>(&self, region: &Region<P>, node: &Node) {
+        let version = region.homes_version();
+        if self.read().version == Some(version) {
+            return;
+        }
+        let homes = region
+            .remote_homes()
+            .filter_map(|(shard, home)| Some((shard, node.peer(&home.name).ok()?)))
+            .collect();
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Table {
+            version: Some(version),
+            homes,
+            sender: Some((region.id().clone(), region.coordinator_epoch())),
+        };
+    }
+
+    /// The driver stopped: every send goes its way (and finds it closed).
+    pub(crate) fn clear(&self) {
+        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Table::default();
+    }
+
+    /// Runs `send` with the home of `shard` if a caller may send there
+    /// directly now; `None` if the message must go through the driver.
+    pub(crate) fn forward<T>(
+        &self,
+        shard: ShardId,
+        send: impl FnOnce(Forward<'_>) -> T,
+    ) -> Option<T> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let table = self.read();
+        let home = table.homes.get(&shard)?;
+        let (from, epoch) = table.sender.as_ref()?;
+        Some(send(Forward {
+            home,
+            from,
+            epoch: *epoch,
+        }))
+    }
+
+    /// A local send is about to be handed to the driver.
+    pub(crate) fn enqueue(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `sends` handed to the driver are routed (or were never queued).
+    pub(crate) fn routed(&self, sends: usize) {
+        if sends > 0 {
+            self.queued.fetch_sub(sends, Ordering::AcqRel);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
