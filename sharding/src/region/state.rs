@@ -119,12 +119,12 @@ impl<P> Region<P> {
                 .is_some_and(|entry| entry.home == Home::Active)
     }
 
-    /// The shard of `entity` if a local `Send` to it would be delivered
-    /// here at `now` and nothing else (exactly one `DeliverLocal`): the
-    /// driver's fast path, which skips [`Region::handle`] for it.
-    pub fn delivers_here(&self, entity: &str, now: Instant) -> Option<ShardId> {
-        let shard = shard_id(entity, self.config.number_of_shards);
-        self.serves(shard, now).then_some(shard)
+    /// Whether a local `Send` to an entity of `shard` (its [`shard_id`])
+    /// would be delivered here at `now` and nothing else (exactly one
+    /// `DeliverLocal`): the driver's fast path, which skips
+    /// [`Region::handle`] for it.
+    pub fn delivers_here(&self, shard: ShardId, now: Instant) -> bool {
+        self.serves(shard, now)
     }
 
     /// Changes whenever a shard's home may have changed: after every tick

@@ -181,16 +181,12 @@ fn delivers_here_agrees_with_routing_a_send() {
         },
     );
     let check = |f: &mut Fixture, ms: u64, shard: u32| {
-        let fast = f.region.delivers_here(&entity_in(shard), f.at(ms));
+        let fast = f.region.delivers_here(ShardId(shard), f.at(ms));
         let effects = f.send(ms, shard, 1);
         let routed_here =
             matches!(&effects[..], [RegionEffect::DeliverLocal(d)] if d.shard == ShardId(shard));
-        assert_eq!(
-            fast.is_some(),
-            routed_here,
-            "shard {shard} at {ms} ms: {effects:?}"
-        );
-        fast.is_some()
+        assert_eq!(fast, routed_here, "shard {shard} at {ms} ms: {effects:?}");
+        fast
     };
     assert!(check(&mut f, 20, 1), "active with a valid lease");
     assert!(!check(&mut f, 20, 2), "lives elsewhere");

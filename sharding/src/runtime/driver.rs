@@ -45,12 +45,7 @@ pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
 
 /// What the driver task receives.
 pub(crate) enum Command<E: Entity> {
-    /// A local `tell` (`reply: None`) or `ask`.
-    Send {
-        entity: EntityId,
-        message: E::Message,
-        reply: Option<ReplySender<E::Reply>>,
-    },
+    Send(LocalSend<E>),
     /// From another node's driver (boxed: it is large, and local sends,
     /// the common case, should not pay its size in the queue).
     Wire(Box<Wire<E::Message, E::Reply>>),
@@ -58,6 +53,15 @@ pub(crate) enum Command<E: Entity> {
     Leave(oneshot::Sender<()>),
     RegionView(oneshot::Sender<RegionView>),
     CoordinatorView(oneshot::Sender<Option<CoordinatorView>>),
+}
+
+/// A local `tell` (`reply: None`) or `ask`.
+pub(crate) struct LocalSend<E: Entity> {
+    /// The entity's shard, computed once by the sender.
+    pub(crate) shard: ShardId,
+    pub(crate) entity: EntityId,
+    pub(crate) message: E::Message,
+    pub(crate) reply: Option<ReplySender<E::Reply>>,
 }
 
 /// The ShardedDaemonProcess keep-alive: while this node hosts the
@@ -215,31 +219,29 @@ impl<E: Entity> Driver<E> {
 
     fn on_command(&mut self, command: Command<E>) {
         match command {
-            Command::Send {
+            Command::Send(LocalSend {
+                shard,
                 entity,
                 message,
                 reply,
-            } => {
+            }) => {
                 self.sends_taken += 1;
                 let reply_to = reply.map(|reply| self.expect_reply(reply));
                 // With nothing queued ahead, a message for a shard served
                 // here goes straight to its entity, as the region would
                 // send it (see `Region::delivers_here`).
-                let here = if self.work.is_empty() && !self.crashed {
-                    self.region.delivers_here(&entity, self.now)
+                if self.work.is_empty()
+                    && !self.crashed
+                    && self.region.delivers_here(shard, self.now)
+                {
+                    let job = Job { message, reply_to };
+                    self.deliver_local(shard, &entity, job);
                 } else {
-                    None
-                };
-                match here {
-                    Some(shard) => {
-                        let job = Job { message, reply_to };
-                        self.deliver_local(shard, &entity, job);
-                    }
-                    None => self.work.push_back(Work::Region(RegionInput::Send {
+                    self.work.push_back(Work::Region(RegionInput::Send {
                         entity,
                         payload: message,
                         reply_to,
-                    })),
+                    }));
                 }
             }
             Command::Wire(wire) => self.on_wire(*wire),

@@ -34,7 +34,7 @@ use crate::hash::shard_id;
 use crate::ids::{EntityId, ReplyTo};
 use crate::messages::{Delivery, Envelope, RegionToRegion};
 use crate::ShardingConfig;
-use driver::{Command, Driver, KeepAlive, ReplySender, TypeSettings};
+use driver::{Command, Driver, KeepAlive, LocalSend, ReplySender, TypeSettings};
 use replies::Replies;
 use routes::Routes;
 use wire::{service_name, view_service_name, Wire};
@@ -262,25 +262,34 @@ impl Drop for QueuedSend<'_> {
     }
 }
 
-/// A local send, before it is known which way it goes.
-struct LocalSend<E: Entity> {
-    entity: EntityId,
-    message: E::Message,
-    reply: Option<ReplySender<E::Reply>>,
-}
-
 impl<E: Entity> RefInner<E> {
+    fn local_send(
+        &self,
+        id: &str,
+        message: E::Message,
+        reply: Option<ReplySender<E::Reply>>,
+    ) -> LocalSend<E> {
+        let entity = EntityId::from(id);
+        LocalSend {
+            shard: shard_id(&entity, self.number_of_shards),
+            entity,
+            message,
+            reply,
+        }
+    }
+
     /// Sends to the entity's home from this task if the region knows it
     /// lives on another node (see [`Routes`]); gives the send back if it
     /// must go through the driver.
     fn send_direct(&self, send: LocalSend<E>) -> Result<Result<(), ShardingError>, LocalSend<E>> {
-        let shard = shard_id(&send.entity, self.number_of_shards);
+        let shard = send.shard;
         let mut pending = Some(send);
         let sent = self.routes.forward(shard, |to| {
             let LocalSend {
                 entity,
                 message,
                 reply,
+                ..
             } = pending.take().expect("taken once");
             let reply_to = reply.map(|reply| ReplyTo {
                 node: self.node.id().clone(),
@@ -327,24 +336,13 @@ impl<E: Entity> EntityRef<E> {
     /// message that later cannot be delivered (its shard's buffer is full)
     /// is logged, as nobody waits for it. Use [`Self::ask`] to know.
     pub fn tell(&self, id: &str, message: impl Into<E::Message>) -> Result<(), ShardingError> {
-        let send = LocalSend {
-            entity: id.into(),
-            message: message.into(),
-            reply: None,
-        };
-        let LocalSend {
-            entity, message, ..
-        } = match self.inner.send_direct(send) {
+        let send = self.inner.local_send(id, message.into(), None);
+        let send = match self.inner.send_direct(send) {
             Ok(sent) => return sent,
             Err(send) => send,
         };
         let queued = QueuedSend::new(&self.inner.routes);
-        let command = Command::Send {
-            entity,
-            message,
-            reply: None,
-        };
-        match self.inner.commands.try_send(command) {
+        match self.inner.commands.try_send(Command::Send(send)) {
             Ok(()) => {
                 queued.handed_over();
                 Ok(())
@@ -367,22 +365,13 @@ impl<E: Entity> EntityRef<E> {
         timeout: Duration,
     ) -> Result<E::Reply, ShardingError> {
         let (reply, answer) = oneshot::channel();
-        let send = LocalSend {
-            entity: id.into(),
-            message: message.into(),
-            reply: Some(reply),
-        };
+        let send = self.inner.local_send(id, message.into(), Some(reply));
         let exchange = async {
             if let Err(send) = self.inner.send_direct(send) {
                 let queued = QueuedSend::new(&self.inner.routes);
-                let command = Command::Send {
-                    entity: send.entity,
-                    message: send.message,
-                    reply: send.reply,
-                };
                 self.inner
                     .commands
-                    .send(command)
+                    .send(Command::Send(send))
                     .await
                     .map_err(|_| ShardingError::Stopped)?;
                 queued.handed_over();
