@@ -53,11 +53,15 @@ impl PeerRef {
         message: M,
     ) -> Result<(), SendError> {
         self.shared.check_running()?;
-        match &self.outbox {
-            None => self.shared.tell_local(service, message),
-            Some(outbox) => Ok(outbox
-                .push_wait(|buf, ids| put_tell(buf, ids, service, &message))
-                .await?),
+        let Some(outbox) = &self.outbox else {
+            return self.shared.tell_local(service, message);
+        };
+        let write = |buf: &mut Vec<u8>, ids: &mut ServiceIds| put_tell(buf, ids, service, &message);
+        // Mostly there is room: no waiting state is built for that.
+        match outbox.push(write) {
+            Ok(()) => Ok(()),
+            Err(PushError::Encode(error)) => Err(error.into()),
+            Err(PushError::Full) => Ok(outbox.push_wait(write).await?),
         }
     }
 
