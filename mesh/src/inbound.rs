@@ -121,19 +121,16 @@ fn dispatch(
     replies: &Arc<Outbox>,
     services: &mut StreamServices,
 ) -> Result<(), StreamError> {
+    if let Some((id, body)) = EnvelopeHeader::tell_by_number(frame) {
+        let service = services.resolve_number(shared, id)?;
+        deliver_tell(shared, from, service, body);
+        return Ok(());
+    }
     let (header, body) = EnvelopeHeader::decode(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
-            let (name, handler) = services.resolve(shared, service)?;
-            let Some(handler) = handler else {
-                Stats::bump(&shared.stats.unknown_service);
-                tracing::debug!(%from, service = name, "tell to unknown service dropped");
-                return Ok(());
-            };
-            if let Err((error, _)) = handler.deliver_remote(from, body, None) {
-                Stats::bump(&shared.stats.messages_malformed);
-                tracing::warn!(%from, service = name, %error, "tell dropped");
-            }
+            let service = services.resolve(shared, service)?;
+            deliver_tell(shared, from, service, body);
         }
         EnvelopeHeader::Ask { id, service } => {
             let target = ReplyTarget::Remote {
@@ -168,6 +165,25 @@ fn dispatch(
         }
     }
     Ok(())
+}
+
+/// Hands a tell to its service; a tell to an unknown service or one that
+/// does not decode is dropped and counted.
+fn deliver_tell(
+    shared: &Shared,
+    from: &CompactString,
+    (name, handler): (&str, Option<&Handler>),
+    body: &[u8],
+) {
+    let Some(handler) = handler else {
+        Stats::bump(&shared.stats.unknown_service);
+        tracing::debug!(%from, service = name, "tell to unknown service dropped");
+        return;
+    };
+    if let Err((error, _)) = handler.deliver_remote(from, body, None) {
+        Stats::bump(&shared.stats.messages_malformed);
+        tracing::warn!(%from, service = name, %error, "tell dropped");
+    }
 }
 
 /// A service's handler, as the registry held it.
@@ -234,8 +250,8 @@ impl StreamServices {
         shared: &Shared,
         service: ServiceRef<'_>,
     ) -> Result<(&str, Option<&Handler>), StreamError> {
-        let version = shared.services_version();
         let service = match service {
+            ServiceRef::Id(id) => return self.resolve_number(shared, id),
             ServiceRef::Name(name) => {
                 if self.named.as_ref().is_none_or(|named| *named.name != *name) {
                     self.named = Some(Service::new(name));
@@ -246,12 +262,21 @@ impl StreamServices {
                 self.define(id, name)?;
                 &mut self.numbered[id as usize]
             }
-            ServiceRef::Id(id) => self
-                .numbered
-                .get_mut(id as usize)
-                .ok_or(StreamError::UndefinedService(id))?,
         };
-        Ok(service.resolve(shared, version))
+        Ok(service.resolve(shared, shared.services_version()))
+    }
+
+    /// Like [`Self::resolve`] for a service this stream numbered.
+    fn resolve_number(
+        &mut self,
+        shared: &Shared,
+        id: u32,
+    ) -> Result<(&str, Option<&Handler>), StreamError> {
+        let service = self
+            .numbered
+            .get_mut(id as usize)
+            .ok_or(StreamError::UndefinedService(id))?;
+        Ok(service.resolve(shared, shared.services_version()))
     }
 }
 

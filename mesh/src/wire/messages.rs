@@ -143,14 +143,25 @@ impl<'a> EnvelopeHeader<'a> {
 
     /// Decodes the header at the start of `frame`; returns it and the body.
     pub fn decode(frame: &'a [u8]) -> postcard::Result<(Self, &'a [u8])> {
-        match frame.split_first_chunk::<3>() {
-            Some(([kind, by, id @ 0..=0x7f], body)) if [*kind, *by] == TELL_BY_NUMBER => Ok((
+        match Self::tell_by_number(frame) {
+            Some((id, body)) => Ok((
                 EnvelopeHeader::Tell {
-                    service: ServiceRef::Id(u32::from(*id)),
+                    service: ServiceRef::Id(id),
                 },
                 body,
             )),
-            _ => postcard::take_from_bytes(frame),
+            None => postcard::take_from_bytes(frame),
+        }
+    }
+
+    /// The service number and body of a frame that is a tell to a service
+    /// number below 128 (nearly every frame), read without building a header.
+    pub fn tell_by_number(frame: &[u8]) -> Option<(u32, &[u8])> {
+        match frame.split_first_chunk::<3>() {
+            Some(([kind, by, id @ 0..=0x7f], body)) if [*kind, *by] == TELL_BY_NUMBER => {
+                Some((u32::from(*id), body))
+            }
+            _ => None,
         }
     }
 }
