@@ -100,6 +100,9 @@ impl Outbox {
 
     /// Appends one frame whose payload `write` produces (naming services
     /// through the peer's [`ServiceIds`]), unless the buffer is full.
+    /// Inlined so that `write` is built where it runs, not copied: on the
+    /// hot path of every send.
+    #[inline(always)]
     pub(crate) fn push(
         &self,
         write: impl FnOnce(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
