@@ -88,6 +88,11 @@ impl EntityContext {
         &self.id
     }
 
+    /// The id, given back when the step that owned the context ends.
+    pub(crate) fn into_id(self) -> Arc<str> {
+        self.id
+    }
+
     /// The entity's shard.
     pub fn shard(&self) -> ShardId {
         self.shard

@@ -440,7 +440,7 @@ fn handle_one<E: Entity>(
     let reply_to = job.reply_to.clone();
     let panic_id = id.clone();
     let run = async move {
-        let mut ctx = EntityContext::new(id.clone(), shard);
+        let mut ctx = EntityContext::new(id, shard);
         if fresh {
             entity.started(&mut ctx).await;
         }
@@ -448,7 +448,7 @@ fn handle_one<E: Entity>(
         Finished::Handled {
             shard,
             passivate: ctx.wants_passivation(),
-            id,
+            id: ctx.into_id(),
             entity,
             reply,
             reply_to: job.reply_to,
