@@ -215,31 +215,30 @@ impl<E: Entity> Host<E> {
     /// stop if one is due. A step that finishes at once (most handlers) is
     /// settled here and the next one runs; one that waits is left running.
     fn kick(&mut self, shard: ShardId, id: &str) {
-        let Some((id, slot)) = self
+        let Some((key, slot)) = self
             .shards
             .get_mut(&shard)
             .and_then(|slots| slots.get_key_value_mut(id))
         else {
             return;
         };
-        let id = id.clone();
         loop {
             if slot.busy {
                 return;
             }
             let mut step = if let Some(job) = slot.mailbox.pop_front() {
                 let fresh = !slot.live;
-                let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(&id));
+                let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
                 slot.live = true;
                 slot.busy = true;
-                handle_one(shard, id.clone(), entity, fresh, job)
+                handle_one(shard, key.clone(), entity, fresh, job)
             } else if slot.stopping {
                 slot.busy = true;
                 match slot.entity.take() {
-                    Some(entity) if slot.live => stop_one(shard, id.clone(), entity),
+                    Some(entity) if slot.live => stop_one(shard, key.clone(), entity),
                     _ => {
                         // Never started: nothing to stop.
-                        self.remove(shard, &id);
+                        self.remove(shard, id);
                         self.report_if_stopped(shard);
                         return;
                     }
@@ -254,7 +253,7 @@ impl<E: Entity> Host<E> {
                 }
                 Poll::Ready(finished) => {
                     if !settle_slot(Some(slot), &mut self.outcomes, finished) {
-                        self.remove(shard, &id);
+                        self.remove(shard, id);
                         self.report_if_stopped(shard);
                         return;
                     }
