@@ -282,15 +282,13 @@ impl<E: Entity> RefInner<E> {
     /// lives on another node (see [`Routes`]); gives the send back if it
     /// must go through the driver.
     fn send_direct(&self, send: LocalSend<E>) -> Result<Result<(), ShardingError>, LocalSend<E>> {
-        let shard = send.shard;
-        let mut pending = Some(send);
-        let sent = self.routes.forward(shard, |to| {
+        self.routes.forward(send.shard, send, |to, send| {
             let LocalSend {
+                shard,
                 entity,
                 message,
                 reply,
-                ..
-            } = pending.take().expect("taken once");
+            } = send;
             let reply_to = reply.map(|reply| ReplyTo {
                 node: self.node.id().clone(),
                 correlation: self.replies.expect(reply),
@@ -316,12 +314,7 @@ impl<E: Entity> RefInner<E> {
                 self.replies.complete(correlation, Err(error.clone()));
             }
             sent
-        });
-        match (sent, pending) {
-            (Some(sent), _) => Ok(sent),
-            (None, Some(send)) => Err(send),
-            (None, None) => unreachable!("a send is either forwarded or given back"),
-        }
+        })
     }
 }
 

@@ -74,24 +74,29 @@ impl Routes {
         *self.table.write().unwrap_or_else(PoisonError::into_inner) = Table::default();
     }
 
-    /// Runs `send` with the home of `shard` if a caller may send there
-    /// directly now; `None` if the message must go through the driver.
-    pub(crate) fn forward<T>(
+    /// Runs `send` on `message` with the home of `shard` if a caller may
+    /// send there directly now; gives `message` back if it must go through
+    /// the driver.
+    pub(crate) fn forward<M, T>(
         &self,
         shard: ShardId,
-        send: impl FnOnce(Forward<'_>) -> T,
-    ) -> Option<T> {
+        message: M,
+        send: impl FnOnce(Forward<'_>, M) -> T,
+    ) -> Result<T, M> {
         if self.queued.load(Ordering::Acquire) != 0 {
-            return None;
+            return Err(message);
         }
         let table = self.read();
-        let home = table.homes.get(&shard)?;
-        let (from, epoch) = table.sender.as_ref()?;
-        Some(send(Forward {
+        let (Some(home), Some((from, epoch))) = (table.homes.get(&shard), table.sender.as_ref())
+        else {
+            return Err(message);
+        };
+        let to = Forward {
             home,
             from,
             epoch: *epoch,
-        }))
+        };
+        Ok(send(to, message))
     }
 
     /// A local send is about to be handed to the driver.
