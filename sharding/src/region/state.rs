@@ -110,21 +110,15 @@ impl<P> Region<P> {
 
     /// Whether this region would deliver to `shard` at `now`: it runs it
     /// and holds a valid lease. The single-writer invariant is "at most one
-    /// region serves a shard at any time".
+    /// region serves a shard at any time". While it does, a local `Send` to
+    /// an entity of `shard` (its [`shard_id`]) is exactly one `DeliverLocal`:
+    /// the driver's fast path, which skips [`Region::handle`] for it.
     pub fn serves(&self, shard: ShardId, now: Instant) -> bool {
         self.may_deliver(now)
             && self
                 .shards
                 .get(&shard)
                 .is_some_and(|entry| entry.home == Home::Active)
-    }
-
-    /// Whether a local `Send` to an entity of `shard` (its [`shard_id`])
-    /// would be delivered here at `now` and nothing else (exactly one
-    /// `DeliverLocal`): the driver's fast path, which skips
-    /// [`Region::handle`] for it.
-    pub fn delivers_here(&self, shard: ShardId, now: Instant) -> bool {
-        self.serves(shard, now)
     }
 
     /// Changes whenever a shard's home may have changed: after every tick

@@ -170,7 +170,7 @@ fn hosts_a_shard_and_delivers_while_the_lease_is_valid() {
 
 /// The driver's fast path must agree with `handle(Send)` exactly.
 #[test]
-fn delivers_here_agrees_with_routing_a_send() {
+fn serves_agrees_with_routing_a_send() {
     let mut f = Fixture::registered();
     f.host(10, 1);
     f.coordinator(
@@ -181,7 +181,7 @@ fn delivers_here_agrees_with_routing_a_send() {
         },
     );
     let check = |f: &mut Fixture, ms: u64, shard: u32| {
-        let fast = f.region.delivers_here(ShardId(shard), f.at(ms));
+        let fast = f.region.serves(ShardId(shard), f.at(ms));
         let effects = f.send(ms, shard, 1);
         let routed_here =
             matches!(&effects[..], [RegionEffect::DeliverLocal(d)] if d.shard == ShardId(shard));

@@ -229,11 +229,8 @@ impl<E: Entity> Driver<E> {
                 let reply_to = reply.map(|reply| self.expect_reply(reply));
                 // With nothing queued ahead, a message for a shard served
                 // here goes straight to its entity, as the region would
-                // send it (see `Region::delivers_here`).
-                if self.work.is_empty()
-                    && !self.crashed
-                    && self.region.delivers_here(shard, self.now)
-                {
+                // send it (see `Region::serves`).
+                if self.work.is_empty() && !self.crashed && self.region.serves(shard, self.now) {
                     let job = Job { message, reply_to };
                     self.deliver_local(shard, &entity, job);
                 } else {
