@@ -265,20 +265,25 @@ fn leave_walks_leaving_exiting_removed_with_handoff_done() {
     assert!(tick(&mut m, now + ms(100)).is_empty(), "finished");
 }
 
+/// Node 1, Up among `peers`, has just handed off: it is Exiting.
+fn exiting_among(start: Instant, peers: Vec<GossipNode>) -> (Membership, Instant) {
+    let (mut m, now) = bootstrapped_alone(start);
+    m.on_gossip(now, peers);
+    tick(&mut m, now);
+    m.leave(now);
+    m.leave_handoff_done(now);
+    (m, now)
+}
+
 #[test]
 fn an_exiting_node_is_removed_once_every_live_member_has_seen_it_exiting() {
-    let start = Instant::now();
-    let (mut m, mut now) = bootstrapped_alone(start);
     let peers = |n2: &[(String, &str)]| {
         vec![
             node(2, true, n2),
             node(3, false, &[status("up")]), // not live: not waited for
         ]
     };
-    m.on_gossip(now, peers(&[status("up")]));
-    tick(&mut m, now);
-    m.leave(now);
-    m.leave_handoff_done(now);
+    let (mut m, mut now) = exiting_among(Instant::now(), peers(&[status("up")]));
     for _ in 0..20 {
         now += ms(100);
         tick(&mut m, now);
@@ -292,12 +297,7 @@ fn an_exiting_node_is_removed_once_every_live_member_has_seen_it_exiting() {
 
 #[test]
 fn a_member_that_never_acknowledges_holds_an_exit_up_for_exiting_timeout_at_most() {
-    let start = Instant::now();
-    let (mut m, now) = bootstrapped_alone(start);
-    m.on_gossip(now, vec![node(2, true, &[status("up")])]);
-    tick(&mut m, now);
-    m.leave(now);
-    m.leave_handoff_done(now);
+    let (mut m, now) = exiting_among(Instant::now(), vec![node(2, true, &[status("up")])]);
     let timeout = MembershipConfig::default().exiting_timeout;
     tick(&mut m, now + timeout - ms(1));
     assert_eq!(m.status(), MemberStatus::Exiting);

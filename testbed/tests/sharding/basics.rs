@@ -9,21 +9,15 @@ use sharding::Sharding;
 use testbed::Cluster;
 
 use crate::support::{
-    config, counter_type, entities_per_node, init_tracing, shards_per_node, start_counters,
-    wait_registered, CounterMsg, TestResult, ASK, SETTLE,
+    config, counter_type, entities_per_node, init_tracing, shards_per_node, start_everywhere,
+    start_type, wait_registered, CounterMsg, TestResult, ASK, SETTLE,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entities_spread_over_every_region_and_keep_their_state() -> TestResult {
     init_tracing();
     let cluster = Cluster::builder().nodes(3).start().await?;
-    let mut refs = BTreeMap::new();
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let (sharding, counters) = start_counters(&cluster, &name, counter_type(None)).await?;
-        keep.push(sharding);
-        refs.insert(name, counters);
-    }
+    let (_keep, refs) = start_everywhere(&cluster, || counter_type(None)).await?;
     let n1 = refs["n1"].clone();
     wait_registered(&cluster, &n1, 3).await?;
     for i in 0..60 {
@@ -52,13 +46,7 @@ async fn entities_spread_over_every_region_and_keep_their_state() -> TestResult 
 async fn a_joining_node_receives_shards_by_rebalance() -> TestResult {
     init_tracing();
     let cluster = Cluster::builder().nodes(2).start().await?;
-    let mut refs = BTreeMap::new();
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let (sharding, counters) = start_counters(&cluster, &name, counter_type(None)).await?;
-        keep.push(sharding);
-        refs.insert(name, counters);
-    }
+    let (mut keep, mut refs) = start_everywhere(&cluster, || counter_type(None)).await?;
     let n1 = refs["n1"].clone();
     wait_registered(&cluster, &n1, 2).await?;
     for i in 0..60 {
@@ -66,7 +54,7 @@ async fn a_joining_node_receives_shards_by_rebalance() -> TestResult {
             .await?;
     }
     cluster.add_node("n3").await?;
-    let (sharding, n3) = start_counters(&cluster, "n3", counter_type(None)).await?;
+    let (sharding, n3) = start_type(&cluster, "n3", counter_type(None)).await?;
     keep.push(sharding);
     let what = "n3 to receive shards by rebalance";
     cluster
@@ -109,14 +97,7 @@ async fn a_proxy_only_node_routes_and_hosts_nothing() -> TestResult {
         .roles("n2", &["counter"])
         .start()
         .await?;
-    let mut refs = BTreeMap::new();
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let (sharding, counters) =
-            start_counters(&cluster, &name, counter_type(Some("counter"))).await?;
-        keep.push(sharding);
-        refs.insert(name, counters);
-    }
+    let (_keep, refs) = start_everywhere(&cluster, || counter_type(Some("counter"))).await?;
     let n3 = refs["n3"].clone();
     wait_registered(&cluster, &n3, 3).await?;
     for i in 0..40 {
@@ -143,13 +124,7 @@ async fn a_graceful_leave_of_the_coordinator_node_hands_off_everything_without_a
 ) -> TestResult {
     init_tracing();
     let cluster = Cluster::builder().nodes(3).start().await?;
-    let mut refs = BTreeMap::new();
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let (sharding, counters) = start_counters(&cluster, &name, counter_type(None)).await?;
-        keep.push(sharding);
-        refs.insert(name, counters);
-    }
+    let (_keep, mut refs) = start_everywhere(&cluster, || counter_type(None)).await?;
     wait_registered(&cluster, &refs["n2"], 3).await?;
     let coordinator = refs["n2"]
         .coordinator_state(ASK)

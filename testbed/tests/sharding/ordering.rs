@@ -2,13 +2,13 @@
 //! sender's way changes: through its region's driver while the home is
 //! unknown, straight to the home once the region knows it.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use sharding::{Entity, EntityContext, EntityType, Sharding};
+use sharding::{Entity, EntityContext, EntityType};
 use testbed::Cluster;
 
-use crate::support::{config, init_tracing, wait_registered_regions, TestResult, ASK, SETTLE};
+use crate::support::{
+    init_tracing, start_everywhere, wait_registered_regions, TestResult, ASK, SETTLE,
+};
 
 /// Remembers every number it was told, in arrival order.
 struct Log(Vec<u64>);
@@ -46,16 +46,10 @@ async fn tells_from_one_sender_arrive_in_order_as_its_way_changes() -> TestResul
         .roles("n2", &["log"])
         .start()
         .await?;
-    let mut refs = BTreeMap::new();
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let sharding = Sharding::start(&cluster.node(&name), config()).await?;
-        refs.insert(
-            name,
-            sharding.init(EntityType::new("log", |_| Log(Vec::new())).role("log"))?,
-        );
-        keep.push(sharding);
-    }
+    let (_keep, refs) = start_everywhere(&cluster, || {
+        EntityType::new("log", |_| Log(Vec::new())).role("log")
+    })
+    .await?;
     // n3 only routes: every entity lives on another node.
     let n3 = refs["n3"].clone();
     wait_registered_regions(&cluster, &n3, 3).await?;

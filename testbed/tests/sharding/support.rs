@@ -55,15 +55,31 @@ pub fn config() -> ShardingConfig {
     }
 }
 
-/// Starts sharding and the counter type on node `name`.
-pub async fn start_counters(
+/// Starts sharding and `entity_type` on node `name`.
+pub async fn start_type<E: Entity>(
     cluster: &Cluster,
     name: &str,
-    entity_type: EntityType<Counter>,
-) -> Result<(Sharding, EntityRef<Counter>), Box<dyn std::error::Error>> {
+    entity_type: EntityType<E>,
+) -> Result<(Sharding, EntityRef<E>), Box<dyn std::error::Error>> {
     let sharding = Sharding::start(&cluster.node(name), config()).await?;
-    let counters = sharding.init(entity_type)?;
-    Ok((sharding, counters))
+    let entities = sharding.init(entity_type)?;
+    Ok((sharding, entities))
+}
+
+/// Sharding with the type `entity_type` makes on every node of `cluster`:
+/// the shardings (keep them alive) and each node's handle by node name.
+pub async fn start_everywhere<E: Entity>(
+    cluster: &Cluster,
+    entity_type: impl Fn() -> EntityType<E>,
+) -> Result<(Vec<Sharding>, BTreeMap<String, EntityRef<E>>), Box<dyn std::error::Error>> {
+    let mut shardings = Vec::new();
+    let mut refs = BTreeMap::new();
+    for name in cluster.names() {
+        let (sharding, entities) = start_type(cluster, &name, entity_type()).await?;
+        shardings.push(sharding);
+        refs.insert(name, entities);
+    }
+    Ok((shardings, refs))
 }
 
 /// The counter type every test uses (optionally only on nodes with `role`).
