@@ -1,9 +1,11 @@
 //! The `mesh-node` binary as a user runs it: certificates, three processes,
 //! `/members` on each; and the one-line errors with exit code 2.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mesh-node");
@@ -62,6 +64,29 @@ fn member_names(body: &str) -> Vec<String> {
     names
 }
 
+/// Waits until every admin API lists exactly `expected` in `/members`.
+fn wait_for_members(admin: &[SocketAddr], expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let views: Vec<Vec<String>> = admin
+            .iter()
+            .map(|a| {
+                http_get(*a, "/members")
+                    .map(|b| member_names(&b))
+                    .unwrap_or_default()
+            })
+            .collect();
+        if views.iter().all(|v| *v == expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not form; /members of each node: {views:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn three_processes_with_certs_form_a_cluster_visible_in_members() {
     let dir = std::env::temp_dir().join(format!("mesh-cli-test-{}", std::process::id()));
@@ -98,26 +123,7 @@ fn three_processes_with_certs_form_a_cluster_visible_in_members() {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let expected = vec!["n1".to_string(), "n2".into(), "n3".into()];
-    loop {
-        let views: Vec<Vec<String>> = admin
-            .iter()
-            .map(|a| {
-                http_get(*a, "/members")
-                    .map(|b| member_names(&b))
-                    .unwrap_or_default()
-            })
-            .collect();
-        if views.iter().all(|v| *v == expected) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cluster did not form; /members of n1..n3: {views:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_members(&admin, &["n1", "n2", "n3"]);
     let health = http_get(admin[0], "/health").unwrap();
     assert_eq!(health, r#"{"status":"ok"}"#);
     let _ = std::fs::remove_dir_all(&dir);
@@ -196,6 +202,118 @@ fn bad_input_is_one_line_and_exit_code_two() {
 mod support;
 
 /// Certificates for `names` in a fresh directory of their own.
+/// The first of `n` consecutive free loopback ports (UDP and TCP).
+fn free_port_run(n: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_udp_port();
+        let Some(last) = first.checked_add(n - 1) else {
+            continue;
+        };
+        let free = (first..=last).all(|port| {
+            UdpSocket::bind(("127.0.0.1", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// `mesh-node local --nodes 3` in a process group of its own (as a shell
+/// runs a foreground job), everything it prints collected; and its nodes'
+/// admin addresses once all three list each other.
+fn start_local_cluster(tag: &str) -> (Process, Arc<Mutex<String>>, Vec<SocketAddr>) {
+    let (quic, admin) = (free_port_run(3), free_port_run(3));
+    let dir = std::env::temp_dir().join(format!("mesh-cli-{tag}-{}", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args(["local", "--nodes", "3"])
+        .args(["--base-port", &quic.to_string()])
+        .args(["--admin-base-port", &admin.to_string()])
+        .arg("--dir")
+        .arg(&dir)
+        .env("RUST_LOG", "warn,mesh_node=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
+    let streams: [Box<dyn Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for stream in streams {
+        let output = output.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                let mut output = output.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
+    }
+    let admin: Vec<SocketAddr> = (admin..admin + 3)
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .collect();
+    wait_for_members(&admin, &["n1", "n2", "n3"]);
+    (Process(child), output, admin)
+}
+
+/// Everything the local cluster printed, once its pipes closed (when the
+/// last of its processes exited) or after 5 s.
+fn all_printed(output: Arc<Mutex<String>>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&output) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let printed = output.lock().unwrap().clone();
+    printed
+}
+
+#[test]
+fn ctrl_c_on_a_local_cluster_makes_every_node_leave_and_exit() {
+    let (mut parent, output, _) = start_local_cluster("ctrl-c");
+    // A terminal's Ctrl-C: SIGINT to the foreground process group.
+    let pgid = parent.0.id() as libc::pid_t;
+    // SAFETY: kill(2) on the process group of a child we spawned.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = parent.0.try_wait().unwrap() {
+            break status;
+        }
+        let output = output.lock().unwrap();
+        assert!(Instant::now() < deadline, "still running:\n{output}");
+        drop(output);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = all_printed(output);
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert_eq!(output.matches("left the cluster").count(), 3, "{output}");
+    for forced in ["without finishing the leave", "killing the nodes"] {
+        assert!(!output.contains(forced), "{output}");
+    }
+}
+
+#[test]
+fn the_nodes_of_a_killed_local_cluster_leave_and_exit() {
+    let (mut parent, output, admin) = start_local_cluster("killed");
+    parent.0.kill().unwrap();
+    parent.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin.iter().any(|a| http_get(*a, "/health").is_some()) {
+        let output = output.lock().unwrap();
+        assert!(Instant::now() < deadline, "nodes still serving:\n{output}");
+        drop(output);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = all_printed(output);
+    assert_eq!(output.matches("left the cluster").count(), 3, "{output}");
+}
+
 fn cert_dir(tag: &str, names: &[&str]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mesh-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

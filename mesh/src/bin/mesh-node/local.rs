@@ -1,7 +1,7 @@
 //! `mesh-node local`: a cluster on loopback, one child process per node.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +25,16 @@ pub struct LocalArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// Starts the children and waits for SIGINT/SIGTERM (or a child's exit), then stops all.
+/// How long the nodes get to leave the cluster before they are killed.
+const LEAVE_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts the children and waits for SIGINT/SIGTERM (or a child's exit), then
+/// has all leave the cluster.
+///
+/// Each child runs in a process group of its own, so a terminal's Ctrl-C
+/// reaches only this process, and it watches its standard input, a pipe
+/// from this process: closing it is the one stop request a child gets,
+/// whether this process stops them or dies.
 pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = (1..=args.nodes).map(|i| format!("n{i}")).collect();
     let dir = args
@@ -46,13 +55,19 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
             .arg("--tls-dir")
             .arg(&dir)
             .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .arg("--leave-when-stdin-closes")
+            .stdin(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         println!("started {name}: quic 127.0.0.1:{port}, admin http://127.0.0.1:{admin}/members");
         children.push(child);
     }
-    println!("certificates in {}; Ctrl-C stops all nodes", dir.display());
+    println!(
+        "certificates in {}; Ctrl-C makes all nodes leave the cluster and stop",
+        dir.display()
+    );
     let exited = tokio::select! {
         signal = crate::run::wait_for_signal() => {
             signal?;
@@ -63,7 +78,13 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     if let Some((i, status)) = &exited {
         eprintln!("{} exited ({status}); stopping the others", names[*i]);
     }
-    stop_all(&mut children).await;
+    tokio::select! {
+        () = leave_all(&mut children) => {}
+        signal = crate::run::wait_for_signal() => {
+            signal?;
+            eprintln!("second signal: killing the nodes");
+        }
+    }
     Ok(if exited.is_some() {
         ExitCode::FAILURE
     } else {
@@ -87,18 +108,16 @@ async fn wait_any(children: &mut [Child]) -> (usize, String) {
     }
 }
 
-/// SIGTERM to every child, then SIGKILL to those still running after 3 s.
-async fn stop_all(children: &mut [Child]) {
-    for child in children.iter() {
-        if let Some(pid) = child.id() {
-            // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-    }
+/// Closes every child's standard input, which makes it leave the cluster;
+/// kills those still running after [`LEAVE_GRACE`] (and, when this future
+/// is dropped, `kill_on_drop` kills the rest).
+async fn leave_all(children: &mut [Child]) {
     for child in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(3), child.wait())
+        drop(child.stdin.take());
+    }
+    let deadline = tokio::time::Instant::now() + LEAVE_GRACE;
+    for child in children.iter_mut() {
+        if tokio::time::timeout_at(deadline, child.wait())
             .await
             .is_err()
         {

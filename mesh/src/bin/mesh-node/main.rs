@@ -29,7 +29,8 @@ enum Command {
     /// Run one node. SIGINT/SIGTERM leave the cluster gracefully (exit 0); a
     /// node downed by the cluster exits with code 3.
     Run(run::RunArgs),
-    /// Run a cluster of nodes on loopback as child processes (Ctrl-C stops all).
+    /// Run a cluster of nodes on loopback as child processes (Ctrl-C makes all
+    /// leave the cluster and exit).
     Local(local::LocalArgs),
 }
 

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// TOML file with node settings (flags override it).
     #[arg(long, env = "MESH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Leave the cluster when standard input closes, as on SIGTERM: how the
+    /// children of `mesh-node local` follow their parent even if it is killed.
+    #[arg(long, hide = true)]
+    pub leave_when_stdin_closes: bool,
 }
 
 impl RunArgs {
@@ -82,8 +86,8 @@ impl RunArgs {
 /// Exit code of `mesh-node run` when the cluster downed the node (2 is bad input).
 pub const EXIT_DOWNED: u8 = 3;
 
-/// Runs one node until SIGINT or SIGTERM, then leaves the cluster gracefully
-/// (a second signal stops it at once). If the cluster downs the node, it
+/// Runs one node until SIGINT or SIGTERM (or, if asked, the end of standard
+/// input), then leaves the cluster gracefully (a signal then stops it at once). If the cluster downs the node, it
 /// exits with [`EXIT_DOWNED`].
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.node_config()?;
@@ -107,9 +111,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(mesh::admin::serve(listener, node.clone()));
     }
     tokio::select! {
-        signal = wait_for_signal() => {
-            signal?;
-            tracing::info!(node = %node.id(), "signal received, leaving the cluster (a second signal stops at once)");
+        stop = stop_requested(args.leave_when_stdin_closes) => {
+            let reason = stop?;
+            tracing::info!(node = %node.id(), "{reason}, leaving the cluster (a second signal stops at once)");
             tokio::select! {
                 () = node.leave() => {}
                 signal = wait_for_signal() => {
@@ -130,6 +134,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_DOWNED))
         }
     }
+}
+
+/// Waits for SIGINT or SIGTERM or, with `stdin_too`, the end of standard
+/// input; says which.
+async fn stop_requested(stdin_too: bool) -> anyhow::Result<&'static str> {
+    let stdin_closed = async {
+        if stdin_too {
+            stdin_closed().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        signal = wait_for_signal() => signal.map(|()| "signal received"),
+        () = stdin_closed => Ok("standard input closed"),
+    }
+}
+
+/// Resolves when standard input ends or fails. It is read on a thread of
+/// its own: a blocking read cannot be cancelled, and a runtime waits for
+/// its blocking tasks when it shuts down.
+async fn stdin_closed() {
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        drop(closed);
+    });
+    let _ = on_close.await;
 }
 
 pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
