@@ -31,7 +31,7 @@ const MAX_FRAME: usize = 8 * 1024 * 1024;
 #[command(about = "Mesh vs bare quinn on loopback")]
 struct Args {
     /// Tells per round.
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(long, default_value_t = 2_000_000)]
     tells: u64,
     /// Asks per round at concurrency 64.
     #[arg(long, default_value_t = 200_000)]
@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     asks_serial: u64,
     /// Rounds per figure (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Print one JSON object.
     #[arg(long)]
