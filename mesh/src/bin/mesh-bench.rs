@@ -209,7 +209,9 @@ impl MeshPair {
         let received = Arc::new(AtomicU64::new(0));
         let count = received.clone();
         a.register_service("sink", move |_req: Request<Payload, ()>| {
-            count.fetch_add(1, Ordering::Relaxed);
+            // One writer (the task reading b's stream), so no atomic
+            // read-modify-write: a plain count, as the raw receiver keeps.
+            count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         })?;
         a.register_service("echo", |req: Request<Payload, Payload>| {
             let (message, responder) = req.into_parts();
