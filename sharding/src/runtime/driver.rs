@@ -210,8 +210,13 @@ impl<E: Entity> Driver<E> {
                 self.routes.clear();
                 return;
             }
-            self.routes.routed(std::mem::take(&mut self.sends_taken));
+            // Published first: once `queued` reaches 0, a caller must find
+            // the homes as this round left them. With the table of an
+            // earlier round, a caller could send straight to a home the
+            // region forgot in this round, past its own earlier messages
+            // that the region now buffers.
             self.routes.publish(&self.region, &self.node);
+            self.routes.routed(std::mem::take(&mut self.sends_taken));
         }
         self.routes.clear();
         self.replies.fail_all(ShardingError::Stopped);

@@ -12,8 +12,12 @@
 //!
 //! Order: messages a caller handed to the driver must not be overtaken by
 //! its next one sent directly. `queued` counts local sends the driver has
-//! not routed yet; the direct way is taken only when it is zero, i.e. when
-//! every earlier local send is already in an outbox.
+//! not routed yet; the direct way is taken only when it is zero. The driver
+//! publishes before it lowers the count, so a caller that finds zero also
+//! finds the homes as the round that took its earlier sends left them:
+//! each of those is then in an outbox, or buffered in the region for a
+//! shard whose home is not in the table, whose later sends therefore take
+//! the driver's way too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
