@@ -62,7 +62,14 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
     let replies = shared.peer(&from.name, None).outbox.clone();
     let sender = from.name.clone();
     let mut services = StreamServices::default();
+    // Frames already buffered are dispatched under a hold on the replies,
+    // which then leave in one write: no wake of the writer task per reply.
+    // The hold never lasts over an await.
+    let mut held = None;
     loop {
+        if !frames.has_frame() {
+            held = None;
+        }
         match frames.next().await {
             Ok(Some(frame)) => {
                 // The hook point sees tells and asks before their handler.
@@ -70,8 +77,10 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
                 // (nothing armed) keeps the decoded header out of the
                 // task's state.
                 if shared.hooks.any_armed() && delivers_to_a_service(frame) {
+                    held = None;
                     shared.hooks.fire(BEFORE_DELIVER).await;
                 }
+                held.get_or_insert_with(|| replies.hold());
                 if let Err(error) = dispatch(shared, &sender, frame, &replies, &mut services) {
                     Stats::bump(&shared.stats.frames_malformed);
                     tracing::warn!(peer = %from, %error, "closing stream: malformed frame");

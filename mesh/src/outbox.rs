@@ -1,9 +1,17 @@
 //! The outgoing buffer of one peer: senders encode frames straight into it,
 //! the peer's writer task takes everything buffered in one swap and writes it
 //! with one call. No allocation per message, no channel hop.
+//!
+//! While the writer task waits for frames it parks its stream here, and a
+//! frame that finds it parked is written to it at once by the sender (see
+//! [`DIRECT_WRITE_QUIET`]): on a quiet link that saves the hop through the
+//! writer task, which would be a large part of a round trip.
 
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
@@ -31,11 +39,74 @@ pub(crate) struct Outbox {
     pub(crate) replies_dropped: AtomicU64,
 }
 
+/// The writer task's open stream and the connection it belongs to (its
+/// `stable_id`).
+pub(crate) type OpenStream = (usize, quinn::SendStream);
+
+/// How long after a direct write the next frames are left to the writer
+/// task: a burst is still written in batches (one stream write, one wake of
+/// the connection, for many frames), while a frame on a quiet link, such as
+/// an ask or its reply, goes out at once.
+const DIRECT_WRITE_QUIET: Duration = Duration::from_micros(20);
+
+/// A hold on an [`Outbox`]'s frames (see [`Outbox::hold`]); a guard, so
+/// that a panicking handler cannot leave the frames held.
+pub(crate) struct Hold<'a>(&'a Outbox);
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 #[derive(Default)]
 struct Buffered {
     bytes: Vec<u8>,
     frames: u64,
     services: ServiceIds,
+    /// The writer task's stream while it waits for frames.
+    parked: Option<OpenStream>,
+    /// No direct write before this.
+    quiet_until: Option<Instant>,
+    /// Live [`Hold`]s.
+    holds: u32,
+}
+
+impl Buffered {
+    /// Writes the buffered frames to the parked stream, unless a direct
+    /// write was made less than [`DIRECT_WRITE_QUIET`] ago; whether it
+    /// tried. Only what quinn takes without waiting is written, in order;
+    /// the rest stays for the writer task.
+    #[inline(never)]
+    fn write_direct(&mut self) -> bool {
+        if self.holds > 0 {
+            return false;
+        }
+        let now = Instant::now();
+        if self.quiet_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        self.quiet_until = Some(now + DIRECT_WRITE_QUIET);
+        self.write_parked()
+    }
+
+    /// Writes what quinn takes without waiting to the parked stream; whether
+    /// there was one.
+    fn write_parked(&mut self) -> bool {
+        let Some((_, stream)) = self.parked.as_mut() else {
+            return false;
+        };
+        // Blocked by flow control, the stream keeps this waker; the writer
+        // task, woken by the caller, then writes with its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Ok(written)) = Pin::new(stream).poll_write(&mut cx, &self.bytes) {
+            self.bytes.drain(..written);
+            if self.bytes.is_empty() {
+                self.frames = 0;
+            }
+        }
+        true
+    }
 }
 
 /// Longer service names are always sent whole, which bounds the frame
@@ -122,11 +193,36 @@ impl Outbox {
             return Err(error.into());
         }
         state.frames += 1;
+        let tried_direct = state.parked.is_some() && state.write_direct();
+        let wake_writer =
+            state.holds == 0 && !state.bytes.is_empty() && (was_empty || tried_direct);
         drop(guard);
-        if was_empty {
+        if wake_writer {
             self.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Holds frames back while the guard lives: a reader dispatching the
+    /// frames it has buffered, whose replies then leave in one write (to
+    /// the parked stream, or by the writer task) when the last hold ends.
+    pub(crate) fn hold(&self) -> Hold<'_> {
+        lock(&self.state).holds += 1;
+        Hold(self)
+    }
+
+    fn release(&self) {
+        let mut state = lock(&self.state);
+        state.holds -= 1;
+        if state.holds > 0 || state.bytes.is_empty() {
+            return;
+        }
+        state.write_parked();
+        let wake_writer = !state.bytes.is_empty();
+        drop(state);
+        if wake_writer {
+            self.ready.notify_one();
+        }
     }
 
     /// Every service name numbered so far, by number: what a new stream
@@ -158,14 +254,18 @@ impl Outbox {
     }
 
     /// Waits until frames are buffered, then moves all of them into `batch`
-    /// (which must be empty) and returns how many frames it holds.
-    pub(crate) async fn take(&self, batch: &mut Vec<u8>) -> u64 {
+    /// (which must be empty) and returns how many frames it holds. The
+    /// writer's `stream` is parked here meanwhile, for direct writes, and
+    /// handed back.
+    pub(crate) async fn take(&self, batch: &mut Vec<u8>, stream: &mut Option<OpenStream>) -> u64 {
+        lock(&self.state).parked = stream.take();
         loop {
             {
                 let mut state = lock(&self.state);
                 if !state.bytes.is_empty() {
                     std::mem::swap(&mut state.bytes, batch);
                     let frames = std::mem::take(&mut state.frames);
+                    *stream = state.parked.take();
                     drop(state);
                     self.space.notify_waiters();
                     return frames;
@@ -199,7 +299,7 @@ mod tests {
             .unwrap();
         assert!(matches!(outbox.push(|_, _| Ok(())), Err(PushError::Full)));
         let mut batch = Vec::new();
-        assert_eq!(outbox.take(&mut batch).await, 2);
+        assert_eq!(outbox.take(&mut batch, &mut None).await, 2);
         assert_eq!(&batch, b"\0\0\0\x03abc\0\0\0\x07defghij");
         assert!(outbox.push(|_, _| Ok(())).is_ok());
     }

@@ -20,7 +20,7 @@ use membership::NodeId;
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use crate::outbox::Outbox;
+use crate::outbox::{OpenStream, Outbox};
 
 use crate::node::Shared;
 use crate::wire::frame::{encode_frame_into, put_postcard};
@@ -254,12 +254,12 @@ async fn watch_closed(shared: Arc<Shared>, peer: Arc<Peer>, conn: quinn::Connect
 /// everything buffered in one write. Dials when there is no connection.
 async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>) {
     let mut active_rx = peer.active.subscribe();
-    let mut stream: Option<(usize, quinn::SendStream)> = None;
+    let mut stream: Option<OpenStream> = None;
     let mut backoff = shared.config.reconnect_min;
     let mut batch = Vec::new();
     loop {
         batch.clear();
-        let frames = peer.outbox.take(&mut batch).await;
+        let frames = peer.outbox.take(&mut batch, &mut stream).await;
         let mut written = false;
         for _attempt in 0..2 {
             let conn = match peer.active() {

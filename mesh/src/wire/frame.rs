@@ -138,6 +138,16 @@ impl FrameReader {
         }
     }
 
+    /// Whether [`FrameReader::next`] has a whole frame at hand, without reading.
+    pub fn has_frame(&self) -> bool {
+        let buffered = &self.buf[self.consumed..];
+        buffered.len() >= LENGTH_PREFIX
+            && buffered.len()
+                >= LENGTH_PREFIX
+                    + u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]])
+                        as usize
+    }
+
     /// Asks the peer to stop sending on this stream, with `code`.
     pub fn stop(&mut self, code: quinn::VarInt) {
         let _ = self.recv.stop(code);
