@@ -64,8 +64,12 @@ struct Buffered {
     bytes: Vec<u8>,
     frames: u64,
     services: ServiceIds,
-    /// The writer task's stream while it waits for frames.
+    /// The writer task's stream while it waits for frames; only ever one
+    /// on `active_conn`, since frames written to a connection being
+    /// replaced could arrive after later frames sent on its successor.
     parked: Option<OpenStream>,
+    /// The peer's active connection (`stable_id`), as last set.
+    active_conn: Option<usize>,
     /// No direct write before this.
     quiet_until: Option<Instant>,
     /// Live [`Hold`]s.
@@ -225,6 +229,16 @@ impl Outbox {
         }
     }
 
+    /// The peer's active connection changed: a parked stream on another
+    /// one is dropped (finishing it), so that no frame goes there directly.
+    pub(crate) fn set_active(&self, conn: Option<usize>) {
+        let mut state = lock(&self.state);
+        state.active_conn = conn;
+        if state.parked.as_ref().map(|(id, _)| *id) != conn {
+            state.parked = None;
+        }
+    }
+
     /// Every service name numbered so far, by number: what a new stream
     /// must define first.
     pub(crate) fn service_names(&self) -> Vec<Box<str>> {
@@ -258,7 +272,11 @@ impl Outbox {
     /// writer's `stream` is parked here meanwhile, for direct writes, and
     /// handed back.
     pub(crate) async fn take(&self, batch: &mut Vec<u8>, stream: &mut Option<OpenStream>) -> u64 {
-        lock(&self.state).parked = stream.take();
+        {
+            let mut state = lock(&self.state);
+            let current = stream.as_ref().map(|(conn, _)| *conn) == state.active_conn;
+            state.parked = stream.take().filter(|_| current);
+        }
         loop {
             {
                 let mut state = lock(&self.state);

@@ -168,6 +168,7 @@ impl Shared {
             }
         };
         let winner = if keep_new {
+            peer.outbox.set_active(Some(conn.stable_id()));
             peer.active.send_replace(Some(new.clone()));
             if let Some(old) = current.clone() {
                 retire(old.conn);
@@ -237,6 +238,7 @@ async fn watch_closed(shared: Arc<Shared>, peer: Arc<Peer>, conn: quinn::Connect
             .is_some_and(|a| a.conn.stable_id() == conn.stable_id());
         if is_this {
             *active = None;
+            peer.outbox.set_active(None);
         }
         is_this
     });

@@ -490,3 +490,70 @@ async fn a_crashed_node_says_no_goodbye_and_drops_out_of_gossip() {
         node.shutdown().await;
     }
 }
+
+/// Three tasks of one node tell in bursts of 0 to 6, some followed by an
+/// ask whose answer crosses the tells: frames of several senders, written
+/// directly or batched, and answers leaving under the reader's hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sender_task_keeps_its_order_among_others_and_asks() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    nodes[0]
+        .register_service("seq", move |req: Request<(u8, u64), ()>| {
+            sink.lock().unwrap().push(*req.message());
+        })
+        .unwrap();
+    nodes[0]
+        .register_service("echo", move |req: Request<u64, u64>| {
+            let m = *req.message();
+            req.reply(m);
+        })
+        .unwrap();
+    let mut tasks = Vec::new();
+    for who in 0..3u8 {
+        let n1 = nodes[1].peer("n1").unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            for burst in 0..300u64 {
+                for _ in 0..(burst % 7) {
+                    n1.tell("seq", (who, sent)).unwrap();
+                    sent += 1;
+                }
+                if burst % 3 == 0 {
+                    let _: u64 = n1.ask("echo", burst, ASK).await.unwrap();
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+            sent
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(
+        Duration::from_secs(20),
+        "all tells delivered",
+        &refs,
+        || seen.lock().unwrap().len() as u64 == total,
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    for who in 0..3u8 {
+        let mine: Vec<u64> = seen
+            .iter()
+            .filter(|(w, _)| *w == who)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            mine,
+            (0..mine.len() as u64).collect::<Vec<_>>(),
+            "sender {who}"
+        );
+    }
+}
