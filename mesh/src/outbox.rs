@@ -6,6 +6,12 @@
 //! frame that finds it parked is written to it at once by the sender (see
 //! [`DIRECT_WRITE_QUIET`]): on a quiet link that saves the hop through the
 //! writer task, which would be a large part of a round trip.
+//!
+//! Order: frames reach the stream in the order they were buffered. A direct
+//! write and the writer task both write the buffer from its start, one at a
+//! time (the writer takes the stream back before it writes), and a stream
+//! is parked only while it is on the peer's active connection, so frames
+//! are not split between a connection being replaced and its successor.
 
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
