@@ -47,6 +47,9 @@ struct Args {
     /// Rounds per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Worker threads of the runtime that runs both nodes and every client.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -91,7 +94,7 @@ struct AskFigures {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(args.workers.into())
         .enable_all()
         .build()?;
     // Spawned, so that every client (raw or mesh) runs on a runtime worker,
@@ -155,7 +158,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     out.insert(
         "settings".into(),
         json!({"payload_bytes": PAYLOAD, "tells": args.tells, "asks_c64": args.asks,
-               "asks_c1": args.asks_serial, "rounds": args.rounds, "runtime_workers": 2}),
+               "asks_c1": args.asks_serial, "rounds": args.rounds, "runtime_workers": args.workers}),
     );
     let out = serde_json::Value::Object(out);
     if args.json {
