@@ -305,6 +305,81 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+
+    /// A QUIC connection over loopback, and the endpoints that keep it up.
+    async fn loopback_connection() -> (quinn::Connection, [quinn::Endpoint; 2]) {
+        use crate::tls::{transport_config, QuicTls};
+        let transport = Arc::new(transport_config(
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        ));
+        let insecure = crate::TlsSettings::InsecureDev;
+        let server_tls = QuicTls::new(&insecure, "server", transport.clone()).unwrap();
+        let client_tls = QuicTls::new(&insecure, "client", transport).unwrap();
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let server = quinn::Endpoint::server(server_tls.server, loopback).unwrap();
+        let mut client = quinn::Endpoint::client(loopback).unwrap();
+        client.set_default_client_config(client_tls.client);
+        let accept = server.clone();
+        tokio::spawn(async move { accept.accept().await?.await.ok() });
+        let conn = client
+            .connect(server.local_addr().unwrap(), "mesh.node")
+            .unwrap()
+            .await
+            .unwrap();
+        (conn, [server, client])
+    }
+
+    fn parked_on(outbox: &Outbox) -> Option<usize> {
+        lock(&outbox.state).parked.as_ref().map(|(conn, _)| *conn)
+    }
+
+    #[tokio::test]
+    async fn only_a_stream_on_the_active_connection_is_parked() {
+        let (conn, _endpoints) = loopback_connection().await;
+        let id = conn.stable_id();
+        let outbox = Outbox::new(1 << 20, 1024);
+        let mut batch = Vec::new();
+        let mut stream = Some((id, conn.open_uni().await.unwrap()));
+
+        // Not the active connection: the writer keeps its stream to itself.
+        outbox.set_active(Some(id + 1));
+        assert!(outbox
+            .take(&mut batch, &mut stream)
+            .now_or_never()
+            .is_none());
+        assert_eq!(parked_on(&outbox), None);
+
+        // The active one: parked while the writer waits, and a frame goes
+        // straight to it.
+        let mut stream = Some((id, conn.open_uni().await.unwrap()));
+        outbox.set_active(Some(id));
+        {
+            let mut take = std::pin::pin!(outbox.take(&mut batch, &mut stream));
+            assert!((&mut take).now_or_never().is_none());
+            assert_eq!(parked_on(&outbox), Some(id));
+            outbox.push(|b, _| put_bytes(b, b"direct")).unwrap();
+            assert!(lock(&outbox.state).bytes.is_empty(), "written directly");
+            assert!(take.now_or_never().is_none());
+        }
+
+        // Replaced: the parked stream is dropped, and frames wait for the
+        // writer, which gets no stream back and opens one on the new
+        // connection.
+        outbox.set_active(Some(id + 1));
+        assert_eq!(parked_on(&outbox), None);
+        outbox.push(|b, _| put_bytes(b, b"later")).unwrap();
+        let mut stream = None;
+        assert_eq!(outbox.take(&mut batch, &mut stream).await, 1);
+        assert!(stream.is_none());
+        assert_eq!(&batch, b"\0\0\0\x05later");
+    }
+
+    fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) -> postcard::Result<()> {
+        buf.extend_from_slice(bytes);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn frames_are_taken_in_order_and_the_limit_holds() {
