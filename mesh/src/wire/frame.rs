@@ -117,9 +117,7 @@ impl FrameReader {
     pub async fn next(&mut self) -> Result<Option<&[u8]>, FrameError> {
         self.buf.advance(std::mem::take(&mut self.consumed));
         loop {
-            if self.buf.len() >= LENGTH_PREFIX {
-                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                    as usize;
+            if let Some(len) = announced_len(&self.buf) {
                 check_len(len, self.max)?;
                 if self.buf.len() >= LENGTH_PREFIX + len {
                     self.consumed = LENGTH_PREFIX + len;
@@ -141,17 +139,19 @@ impl FrameReader {
     /// Whether [`FrameReader::next`] has a whole frame at hand, without reading.
     pub fn has_frame(&self) -> bool {
         let buffered = &self.buf[self.consumed..];
-        buffered.len() >= LENGTH_PREFIX
-            && buffered.len()
-                >= LENGTH_PREFIX
-                    + u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]])
-                        as usize
+        announced_len(buffered).is_some_and(|len| buffered.len() >= LENGTH_PREFIX + len)
     }
 
     /// Asks the peer to stop sending on this stream, with `code`.
     pub fn stop(&mut self, code: quinn::VarInt) {
         let _ = self.recv.stop(code);
     }
+}
+
+/// The payload length that `buffered` announces, once its prefix is there.
+fn announced_len(buffered: &[u8]) -> Option<usize> {
+    let prefix = buffered.first_chunk::<LENGTH_PREFIX>()?;
+    Some(u32::from_be_bytes(*prefix) as usize)
 }
 
 /// Reads one frame and decodes it as a `T`. A clean end of stream is an error here.
