@@ -15,6 +15,21 @@ use support::{cluster, init_tracing, start_node, wait_until};
 
 const ASK: Duration = Duration::from_secs(5);
 
+/// Registers `service` on `node` to record every message it is told, in
+/// arrival order.
+fn recorded<M>(node: &Node, service: &str) -> Arc<Mutex<Vec<M>>>
+where
+    M: serde::de::DeserializeOwned + Clone + Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    node.register_service(service, move |req: Request<M, ()>| {
+        sink.lock().unwrap().push(req.message().clone());
+    })
+    .unwrap();
+    seen
+}
+
 fn echo(node: &Node) {
     node.register_service("echo", |req: Request<String, String>| {
         let text = req.message().clone();
@@ -309,13 +324,7 @@ async fn tells_written_directly_or_batched_keep_their_order() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    nodes[0]
-        .register_service("seq", move |req: Request<u64, ()>| {
-            sink.lock().unwrap().push(*req.message());
-        })
-        .unwrap();
+    let seen = recorded::<u64>(&nodes[0], "seq");
     let count = seen.clone();
     nodes[0]
         .register_service("count", move |req: Request<(), usize>| {
@@ -499,13 +508,7 @@ async fn each_sender_task_keeps_its_order_among_others_and_asks() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    nodes[0]
-        .register_service("seq", move |req: Request<(u8, u64), ()>| {
-            sink.lock().unwrap().push(*req.message());
-        })
-        .unwrap();
+    let seen = recorded::<(u8, u64)>(&nodes[0], "seq");
     nodes[0]
         .register_service("echo", move |req: Request<u64, u64>| {
             let m = *req.message();
