@@ -1,15 +1,18 @@
 //! Reading what a peer sends: its unidirectional streams, their frames, and
 //! dispatch to services, pending asks and gossip.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 
 use chitchat::Deserializable;
 use compact_str::CompactString;
 use membership::NodeId;
 use tokio::task::JoinSet;
 
-use crate::node::{AskFailure, Shared};
+use crate::incoming::{answer, Incoming};
+use crate::node::Shared;
 use crate::outbox::Outbox;
 use crate::service::{send_failure, ErasedService, ReplyTarget};
 use crate::stats::Stats;
@@ -58,46 +61,77 @@ async fn read_stream(
 }
 
 async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &NodeId) {
-    let mut frames = FrameReader::new(recv, shared.config.max_frame_size);
-    let replies = shared.peer(&from.name, None).outbox.clone();
+    let task = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+    let stream = Incoming::new(FrameReader::new(recv, shared.config.max_frame_size), task);
+    let peer = shared.peer(&from.name, None);
+    let _published = peer.publish_incoming(&stream);
+    let replies = peer.outbox.clone();
     let sender = from.name.clone();
     let mut services = StreamServices::default();
-    // Frames already buffered are dispatched under a hold on the replies,
-    // which then leave in one write: no wake of the writer task per reply.
-    // The hold never lasts over an await.
-    let mut held = None;
+    // Set once the hook point fired for the frame at the stream's head.
+    let mut hook_fired = false;
     loop {
-        if !frames.has_frame() {
-            held = None;
-        }
-        match frames.next().await {
-            Ok(Some(frame)) => {
-                // The hook point sees tells and asks before their handler.
-                // Only a bool lives across this await, so the common path
-                // (nothing armed) keeps the decoded header out of the
-                // task's state.
-                if shared.hooks.any_armed() && delivers_to_a_service(frame) {
+        let step = poll_fn(|cx| {
+            let mut core = stream.lock();
+            // Frames already buffered are dispatched under a hold on the
+            // replies, which then leave in one write: no wake of the writer
+            // task per reply. The hold never lasts over a return.
+            let mut held = None;
+            loop {
+                if !core.frames.has_frame() {
                     held = None;
-                    shared.hooks.fire(BEFORE_DELIVER).await;
                 }
-                held.get_or_insert_with(|| replies.hold());
-                if let Err(error) = dispatch(shared, &sender, frame, &replies, &mut services) {
-                    Stats::bump(&shared.stats.frames_malformed);
-                    tracing::warn!(peer = %from, %error, "closing stream: malformed frame");
-                    frames.stop(ErrorCode::Malformed.into());
-                    return;
-                }
+                let error = match ready!(core.poll_next(cx, None)) {
+                    Ok(true) => {
+                        let frame = core.frames.last().expect("a frame was read");
+                        // The hook point sees tells and asks before their
+                        // handler, outside this poll.
+                        if !std::mem::take(&mut hook_fired)
+                            && shared.hooks.any_armed()
+                            && delivers_to_a_service(frame)
+                        {
+                            core.frames.put_back();
+                            return Poll::Ready(Step::FireHook);
+                        }
+                        held.get_or_insert_with(|| replies.hold());
+                        match dispatch(shared, &sender, frame, &replies, &mut services) {
+                            Ok(()) => continue,
+                            Err(error) => {
+                                Stats::bump(&shared.stats.frames_malformed);
+                                tracing::warn!(peer = %from, %error, "closing stream: malformed frame");
+                                ErrorCode::Malformed
+                            }
+                        }
+                    }
+                    Ok(false) => return Poll::Ready(Step::Ended),
+                    Err(error @ FrameError::Oversized { .. }) => {
+                        Stats::bump(&shared.stats.frames_oversized);
+                        tracing::warn!(peer = %from, %error, "closing stream: oversized frame");
+                        ErrorCode::Oversized
+                    }
+                    Err(_) => return Poll::Ready(Step::Ended),
+                };
+                core.frames.stop(error.into());
+                return Poll::Ready(Step::Ended);
             }
-            Ok(None) => return,
-            Err(error @ FrameError::Oversized { .. }) => {
-                Stats::bump(&shared.stats.frames_oversized);
-                tracing::warn!(peer = %from, %error, "closing stream: oversized frame");
-                frames.stop(ErrorCode::Oversized.into());
-                return;
+        })
+        .await;
+        match step {
+            Step::FireHook => {
+                shared.hooks.fire(BEFORE_DELIVER).await;
+                hook_fired = true;
             }
-            Err(_) => return,
+            Step::Ended => return,
         }
     }
+}
+
+/// Why the reader task stopped reading its stream for now.
+enum Step {
+    /// The frame at the head is a tell or an ask, and the hook point is armed.
+    FireHook,
+    /// The stream ended, failed, or was closed for a bad frame.
+    Ended,
 }
 
 /// Why a frame breaks its stream (a bad body is only that message's problem).
@@ -163,9 +197,10 @@ fn dispatch(
                 send_failure(replies, id, error);
             }
         }
-        EnvelopeHeader::Reply { id } => shared.complete_ask(id, Ok(body.to_vec())),
-        EnvelopeHeader::Failure { id, error } => {
-            shared.complete_ask(id, Err(AskFailure::Remote(error)))
+        EnvelopeHeader::Reply { .. } | EnvelopeHeader::Failure { .. } => {
+            if let Some((id, outcome)) = answer(header, body) {
+                shared.pending.complete(id, outcome);
+            }
         }
         EnvelopeHeader::Services { names } => {
             for (id, name) in (0u32..).zip(names) {

@@ -35,14 +35,18 @@ mod gossip;
 mod handshake;
 pub mod hooks;
 mod inbound;
+mod incoming;
 mod members;
 mod node;
 mod outbox;
 mod peers;
+mod pending;
 mod send;
 pub mod service;
 mod socket;
 mod stats;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod wire;
 

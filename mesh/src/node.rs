@@ -10,7 +10,7 @@ use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig
 use compact_str::CompactString;
 use membership::NodeId;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::admin::AdminView;
@@ -20,11 +20,12 @@ use crate::gossip::{QuicGossip, GOSSIP_INBOX};
 use crate::hooks::Hooks;
 use crate::members::{MemberInfo, MembersView};
 use crate::peers::PeerTable;
+use crate::pending::PendingAsks;
 use crate::service::{ErasedService, Request, TypedService};
 use crate::socket::{bind_udp, CrashableSocket};
 use crate::stats::{NodeStats, Stats};
 use crate::tls::{transport_config, QuicTls, TlsSettings};
-use crate::wire::{ErrorCode, RemoteError};
+use crate::wire::ErrorCode;
 
 /// A connection to a peer came up or went down.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,16 +46,6 @@ pub enum ConnectionEvent {
     },
 }
 
-pub(crate) enum AskFailure {
-    Remote(RemoteError),
-    ConnectionLost,
-}
-
-pub(crate) struct PendingAsk {
-    pub(crate) peer: String,
-    pub(crate) reply: oneshot::Sender<Result<Vec<u8>, AskFailure>>,
-}
-
 /// State shared by the node's tasks.
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
@@ -72,7 +63,7 @@ pub(crate) struct Shared {
     /// Locked for reading on every send: kept off the cache lines that the
     /// receiving side touches.
     pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
-    pub(crate) pending: Mutex<rustc_hash::FxHashMap<u64, PendingAsk>>,
+    pub(crate) pending: PendingAsks,
     pub(crate) next_ask: AtomicU64,
     /// Numbers this node's dials (see [`crate::wire::Hello::dial`]).
     pub(crate) next_dial: AtomicU64,
@@ -124,13 +115,6 @@ impl Shared {
     /// The current registry version (see [`crate::inbound`]'s service cache).
     pub(crate) fn services_version(&self) -> u64 {
         self.services_version.0.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn complete_ask(&self, id: u64, outcome: Result<Vec<u8>, AskFailure>) {
-        // A reply for an ask that already timed out finds nothing: dropped.
-        if let Some(ask) = lock(&self.pending).remove(&id) {
-            let _ = ask.reply.send(outcome);
-        }
     }
 
     /// Stops serving: every service is removed at once, so later messages
@@ -301,7 +285,7 @@ impl Node {
             services: RwLock::default(),
             services_version: CacheAligned(AtomicU64::new(0)),
             peers: CacheAligned(RwLock::default()),
-            pending: Mutex::default(),
+            pending: PendingAsks::default(),
             next_ask: AtomicU64::new(1),
             next_dial: AtomicU64::new(1),
             gossip_inbox: gossip_tx,

@@ -305,31 +305,8 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::loopback_connection;
     use futures::FutureExt;
-
-    /// A QUIC connection over loopback, and the endpoints that keep it up.
-    async fn loopback_connection() -> (quinn::Connection, [quinn::Endpoint; 2]) {
-        use crate::tls::{transport_config, QuicTls};
-        let transport = Arc::new(transport_config(
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-        ));
-        let insecure = crate::TlsSettings::InsecureDev;
-        let server_tls = QuicTls::new(&insecure, "server", transport.clone()).unwrap();
-        let client_tls = QuicTls::new(&insecure, "client", transport).unwrap();
-        let loopback = "127.0.0.1:0".parse().unwrap();
-        let server = quinn::Endpoint::server(server_tls.server, loopback).unwrap();
-        let mut client = quinn::Endpoint::client(loopback).unwrap();
-        client.set_default_client_config(client_tls.client);
-        let accept = server.clone();
-        tokio::spawn(async move { accept.accept().await?.await.ok() });
-        let conn = client
-            .connect(server.local_addr().unwrap(), "mesh.node")
-            .unwrap()
-            .await
-            .unwrap();
-        (conn, [server, client])
-    }
 
     fn parked_on(outbox: &Outbox) -> Option<usize> {
         lock(&outbox.state).parked.as_ref().map(|(conn, _)| *conn)
@@ -337,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_stream_on_the_active_connection_is_parked() {
-        let (conn, _endpoints) = loopback_connection().await;
+        let (conn, _server, _endpoints) = loopback_connection().await;
         let id = conn.stable_id();
         let outbox = Outbox::new(1 << 20, 1024);
         let mut batch = Vec::new();

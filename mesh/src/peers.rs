@@ -20,6 +20,7 @@ use membership::NodeId;
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
+use crate::incoming::Incoming;
 use crate::outbox::{OpenStream, Outbox};
 
 use crate::node::Shared;
@@ -50,6 +51,11 @@ pub(crate) struct Peer {
     pub(crate) outbox: Arc<Outbox>,
     addr: std::sync::Mutex<Option<SocketAddr>>,
     active: watch::Sender<Option<ActiveConn>>,
+    /// The messages stream from the peer read last: where answers to asks
+    /// are expected (see [`Incoming`]).
+    incoming: std::sync::Mutex<Option<Arc<Incoming>>>,
+    /// Asks to the peer waiting for their answer.
+    pub(crate) asks_waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Peer {
@@ -62,6 +68,38 @@ impl Peer {
             .borrow()
             .clone()
             .filter(|a| a.conn.close_reason().is_none())
+    }
+
+    pub(crate) fn incoming(&self) -> Option<Arc<Incoming>> {
+        crate::node::lock(&self.incoming).clone()
+    }
+
+    /// Makes `stream` the one asks expect their answers on, until the
+    /// guard drops (its reader ended) or a later stream replaces it.
+    pub(crate) fn publish_incoming(&self, stream: &Arc<Incoming>) -> Published<'_> {
+        *crate::node::lock(&self.incoming) = Some(stream.clone());
+        Published {
+            peer: self,
+            stream: stream.clone(),
+        }
+    }
+}
+
+/// A stream published by [`Peer::publish_incoming`].
+pub(crate) struct Published<'a> {
+    peer: &'a Peer,
+    stream: Arc<Incoming>,
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        let mut incoming = crate::node::lock(&self.peer.incoming);
+        if incoming
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &self.stream))
+        {
+            *incoming = None;
+        }
     }
 }
 
@@ -126,6 +164,8 @@ impl Shared {
                     outbox: Outbox::new(self.config.peer_buffer, self.config.max_frame_size),
                     addr: std::sync::Mutex::new(None),
                     active: watch::Sender::new(None),
+                    incoming: std::sync::Mutex::new(None),
+                    asks_waiting: std::sync::atomic::AtomicUsize::new(0),
                 });
                 table.by_name.insert(name.to_string(), peer.clone());
                 self.spawn(run_writer(self.clone(), peer.clone()));
@@ -194,21 +234,6 @@ impl Shared {
         self.spawn(watch_closed(self.clone(), peer, conn));
         winner
     }
-
-    /// Fails every pending ask to `peer`: its replies can no longer arrive.
-    pub(crate) fn fail_pending(&self, peer: &str) {
-        let mut pending = crate::node::lock(&self.pending);
-        let lost: Vec<u64> = pending
-            .iter()
-            .filter(|(_, ask)| ask.peer == peer)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some(ask) = pending.remove(&id) {
-                let _ = ask.reply.send(Err(crate::node::AskFailure::ConnectionLost));
-            }
-        }
-    }
 }
 
 /// The order both ends agree on between two connections of one pair (seen
@@ -244,7 +269,7 @@ async fn watch_closed(shared: Arc<Shared>, peer: Arc<Peer>, conn: quinn::Connect
     });
     if was_active {
         tracing::info!(peer = %peer.name, %reason, "connection down");
-        shared.fail_pending(&peer.name);
+        shared.pending.fail_peer(&peer.name);
         let _ = shared.events.send(crate::node::ConnectionEvent::Down {
             peer: peer.name.clone(),
             reason: reason.to_string(),
@@ -270,7 +295,7 @@ async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>) {
                     Ok(active) => active.conn,
                     Err(error) => {
                         tracing::debug!(peer = %peer.name, %error, ?backoff, "dial failed");
-                        shared.fail_pending(&peer.name);
+                        shared.pending.fail_peer(&peer.name);
                         active_rx.mark_unchanged();
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}

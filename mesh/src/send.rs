@@ -1,16 +1,22 @@
 //! Sending: `tell` and `ask`, by peer name or through a [`PeerRef`].
 
 use std::any::Any;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
-use crate::node::{lock, read, AskFailure, Node, PendingAsk, Shared};
+use crate::incoming::Incoming;
+use crate::node::{read, Node, Shared};
 use crate::outbox::{Outbox, PushError, ServiceIds};
+use crate::peers::Peer;
+use crate::pending::{AskFailure, AskOutcome};
 use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
@@ -22,7 +28,7 @@ pub struct PeerRef {
     shared: Arc<Shared>,
     name: Arc<str>,
     /// `None` for this node itself: delivered without serialization.
-    outbox: Option<Arc<Outbox>>,
+    peer: Option<Arc<Peer>>,
 }
 
 impl PeerRef {
@@ -38,9 +44,9 @@ impl PeerRef {
         message: M,
     ) -> Result<(), SendError> {
         self.shared.check_running()?;
-        match &self.outbox {
+        match &self.peer {
             None => self.shared.tell_local(service, message),
-            Some(outbox) => tell_remote(outbox, &self.name, service, &message),
+            Some(peer) => tell_remote(&peer.outbox, &self.name, service, &message),
         }
     }
 
@@ -53,9 +59,10 @@ impl PeerRef {
         message: M,
     ) -> Result<(), SendError> {
         self.shared.check_running()?;
-        let Some(outbox) = &self.outbox else {
+        let Some(peer) = &self.peer else {
             return self.shared.tell_local(service, message);
         };
+        let outbox = &peer.outbox;
         let write = |buf: &mut Vec<u8>, ids: &mut ServiceIds| put_tell(buf, ids, service, &message);
         // Mostly there is room: no waiting state is built for that.
         match outbox.push(write) {
@@ -77,11 +84,11 @@ impl PeerRef {
         R: DeserializeOwned + Send + 'static,
     {
         self.shared.check_running()?;
-        match &self.outbox {
+        match &self.peer {
             None => self.shared.ask_local(service, message, timeout).await,
-            Some(outbox) => {
+            Some(peer) => {
                 self.shared
-                    .ask_remote(outbox, &self.name, service, message, timeout)
+                    .ask_remote(peer, service, message, timeout)
                     .await
             }
         }
@@ -92,15 +99,15 @@ impl Node {
     /// A handle for sending to `peer` (which may be this node) without a
     /// lookup per message. Fails if no member of that name is known.
     pub fn peer(&self, peer: &str) -> Result<PeerRef, SendError> {
-        let outbox = if peer == self.shared.id.name {
+        let remote = if peer == self.shared.id.name {
             None
         } else {
-            Some(self.with_outbox(peer, |outbox| outbox.clone())?)
+            Some(self.with_peer(peer, Arc::clone)?)
         };
         Ok(PeerRef {
             shared: self.shared.clone(),
             name: peer.into(),
-            outbox,
+            peer: remote,
         })
     }
 
@@ -116,7 +123,9 @@ impl Node {
         if peer == self.shared.id.name {
             return self.shared.tell_local(service, message);
         }
-        self.with_outbox(peer, |outbox| tell_remote(outbox, peer, service, &message))?
+        self.with_peer(peer, |remote| {
+            tell_remote(&remote.outbox, peer, service, &message)
+        })?
     }
 
     /// Sends a request to `service` on node `peer` and waits up to `timeout`
@@ -135,14 +144,10 @@ impl Node {
         self.peer(peer)?.ask(service, message, timeout).await
     }
 
-    /// Runs `f` on the outbox of `peer` without cloning anything on the hot path.
-    fn with_outbox<T>(
-        &self,
-        peer: &str,
-        f: impl FnOnce(&Arc<Outbox>) -> T,
-    ) -> Result<T, SendError> {
+    /// Runs `f` on `peer` without cloning anything on the hot path.
+    fn with_peer<T>(&self, peer: &str, f: impl FnOnce(&Arc<Peer>) -> T) -> Result<T, SendError> {
         if let Some(peer) = read(&self.shared.peers.0).get_ref(peer) {
-            return Ok(f(&peer.outbox));
+            return Ok(f(peer));
         }
         let addr = self
             .members()
@@ -150,7 +155,7 @@ impl Node {
             .find(|m| m.id.name == peer)
             .map(|m| m.addr)
             .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
-        Ok(f(&self.shared.peer(peer, Some(addr)).outbox))
+        Ok(f(&self.shared.peer(peer, Some(addr))))
     }
 }
 
@@ -237,8 +242,7 @@ impl Shared {
 
     async fn ask_remote<M, R>(
         &self,
-        outbox: &Outbox,
-        peer: &str,
+        peer: &Peer,
         service: &str,
         message: M,
         timeout: Duration,
@@ -248,16 +252,9 @@ impl Shared {
         R: DeserializeOwned,
     {
         let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
-        lock(&self.pending).insert(
-            id,
-            PendingAsk {
-                peer: peer.to_string(),
-                reply,
-            },
-        );
+        let answer = self.pending.insert(id, &peer.name);
         let outcome = tokio::time::timeout(timeout, async {
-            outbox
+            peer.outbox
                 .push_wait(|buf, ids| {
                     let header = EnvelopeHeader::Ask {
                         id,
@@ -267,25 +264,96 @@ impl Shared {
                 })
                 .await
                 .map_err(SendError::from)?;
-            rx.await
-                .map_err(|_| AskError::ConnectionLost(peer.to_string()))
+            Answer::new(self, peer, id, answer)
+                .await
+                .map_err(|_| AskError::ConnectionLost(peer.name.clone()))
         })
         .await;
         let bytes = match outcome {
             Err(_) => {
-                lock(&self.pending).remove(&id);
+                self.pending.forget(id);
                 return Err(AskError::Timeout(timeout));
             }
             Ok(Err(error)) => {
-                lock(&self.pending).remove(&id);
+                self.pending.forget(id);
                 return Err(error);
             }
             Ok(Ok(Ok(bytes))) => bytes,
             Ok(Ok(Err(AskFailure::Remote(error)))) => return Err(AskError::Remote(error)),
             Ok(Ok(Err(AskFailure::ConnectionLost))) => {
-                return Err(AskError::ConnectionLost(peer.to_string()))
+                return Err(AskError::ConnectionLost(peer.name.clone()))
             }
         };
         postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
+    }
+}
+
+/// The answer to remote ask `id`: from the reader task or, while it is
+/// the only ask waiting on its peer, read from the peer's stream by the ask
+/// itself (see [`Incoming`]). With more asks in flight their answers come in
+/// batches, which the reader task takes in one pass at no cost to the askers.
+struct Answer<'a> {
+    shared: &'a Shared,
+    id: u64,
+    answer: oneshot::Receiver<AskOutcome>,
+    /// The stream the answer is expected on, while this ask may read it.
+    stream: Option<Arc<Incoming>>,
+    /// The asks waiting on the peer, this one included.
+    waiting: &'a AtomicUsize,
+}
+
+impl<'a> Answer<'a> {
+    fn new(
+        shared: &'a Shared,
+        peer: &'a Peer,
+        id: u64,
+        answer: oneshot::Receiver<AskOutcome>,
+    ) -> Self {
+        peer.asks_waiting.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared,
+            id,
+            answer,
+            stream: peer.incoming(),
+            waiting: &peer.asks_waiting,
+        }
+    }
+
+    fn leave(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.leave(&self.shared.pending, self.id);
+        }
+    }
+}
+
+impl Future for Answer<'_> {
+    type Output = Result<AskOutcome, oneshot::error::RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) {
+            this.leave();
+            return Poll::Ready(answer);
+        }
+        if this.waiting.load(Ordering::Relaxed) > 1 {
+            this.leave();
+        }
+        let Some(stream) = &this.stream else {
+            return Poll::Pending;
+        };
+        match stream.take_answers(&this.shared.pending, cx, this.id, &mut this.answer) {
+            Some(answer) => {
+                this.stream = None;
+                Poll::Ready(Ok(answer))
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        self.leave();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }

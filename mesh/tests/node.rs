@@ -349,6 +349,40 @@ async fn tells_written_directly_or_batched_keep_their_order() {
     }
 }
 
+/// An ask alone in flight reads its answer off the stream itself, but only
+/// after everything its peer sent before the answer was delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_seen_after_the_tells_its_peer_sent_before_it() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let seen = recorded::<u64>(&nodes[0], "seq");
+    let to_n1 = nodes[1].peer("n1").unwrap();
+    nodes[1]
+        .register_service("tell_then_reply", move |req: Request<u64, u64>| {
+            let tells = *req.message();
+            for i in 0..tells {
+                to_n1.tell("seq", i).unwrap();
+            }
+            req.reply(tells);
+        })
+        .unwrap();
+    let n2 = nodes[0].peer("n2").unwrap();
+    let mut told = 0;
+    for tells in 0..=60u64 {
+        let answered: u64 = n2.ask("tell_then_reply", tells, ASK).await.unwrap();
+        told += answered;
+        assert_eq!(
+            seen.lock().unwrap().len() as u64,
+            told,
+            "after {tells} tells"
+        );
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tells_arrive_in_send_order() {
     init_tracing();

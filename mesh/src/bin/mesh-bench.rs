@@ -266,8 +266,18 @@ impl MeshPair {
             anyhow::Ok(sent.elapsed())
         };
         let mut latencies = Vec::with_capacity(n as usize);
-        let mut in_flight = FuturesUnordered::new();
         let start = Instant::now();
+        // One at a time is a plain loop, as the raw client's is: a
+        // `FuturesUnordered` yields (wakes its own task) each time it has
+        // polled all its futures, which with one future is every poll, and
+        // on a multi-threaded runtime such a wake also wakes another worker.
+        if window == 1 {
+            for _ in 0..n {
+                latencies.push(ask(a.clone()).await?);
+            }
+            return figures(&latencies, start.elapsed());
+        }
+        let mut in_flight = FuturesUnordered::new();
         let mut sent = 0;
         while sent < window.min(n) {
             in_flight.push(ask(a.clone()));

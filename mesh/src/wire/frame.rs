@@ -1,9 +1,12 @@
 //! Length-prefixed frames: a big-endian `u32` payload length, then the payload.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, BytesMut};
 use quinn::RecvStream;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio_util::io::poll_read_buf;
 
 /// Bytes in the length prefix of every frame.
 pub const LENGTH_PREFIX: usize = 4;
@@ -115,25 +118,43 @@ impl FrameReader {
     /// The next frame's payload, or `None` when the stream ended cleanly
     /// between frames. An oversized length prefix fails before its payload is read.
     pub async fn next(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await?;
+        Ok(self.last())
+    }
+
+    /// Like [`FrameReader::next`]; on `Ready(Ok(true))` the frame is
+    /// [`FrameReader::last`], on `Ready(Ok(false))` the stream ended. On
+    /// `Pending`, the stream wakes `cx` when more arrives.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, FrameError>> {
         self.buf.advance(std::mem::take(&mut self.consumed));
         loop {
             if let Some(len) = announced_len(&self.buf) {
                 check_len(len, self.max)?;
                 if self.buf.len() >= LENGTH_PREFIX + len {
                     self.consumed = LENGTH_PREFIX + len;
-                    return Ok(Some(&self.buf[LENGTH_PREFIX..self.consumed]));
+                    return Poll::Ready(Ok(true));
                 }
                 self.buf.reserve(LENGTH_PREFIX + len - self.buf.len());
             }
             self.buf.reserve(READ_CHUNK);
-            if self.recv.read_buf(&mut self.buf).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
+            if ready!(poll_read_buf(Pin::new(&mut self.recv), cx, &mut self.buf))? == 0 {
+                return Poll::Ready(if self.buf.is_empty() {
+                    Ok(false)
                 } else {
                     Err(FrameError::Truncated)
-                };
+                });
             }
         }
+    }
+
+    /// The payload of the frame returned last, until the next read.
+    pub fn last(&self) -> Option<&[u8]> {
+        (self.consumed > 0).then(|| &self.buf[LENGTH_PREFIX..self.consumed])
+    }
+
+    /// Puts the frame returned last back: the next read returns it again.
+    pub fn put_back(&mut self) {
+        self.consumed = 0;
     }
 
     /// Whether [`FrameReader::next`] has a whole frame at hand, without reading.

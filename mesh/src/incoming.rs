@@ -1,0 +1,293 @@
+//! A peer's messages stream as this node reads it, shared by the stream's
+//! reader task and the asks that wait for answers on it.
+//!
+//! The reader task serves every frame. An ask still waiting for its answer
+//! may also read the stream itself: it takes the answers (replies and
+//! failures) at the stream's head and completes their asks, its own
+//! included. The connection then wakes the asker directly, not a reader
+//! task that wakes the asker: one task less between a reply's packet and
+//! the code waiting for it, which on a multi-threaded runtime is the
+//! difference between staying on one worker and waking another. Only an
+//! ask alone in flight to its peer does this (see `Answer` in `send.rs`):
+//! many asks get their answers in batches, which the reader task takes in
+//! one pass, and askers taking turns at the stream would cost them more.
+//!
+//! Invariants:
+//! - Frames are taken strictly in order, one reader at a time (the lock).
+//!   An ask takes only answers, and stops at the first frame that is not
+//!   one, which it leaves for the reader task; so everything a peer sent
+//!   before an answer has been delivered when the answer is seen.
+//! - The stream wakes one waker: that of whoever last found it empty. An
+//!   ask that leaves while its waker is the one registered (answered by
+//!   someone else, timed out, or dropped) registers the reader task's in its
+//!   place, so the stream is never left without a reader to wake.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::oneshot;
+
+use crate::node::lock;
+use crate::pending::{AskFailure, AskOutcome, PendingAsks};
+use crate::wire::frame::{FrameError, FrameReader};
+use crate::wire::EnvelopeHeader;
+
+/// One messages stream from a peer.
+pub(crate) struct Incoming {
+    core: Mutex<Core>,
+}
+
+/// The stream and who will be woken when it has more.
+pub(crate) struct Core {
+    pub(crate) frames: FrameReader,
+    /// The reader task's waker.
+    task: Waker,
+    /// The ask whose waker the stream holds, if not the reader task's.
+    registered_ask: Option<u64>,
+}
+
+impl Incoming {
+    /// The stream read through `frames`, served by the task that `task` wakes.
+    pub(crate) fn new(frames: FrameReader, task: Waker) -> Arc<Self> {
+        Arc::new(Self {
+            core: Mutex::new(Core {
+                frames,
+                task,
+                registered_ask: None,
+            }),
+        })
+    }
+
+    /// For the reader task: the stream, to read every frame from.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        lock(&self.core)
+    }
+
+    /// For ask `id`, still waiting on `answer`: takes the answers at the
+    /// stream's head, unless someone else is reading. Returns the ask's own
+    /// answer if it was among them; if not, the stream wakes `cx` when more
+    /// arrives (until another reader finds it empty).
+    pub(crate) fn take_answers(
+        &self,
+        pending: &PendingAsks,
+        cx: &mut Context<'_>,
+        id: u64,
+        answer: &mut oneshot::Receiver<AskOutcome>,
+    ) -> Option<AskOutcome> {
+        let mut core = self.core.try_lock().ok()?;
+        core.take_answers(pending, Some((cx, id, answer)))
+    }
+
+    /// Ask `id` no longer waits: if the stream would wake it, it wakes the
+    /// reader task instead.
+    pub(crate) fn leave(&self, pending: &PendingAsks, id: u64) {
+        let mut core = lock(&self.core);
+        if core.registered_ask == Some(id) {
+            core.take_answers(pending, None);
+        }
+    }
+}
+
+impl Core {
+    /// Reads the next frame, as the reader task or as ask `asker`. On
+    /// `Pending` the stream wakes `cx`, which must be that reader's.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        asker: Option<u64>,
+    ) -> Poll<Result<bool, FrameError>> {
+        let polled = self.frames.poll_next(cx);
+        if polled.is_pending() {
+            self.registered_ask = asker;
+        }
+        polled
+    }
+
+    /// Takes answers from the stream's head, completing their asks, until
+    /// it is empty or holds a frame for the reader task. With an `asker`
+    /// (its context, id and receiver), that ask's own answer is returned
+    /// rather than sent, and the stream wakes the asker while it still
+    /// waits; once answered, or without an asker, the reader task.
+    fn take_answers(
+        &mut self,
+        pending: &PendingAsks,
+        mut asker: Option<(&mut Context<'_>, u64, &mut oneshot::Receiver<AskOutcome>)>,
+    ) -> Option<AskOutcome> {
+        let task = self.task.clone();
+        let mut task_cx = Context::from_waker(&task);
+        let mut own = None;
+        loop {
+            let polled = match asker.as_mut() {
+                Some((cx, id, _)) if own.is_none() => self.poll_next(cx, Some(*id)),
+                _ => self.poll_next(&mut task_cx, None),
+            };
+            let answer = match polled {
+                Poll::Pending => return own,
+                Poll::Ready(Ok(true)) => self.frames.last().and_then(answer_in),
+                Poll::Ready(_) => None,
+            };
+            let Some((id, outcome)) = answer else {
+                // A frame (or the end) for the reader task to serve.
+                self.frames.put_back();
+                self.registered_ask = None;
+                task.wake();
+                return own;
+            };
+            match asker.as_mut() {
+                Some((_, own_id, receiver)) if *own_id == id => {
+                    // Closed first, so that dropping the sender does not
+                    // wake the task that is running this.
+                    receiver.close();
+                    pending.forget(id);
+                    own = Some(outcome);
+                }
+                _ => pending.complete(id, outcome),
+            }
+        }
+    }
+}
+
+/// The ask a frame answers and how, if it is an answer.
+fn answer_in(frame: &[u8]) -> Option<(u64, AskOutcome)> {
+    let (header, body) = EnvelopeHeader::decode(frame).ok()?;
+    answer(header, body)
+}
+
+/// The ask that `header` answers and how, if it is an answer.
+pub(crate) fn answer(header: EnvelopeHeader<'_>, body: &[u8]) -> Option<(u64, AskOutcome)> {
+    match header {
+        EnvelopeHeader::Reply { id } => Some((id, Ok(body.to_vec()))),
+        EnvelopeHeader::Failure { id, error } => Some((id, Err(AskFailure::Remote(error)))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::send::put_envelope;
+    use crate::testing::loopback_connection;
+    use crate::wire::frame::encode_frame;
+    use crate::wire::ServiceRef;
+
+    /// A waker that counts how often it was woken.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn frame(header: EnvelopeHeader<'_>, body: u32) -> Vec<u8> {
+        encode_frame(1024, |buf| put_envelope(buf, &header, &body)).unwrap()
+    }
+
+    fn reply(id: u64) -> Vec<u8> {
+        frame(EnvelopeHeader::Reply { id }, id as u32 * 10)
+    }
+
+    fn tell() -> Vec<u8> {
+        let service = ServiceRef::Name("svc");
+        frame(EnvelopeHeader::Tell { service }, 7)
+    }
+
+    /// The sending end of a stream from a loopback peer, the stream read
+    /// through an [`Incoming`] served by `task`, and what keeps them open.
+    async fn stream_to(task: &Arc<Wakes>) -> (quinn::SendStream, Arc<Incoming>, impl Sized) {
+        let (client, server, endpoints) = loopback_connection().await;
+        let mut send = client.open_uni().await.unwrap();
+        send.write_all(&tell()).await.unwrap();
+        let recv = server.accept_uni().await.unwrap();
+        let incoming = Incoming::new(FrameReader::new(recv, 1024), Waker::from(task.clone()));
+        // The first frame only opened the stream.
+        let opened = std::future::poll_fn(|cx| incoming.lock().poll_next(cx, None)).await;
+        assert!(opened.unwrap());
+        (send, incoming, (client, server, endpoints))
+    }
+
+    #[tokio::test]
+    async fn an_ask_takes_the_answers_at_the_head_up_to_a_frame_for_the_reader() {
+        let task = Arc::new(Wakes::default());
+        let (mut send, incoming, _keep) = stream_to(&task).await;
+        let pending = PendingAsks::default();
+        let mut own = pending.insert(1, "peer");
+        let mut before = pending.insert(2, "peer");
+        let mut after = pending.insert(3, "peer");
+        let asker = Arc::new(Wakes::default());
+        let waker = Waker::from(asker.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(incoming
+            .take_answers(&pending, &mut cx, 1, &mut own)
+            .is_none());
+
+        let frames = [reply(2), reply(1), tell(), reply(3)].concat();
+        send.write_all(&frames).await.unwrap();
+        let mut answer = None;
+        while answer.is_none() {
+            let wakes = asker.count();
+            until("the stream to wake the asker", || asker.count() > wakes).await;
+            answer = incoming.take_answers(&pending, &mut cx, 1, &mut own);
+        }
+        let body = answer.unwrap().ok().expect("a reply");
+        assert_eq!(postcard::from_bytes::<u32>(&body).unwrap(), 10);
+        assert!(
+            matches!(before.try_recv(), Ok(Ok(_))),
+            "answered in passing"
+        );
+        assert!(after.try_recv().is_err(), "behind a frame for the reader");
+        assert_eq!(task.count(), 1, "the reader task woken for its frame");
+
+        let mut core = incoming.lock();
+        let mut task_cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            core.poll_next(&mut task_cx, None),
+            Poll::Ready(Ok(true))
+        ));
+        let head = core.frames.last().unwrap();
+        let (header, _) = EnvelopeHeader::decode(head).unwrap();
+        assert!(matches!(header, EnvelopeHeader::Tell { .. }), "{header:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ask_that_leaves_hands_the_stream_back_to_the_reader_task() {
+        let task = Arc::new(Wakes::default());
+        let (mut send, incoming, _keep) = stream_to(&task).await;
+        let pending = PendingAsks::default();
+        let mut own = pending.insert(1, "peer");
+        let asker = Arc::new(Wakes::default());
+        let waker = Waker::from(asker.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(incoming
+            .take_answers(&pending, &mut cx, 1, &mut own)
+            .is_none());
+        incoming.leave(&pending, 1);
+
+        send.write_all(&tell()).await.unwrap();
+        until("the stream to wake the reader task", || task.count() > 0).await;
+        assert_eq!(asker.count(), 0, "the ask that left is not woken");
+    }
+}
