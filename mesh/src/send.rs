@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -294,12 +294,11 @@ impl Shared {
 /// batches, which the reader task takes in one pass at no cost to the askers.
 struct Answer<'a> {
     shared: &'a Shared,
+    peer: &'a Peer,
     id: u64,
     answer: oneshot::Receiver<AskOutcome>,
-    /// The stream the answer is expected on, while this ask may read it.
-    stream: Option<Arc<Incoming>>,
-    /// The asks waiting on the peer, this one included.
-    waiting: &'a AtomicUsize,
+    /// The stream this ask read last, which may still wake it.
+    reading: Option<Arc<Incoming>>,
 }
 
 impl<'a> Answer<'a> {
@@ -312,15 +311,16 @@ impl<'a> Answer<'a> {
         peer.asks_waiting.fetch_add(1, Ordering::Relaxed);
         Self {
             shared,
+            peer,
             id,
             answer,
-            stream: peer.incoming(),
-            waiting: &peer.asks_waiting,
+            reading: None,
         }
     }
 
+    /// Stops reading the stream (see [`Incoming::leave`]).
     fn leave(&mut self) {
-        if let Some(stream) = self.stream.take() {
+        if let Some(stream) = self.reading.take() {
             stream.leave(&self.shared.pending, self.id);
         }
     }
@@ -335,15 +335,20 @@ impl Future for Answer<'_> {
             this.leave();
             return Poll::Ready(answer);
         }
-        if this.waiting.load(Ordering::Relaxed) > 1 {
+        if this.peer.asks_waiting.load(Ordering::Relaxed) > 1 {
             this.leave();
+            return Poll::Pending;
         }
-        let Some(stream) = &this.stream else {
+        if this.reading.is_none() {
+            this.reading = this.peer.incoming();
+        }
+        let Some(stream) = &this.reading else {
             return Poll::Pending;
         };
         match stream.take_answers(&this.shared.pending, cx, this.id, &mut this.answer) {
             Some(answer) => {
-                this.stream = None;
+                // Taking its own answer, the ask left the stream to others.
+                this.reading = None;
                 Poll::Ready(Ok(answer))
             }
             None => Poll::Pending,
@@ -354,6 +359,6 @@ impl Future for Answer<'_> {
 impl Drop for Answer<'_> {
     fn drop(&mut self) {
         self.leave();
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.peer.asks_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
