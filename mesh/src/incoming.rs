@@ -215,42 +215,66 @@ mod tests {
         frame(EnvelopeHeader::Tell { service }, 7)
     }
 
-    /// The sending end of a stream from a loopback peer, the stream read
-    /// through an [`Incoming`] served by `task`, and what keeps them open.
-    async fn stream_to(task: &Arc<Wakes>) -> (quinn::SendStream, Arc<Incoming>, impl Sized) {
-        let (client, server, endpoints) = loopback_connection().await;
-        let mut send = client.open_uni().await.unwrap();
-        send.write_all(&tell()).await.unwrap();
-        let recv = server.accept_uni().await.unwrap();
-        let incoming = Incoming::new(FrameReader::new(recv, 1024), Waker::from(task.clone()));
-        // The first frame only opened the stream.
-        let opened = std::future::poll_fn(|cx| incoming.lock().poll_next(cx, None)).await;
-        assert!(opened.unwrap());
-        (send, incoming, (client, server, endpoints))
+    /// A stream from a loopback peer, read through an [`Incoming`], with
+    /// ask 1 waiting on it as the reader the stream wakes.
+    struct WaitingAsk {
+        send: quinn::SendStream,
+        incoming: Arc<Incoming>,
+        pending: PendingAsks,
+        own: oneshot::Receiver<AskOutcome>,
+        /// Wakes of the reader task, and of the ask.
+        task: Arc<Wakes>,
+        asker: Arc<Wakes>,
+        _open: (quinn::Connection, quinn::Connection, [quinn::Endpoint; 2]),
+    }
+
+    impl WaitingAsk {
+        async fn new() -> Self {
+            let (client, server, endpoints) = loopback_connection().await;
+            let mut send = client.open_uni().await.unwrap();
+            send.write_all(&tell()).await.unwrap();
+            let recv = server.accept_uni().await.unwrap();
+            let task = Arc::new(Wakes::default());
+            let incoming = Incoming::new(FrameReader::new(recv, 1024), Waker::from(task.clone()));
+            // The first frame only opened the stream.
+            let opened = std::future::poll_fn(|cx| incoming.lock().poll_next(cx, None)).await;
+            assert!(opened.unwrap());
+            let pending = PendingAsks::default();
+            let own = pending.insert(1, "peer");
+            let mut ask = Self {
+                send,
+                incoming,
+                pending,
+                own,
+                task,
+                asker: Arc::new(Wakes::default()),
+                _open: (client, server, endpoints),
+            };
+            assert!(ask.take_answers().is_none(), "nothing sent yet");
+            ask
+        }
+
+        fn take_answers(&mut self) -> Option<AskOutcome> {
+            let waker = Waker::from(self.asker.clone());
+            let mut cx = Context::from_waker(&waker);
+            self.incoming
+                .take_answers(&self.pending, &mut cx, 1, &mut self.own)
+        }
     }
 
     #[tokio::test]
     async fn an_ask_takes_the_answers_at_the_head_up_to_a_frame_for_the_reader() {
-        let task = Arc::new(Wakes::default());
-        let (mut send, incoming, _keep) = stream_to(&task).await;
-        let pending = PendingAsks::default();
-        let mut own = pending.insert(1, "peer");
-        let mut before = pending.insert(2, "peer");
-        let mut after = pending.insert(3, "peer");
-        let asker = Arc::new(Wakes::default());
-        let waker = Waker::from(asker.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(incoming
-            .take_answers(&pending, &mut cx, 1, &mut own)
-            .is_none());
+        let mut ask = WaitingAsk::new().await;
+        let mut before = ask.pending.insert(2, "peer");
+        let mut after = ask.pending.insert(3, "peer");
 
         let frames = [reply(2), reply(1), tell(), reply(3)].concat();
-        send.write_all(&frames).await.unwrap();
+        ask.send.write_all(&frames).await.unwrap();
         let mut answer = None;
         while answer.is_none() {
-            let wakes = asker.count();
-            until("the stream to wake the asker", || asker.count() > wakes).await;
-            answer = incoming.take_answers(&pending, &mut cx, 1, &mut own);
+            let wakes = ask.asker.count();
+            until("the stream to wake the asker", || ask.asker.count() > wakes).await;
+            answer = ask.take_answers();
         }
         let body = answer.unwrap().ok().expect("a reply");
         assert_eq!(postcard::from_bytes::<u32>(&body).unwrap(), 10);
@@ -259,9 +283,9 @@ mod tests {
             "answered in passing"
         );
         assert!(after.try_recv().is_err(), "behind a frame for the reader");
-        assert_eq!(task.count(), 1, "the reader task woken for its frame");
+        assert_eq!(ask.task.count(), 1, "the reader task woken for its frame");
 
-        let mut core = incoming.lock();
+        let mut core = ask.incoming.lock();
         let mut task_cx = Context::from_waker(Waker::noop());
         assert!(matches!(
             core.poll_next(&mut task_cx, None),
@@ -274,20 +298,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_ask_that_leaves_hands_the_stream_back_to_the_reader_task() {
-        let task = Arc::new(Wakes::default());
-        let (mut send, incoming, _keep) = stream_to(&task).await;
-        let pending = PendingAsks::default();
-        let mut own = pending.insert(1, "peer");
-        let asker = Arc::new(Wakes::default());
-        let waker = Waker::from(asker.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(incoming
-            .take_answers(&pending, &mut cx, 1, &mut own)
-            .is_none());
-        incoming.leave(&pending, 1);
+        let mut ask = WaitingAsk::new().await;
+        ask.incoming.leave(&ask.pending, 1);
 
-        send.write_all(&tell()).await.unwrap();
+        ask.send.write_all(&tell()).await.unwrap();
+        let task = ask.task.clone();
         until("the stream to wake the reader task", || task.count() > 0).await;
-        assert_eq!(asker.count(), 0, "the ask that left is not woken");
+        assert_eq!(ask.asker.count(), 0, "the ask that left is not woken");
     }
 }
