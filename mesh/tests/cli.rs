@@ -1,8 +1,10 @@
 //! The `mesh-node` binary as a user runs it: certificates, three processes,
 //! `/members` on each; and the one-line errors with exit code 2.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::ops::RangeInclusive;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,34 @@ impl Drop for Process {
     }
 }
 
-fn free_udp_port() -> u16 {
+/// Ports handed out to this process's tests. The tests run on parallel
+/// threads, and the kernel may give a port that one test released for its
+/// node to bind to another test as well.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// Hands out `ports` if none of them was handed out before.
+fn reserve(ports: RangeInclusive<u16>) -> bool {
+    let mut handed_out = HANDED_OUT.lock().unwrap();
+    if ports.clone().any(|port| handed_out.contains(&port)) {
+        return false;
+    }
+    handed_out.extend(ports);
+    true
+}
+
+/// A port the kernel has free (as `ephemeral` finds one) that no other test
+/// of this process got.
+fn fresh_port(ephemeral: impl Fn() -> u16) -> u16 {
+    loop {
+        let port = ephemeral();
+        if reserve(port..=port) {
+            return port;
+        }
+    }
+}
+
+/// A port the kernel has free for UDP now (any test may get it too).
+fn ephemeral_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,12 +57,18 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+fn free_udp_port() -> u16 {
+    fresh_port(ephemeral_udp_port)
+}
+
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    fresh_port(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    })
 }
 
 /// A plain HTTP/1.1 GET; the body, if the server answered.
@@ -205,7 +240,7 @@ mod support;
 /// The first of `n` consecutive free loopback ports (UDP and TCP).
 fn free_port_run(n: u16) -> u16 {
     for _ in 0..100 {
-        let first = free_udp_port();
+        let first = ephemeral_udp_port();
         let Some(last) = first.checked_add(n - 1) else {
             continue;
         };
@@ -213,7 +248,7 @@ fn free_port_run(n: u16) -> u16 {
             UdpSocket::bind(("127.0.0.1", port)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
         });
-        if free {
+        if free && reserve(first..=last) {
             return first;
         }
     }
