@@ -11,6 +11,8 @@
 //! ask alone in flight to its peer does this (see `Answer` in `send.rs`):
 //! many asks get their answers in batches, which the reader task takes in
 //! one pass, and askers taking turns at the stream would cost them more.
+//! A [`crate::Pipeline`] counts as one ask: while it is alone it reads the
+//! answers to all its requests, which it puts in its own inbox.
 //!
 //! Invariants:
 //! - Frames are taken strictly in order, one reader at a time (the lock).
@@ -75,7 +77,16 @@ impl Incoming {
         answer: &mut oneshot::Receiver<AskOutcome>,
     ) -> Option<AskOutcome> {
         let mut core = self.core.try_lock().ok()?;
-        core.take_answers(pending, Some((cx, id, answer)))
+        core.take_answers(pending, Some((cx, id, Some(answer))))
+    }
+
+    /// Like [`Incoming::take_answers`], for a pipeline's asks, whose
+    /// answers go to its inbox like any other (see [`crate::Pipeline`]);
+    /// `reader` names the pipeline as the stream's reader.
+    pub(crate) fn read_answers(&self, pending: &PendingAsks, cx: &mut Context<'_>, reader: u64) {
+        if let Ok(mut core) = self.core.try_lock() {
+            core.take_answers(pending, Some((cx, reader, None)));
+        }
     }
 
     /// Ask `id` no longer waits: if the stream would wake it, it wakes the
@@ -105,13 +116,18 @@ impl Core {
 
     /// Takes answers from the stream's head, completing their asks, until
     /// it is empty or holds a frame for the reader task. With an `asker`
-    /// (its context, id and receiver), that ask's own answer is returned
-    /// rather than sent, and the stream wakes the asker while it still
-    /// waits; once answered, or without an asker, the reader task.
+    /// (its context, id and, for a single ask, its receiver), the stream
+    /// wakes the asker while it still waits, and a single ask's own answer
+    /// is returned rather than sent; once answered, or without an asker,
+    /// the stream wakes the reader task.
     fn take_answers(
         &mut self,
         pending: &PendingAsks,
-        mut asker: Option<(&mut Context<'_>, u64, &mut oneshot::Receiver<AskOutcome>)>,
+        mut asker: Option<(
+            &mut Context<'_>,
+            u64,
+            Option<&mut oneshot::Receiver<AskOutcome>>,
+        )>,
     ) -> Option<AskOutcome> {
         let task = self.task.clone();
         let mut task_cx = Context::from_waker(&task);
@@ -134,7 +150,7 @@ impl Core {
                 return own;
             };
             match asker.as_mut() {
-                Some((_, own_id, receiver)) if *own_id == id => {
+                Some((_, own_id, Some(receiver))) if *own_id == id => {
                     // Closed first, so that dropping the sender does not
                     // wake the task that is running this.
                     receiver.close();

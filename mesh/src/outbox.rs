@@ -80,6 +80,8 @@ struct Buffered {
     quiet_until: Option<Instant>,
     /// Live [`Hold`]s.
     holds: u32,
+    /// Frames were pushed unflushed since the writer was last woken.
+    unflushed: bool,
 }
 
 impl Buffered {
@@ -188,6 +190,27 @@ impl Outbox {
         &self,
         write: impl FnOnce(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
     ) -> Result<(), PushError> {
+        self.append(true, write)
+    }
+
+    /// Like [`Outbox::push`], but the frame is neither written nor the
+    /// writer woken: it leaves with the next frame that is, or at the next
+    /// [`Outbox::flush`]. For a sender about to send more, which then flushes
+    /// once (see [`crate::Pipeline`]).
+    #[inline(always)]
+    pub(crate) fn push_unflushed(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
+    ) -> Result<(), PushError> {
+        self.append(false, write)
+    }
+
+    #[inline(always)]
+    fn append(
+        &self,
+        flush: bool,
+        write: impl FnOnce(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
+    ) -> Result<(), PushError> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if state.bytes.len() >= self.limit {
@@ -203,9 +226,15 @@ impl Outbox {
             return Err(error.into());
         }
         state.frames += 1;
+        if !flush {
+            state.unflushed = true;
+            return Ok(());
+        }
         let tried_direct = state.parked.is_some() && state.write_direct();
-        let wake_writer =
-            state.holds == 0 && !state.bytes.is_empty() && (was_empty || tried_direct);
+        // A buffer that was not empty has woken the writer already, unless
+        // its frames were pushed unflushed.
+        let unwoken = was_empty || std::mem::take(&mut state.unflushed);
+        let wake_writer = state.holds == 0 && !state.bytes.is_empty() && (unwoken || tried_direct);
         drop(guard);
         if wake_writer {
             self.ready.notify_one();
@@ -222,11 +251,18 @@ impl Outbox {
     }
 
     fn release(&self) {
+        lock(&self.state).holds -= 1;
+        self.flush();
+    }
+
+    /// Sends what is buffered: written to the parked stream as far as quinn
+    /// takes it, the rest by the writer task. Not while frames are held.
+    pub(crate) fn flush(&self) {
         let mut state = lock(&self.state);
-        state.holds -= 1;
         if state.holds > 0 || state.bytes.is_empty() {
             return;
         }
+        state.unflushed = false;
         state.write_parked();
         let wake_writer = !state.bytes.is_empty();
         drop(state);
@@ -288,6 +324,7 @@ impl Outbox {
                 let mut state = lock(&self.state);
                 if !state.bytes.is_empty() {
                     std::mem::swap(&mut state.bytes, batch);
+                    state.unflushed = false;
                     let frames = std::mem::take(&mut state.frames);
                     *stream = state.parked.take();
                     drop(state);
@@ -351,6 +388,41 @@ mod tests {
         assert_eq!(outbox.take(&mut batch, &mut stream).await, 1);
         assert!(stream.is_none());
         assert_eq!(&batch, b"\0\0\0\x05later");
+    }
+
+    #[tokio::test]
+    async fn frames_pushed_unflushed_wait_for_a_flush_or_the_next_frame() {
+        let (conn, _server, _endpoints) = loopback_connection().await;
+        let id = conn.stable_id();
+        let outbox = Outbox::new(1 << 20, 1024);
+        outbox.set_active(Some(id));
+        let mut batch = Vec::new();
+        let mut stream = Some((id, conn.open_uni().await.unwrap()));
+        let frames = {
+            let mut take = std::pin::pin!(outbox.take(&mut batch, &mut stream));
+            assert!((&mut take).now_or_never().is_none());
+
+            // Neither written to the parked stream nor handed to the writer...
+            outbox.push_unflushed(|b, _| put_bytes(b, b"one")).unwrap();
+            outbox.push_unflushed(|b, _| put_bytes(b, b"two")).unwrap();
+            assert_eq!(lock(&outbox.state).bytes.len(), 14);
+            assert!((&mut take).now_or_never().is_none(), "writer not woken");
+            // ...until the flush, which writes both at once.
+            outbox.flush();
+            assert!(lock(&outbox.state).bytes.is_empty(), "written directly");
+
+            // In the quiet time after a direct write, a frame after an
+            // unflushed one wakes the writer for both.
+            lock(&outbox.state).quiet_until = Some(Instant::now() + Duration::from_secs(60));
+            outbox
+                .push_unflushed(|b, _| put_bytes(b, b"three"))
+                .unwrap();
+            outbox.push(|b, _| put_bytes(b, b"four")).unwrap();
+            let woken = tokio::time::timeout(Duration::from_secs(5), take).await;
+            woken.expect("the writer woken")
+        };
+        assert_eq!(frames, 2);
+        assert_eq!(&batch, b"\0\0\0\x05three\0\0\0\x04four");
     }
 
     fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) -> postcard::Result<()> {

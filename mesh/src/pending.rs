@@ -1,12 +1,13 @@
 //! The remote asks this node waits on, by id, until their answer arrives,
 //! their peer's connection is lost, or they give up.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use crate::node::lock;
+use crate::pipeline::Inbox;
 use crate::wire::RemoteError;
 
 /// Why a remote ask got no reply body.
@@ -24,29 +25,60 @@ pub(crate) struct PendingAsks(Mutex<FxHashMap<u64, PendingAsk>>);
 
 struct PendingAsk {
     peer: String,
-    answer: oneshot::Sender<AskOutcome>,
+    answer: Waiter,
+}
+
+/// Where an ask's outcome goes.
+enum Waiter {
+    /// A single ask's future.
+    One(oneshot::Sender<AskOutcome>),
+    /// The inbox of the [`crate::Pipeline`] that sent it.
+    Pipeline(Arc<Inbox>),
+}
+
+impl Waiter {
+    fn deliver(self, id: u64, outcome: AskOutcome) {
+        match self {
+            Self::One(answer) => {
+                let _ = answer.send(outcome);
+            }
+            Self::Pipeline(inbox) => inbox.put(id, outcome),
+        }
+    }
 }
 
 impl PendingAsks {
     /// Registers ask `id` to `peer`; its outcome comes through the receiver.
     pub(crate) fn insert(&self, id: u64, peer: &str) -> oneshot::Receiver<AskOutcome> {
         let (answer, receiver) = oneshot::channel();
+        self.register(id, peer, Waiter::One(answer));
+        receiver
+    }
+
+    /// Registers ask `id` to `peer`, sent by a pipeline: its outcome goes
+    /// to the pipeline's `inbox`.
+    pub(crate) fn insert_piped(&self, id: u64, peer: &str, inbox: &Arc<Inbox>) {
+        self.register(id, peer, Waiter::Pipeline(inbox.clone()));
+    }
+
+    fn register(&self, id: u64, peer: &str, answer: Waiter) {
         let peer = peer.to_string();
         lock(&self.0).insert(id, PendingAsk { peer, answer });
-        receiver
     }
 
     /// Hands ask `id` its outcome. An answer to an ask that already gave up
     /// finds nothing: dropped.
     pub(crate) fn complete(&self, id: u64, outcome: AskOutcome) {
-        if let Some(ask) = lock(&self.0).remove(&id) {
-            let _ = ask.answer.send(outcome);
+        let ask = lock(&self.0).remove(&id);
+        if let Some(ask) = ask {
+            ask.answer.deliver(id, outcome);
         }
     }
 
-    /// Removes ask `id` (it gave up, or took its answer itself).
-    pub(crate) fn forget(&self, id: u64) {
-        lock(&self.0).remove(&id);
+    /// Removes ask `id` (it gave up, or took its answer itself); whether it
+    /// was still waiting.
+    pub(crate) fn forget(&self, id: u64) -> bool {
+        lock(&self.0).remove(&id).is_some()
     }
 
     /// Fails every ask to `peer`: its answers can no longer arrive.
@@ -59,7 +91,7 @@ impl PendingAsks {
             .collect();
         for id in lost {
             if let Some(ask) = pending.remove(&id) {
-                let _ = ask.answer.send(Err(AskFailure::ConnectionLost));
+                ask.answer.deliver(id, Err(AskFailure::ConnectionLost));
             }
         }
     }

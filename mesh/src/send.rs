@@ -17,6 +17,7 @@ use crate::node::{read, Node, Shared};
 use crate::outbox::{Outbox, PushError, ServiceIds};
 use crate::peers::Peer;
 use crate::pending::{AskFailure, AskOutcome};
+use crate::pipeline::Pipeline;
 use crate::wire::frame::put_postcard;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
@@ -70,6 +71,16 @@ impl PeerRef {
             Err(PushError::Encode(error)) => Err(error.into()),
             Err(PushError::Full) => Ok(outbox.push_wait(write).await?),
         }
+    }
+
+    /// A [`Pipeline`] of asks to `service` on this peer, each answered
+    /// within `timeout`: many requests in flight from one task.
+    pub fn pipeline<M, R>(&self, service: &str, timeout: Duration) -> Pipeline<M, R>
+    where
+        M: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        Pipeline::new(self.shared.clone(), self.peer.clone(), service, timeout)
     }
 
     /// Like [`Node::ask`].
@@ -197,7 +208,7 @@ fn tell_remote<M: Serialize>(
 }
 
 impl Shared {
-    fn check_running(&self) -> Result<(), SendError> {
+    pub(crate) fn check_running(&self) -> Result<(), SendError> {
         if self.stopped.load(Ordering::Relaxed) {
             Err(SendError::Shutdown)
         } else {
@@ -213,7 +224,7 @@ impl Shared {
         Ok(())
     }
 
-    async fn ask_local<M, R>(
+    pub(crate) async fn ask_local<M, R>(
         &self,
         service: &str,
         message: M,

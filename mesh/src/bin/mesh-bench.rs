@@ -12,10 +12,12 @@
 //! sender that writes one pre-built frame over and over and a receiver
 //! that only counts frames: quinn's own ceiling, with no work per message.
 //!
-//! Every client runs on a runtime worker, and both ask clients are one task
-//! keeping `window` requests in flight (the raw one on one stream, the mesh
-//! one as `window` asks).
+//! Every client runs on a runtime worker, and every ask client is one task
+//! keeping `window` requests in flight: the raw one on one stream, the mesh
+//! one through a [`mesh::Pipeline`] for `ask_c64` and as 64 independent ask
+//! futures for `ask_c64_independent` (compared with the same raw rounds).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +112,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let mut tell_prebuilt = Vec::new();
     let mut c1 = (Vec::new(), Vec::new());
     let mut c64 = (Vec::new(), Vec::new());
+    let mut c64_independent = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         tell.0.push(raw.tell(args.tells, RawTell::Framed).await?);
         tell_prebuilt.push(raw.tell(args.tells, RawTell::Prebuilt).await?);
@@ -118,13 +121,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         c1.1.push(mesh.asks(args.asks_serial, 1).await?);
         c64.0.push(raw.asks(args.asks, 64).await?);
         c64.1.push(mesh.asks(args.asks, 64).await?);
+        c64_independent
+            .0
+            .push(*c64.0.last().expect("just measured"));
+        c64_independent
+            .1
+            .push(mesh.independent_asks(args.asks, 64).await?);
         if !args.json {
             eprintln!("round {} done", round + 1);
         }
     }
     figures.push(("tell_64B_per_s", tell.1.clone(), tell.0, true));
     figures.push(("tell_64B_per_s_vs_prebuilt", tell.1, tell_prebuilt, true));
-    for (name, (raw_runs, mesh_runs)) in [("ask_c1", c1), ("ask_c64", c64)] {
+    for (name, (raw_runs, mesh_runs)) in [
+        ("ask_c1", c1),
+        ("ask_c64", c64),
+        ("ask_c64_independent", c64_independent),
+    ] {
         let pick = |runs: &[AskFigures], f: fn(&AskFigures) -> f64| -> Vec<f64> {
             runs.iter().map(f).collect()
         };
@@ -256,8 +269,44 @@ impl MeshPair {
     }
 
     /// Keeps `window` asks in flight from one task, as the raw client keeps
-    /// `window` requests in flight on its stream.
+    /// `window` requests in flight on its stream: one after another for a
+    /// window of 1, else through a [`mesh::Pipeline`].
     async fn asks(&self, n: u64, window: u64) -> anyhow::Result<AskFigures> {
+        let a = self.b.peer("a")?;
+        let payload = Payload([7; PAYLOAD]);
+        let mut latencies = Vec::with_capacity(n as usize);
+        let start = Instant::now();
+        // One at a time is a plain loop, as the raw client's is.
+        if window == 1 {
+            for _ in 0..n {
+                let sent = Instant::now();
+                let _: Payload = a.ask("echo", payload, Duration::from_secs(10)).await?;
+                latencies.push(sent.elapsed());
+            }
+            return figures(&latencies, start.elapsed());
+        }
+        let mut pipeline = a.pipeline::<Payload, Payload>("echo", Duration::from_secs(10));
+        let mut sent_at = HashMap::with_capacity(window as usize);
+        let mut sent = 0;
+        while sent < window.min(n) {
+            sent_at.insert(pipeline.send(payload).await?, Instant::now());
+            sent += 1;
+        }
+        while let Some((ticket, reply)) = pipeline.next().await {
+            reply?;
+            let at = sent_at.remove(&ticket).context("unknown ticket")?;
+            latencies.push(at.elapsed());
+            if sent < n {
+                sent_at.insert(pipeline.send(payload).await?, Instant::now());
+                sent += 1;
+            }
+        }
+        figures(&latencies, start.elapsed())
+    }
+
+    /// Keeps `window` independent asks in flight from one task, each its
+    /// own future in a `FuturesUnordered`.
+    async fn independent_asks(&self, n: u64, window: u64) -> anyhow::Result<AskFigures> {
         let a = self.b.peer("a")?;
         let payload = Payload([7; PAYLOAD]);
         let ask = |a: PeerRef| async move {
@@ -267,16 +316,6 @@ impl MeshPair {
         };
         let mut latencies = Vec::with_capacity(n as usize);
         let start = Instant::now();
-        // One at a time is a plain loop, as the raw client's is: a
-        // `FuturesUnordered` yields (wakes its own task) each time it has
-        // polled all its futures, which with one future is every poll, and
-        // on a multi-threaded runtime such a wake also wakes another worker.
-        if window == 1 {
-            for _ in 0..n {
-                latencies.push(ask(a.clone()).await?);
-            }
-            return figures(&latencies, start.elapsed());
-        }
         let mut in_flight = FuturesUnordered::new();
         let mut sent = 0;
         while sent < window.min(n) {
