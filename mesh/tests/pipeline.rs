@@ -192,8 +192,8 @@ async fn requests_in_flight_end_when_the_peer_goes() {
         _held.lock().unwrap().len() == 3
     })
     .await;
-    nodes[0].shutdown().await;
-    let ended = tokio::time::timeout(ASK, async {
+    // Its owner waits in a task of its own (a pipeline is `Send`).
+    let waiting = tokio::spawn(async move {
         let mut lost = 0;
         while let Some((_, answer)) = pipeline.next().await {
             assert!(
@@ -203,9 +203,12 @@ async fn requests_in_flight_end_when_the_peer_goes() {
             lost += 1;
         }
         lost
-    })
-    .await
-    .expect("requests end well before their timeout");
+    });
+    nodes[0].shutdown().await;
+    let ended = tokio::time::timeout(ASK, waiting)
+        .await
+        .expect("requests end well before their timeout")
+        .unwrap();
     assert_eq!(ended, 3);
     nodes[1].shutdown().await;
 }
