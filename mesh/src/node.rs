@@ -357,7 +357,8 @@ impl Node {
     /// Counters of refused and dropped input.
     pub fn stats(&self) -> NodeStats {
         let replies_dropped = read(&self.shared.peers.0).replies_dropped();
-        self.shared.stats.snapshot(replies_dropped)
+        let asks_pending = self.shared.pending.len() as u64;
+        self.shared.stats.snapshot(replies_dropped, asks_pending)
     }
 
     /// Live members as chitchat sees them, this node included, oldest first:

@@ -81,6 +81,21 @@ impl PendingAsks {
         lock(&self.0).remove(&id).is_some()
     }
 
+    /// A guard that forgets ask `id` when dropped, unless released (see
+    /// [`Registration::release`]): an ask that gives up, fails to send or
+    /// is dropped by its caller leaves nothing behind.
+    pub(crate) fn registration(&self, id: u64) -> Registration<'_> {
+        Registration {
+            pending: self,
+            id: Some(id),
+        }
+    }
+
+    /// How many asks wait.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
     /// Fails every ask to `peer`: its answers can no longer arrive.
     pub(crate) fn fail_peer(&self, peer: &str) {
         let mut pending = lock(&self.0);
@@ -93,6 +108,28 @@ impl PendingAsks {
             if let Some(ask) = pending.remove(&id) {
                 ask.answer.deliver(id, Err(AskFailure::ConnectionLost));
             }
+        }
+    }
+}
+
+/// See [`PendingAsks::registration`].
+pub(crate) struct Registration<'a> {
+    pending: &'a PendingAsks,
+    id: Option<u64>,
+}
+
+impl Registration<'_> {
+    /// Stops guarding the ask: its outcome came (which removed it), or
+    /// another owner forgets it.
+    pub(crate) fn release(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.pending.forget(id);
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::incoming::Incoming;
 use crate::node::{lock, Shared};
 use crate::outbox::PushError;
 use crate::peers::Peer;
-use crate::pending::{AskFailure, AskOutcome, PendingAsks};
+use crate::pending::{AskFailure, AskOutcome};
 use crate::send::put_envelope;
 use crate::wire::EnvelopeHeader;
 
@@ -184,10 +184,7 @@ where
         shared
             .pending
             .insert_piped(id, &remote.peer.name, &remote.inbox);
-        let mut registered = Registered {
-            pending: &shared.pending,
-            id: Some(id),
-        };
+        let registration = shared.pending.registration(id);
         match outbox.push_unflushed(write) {
             Ok(()) => {}
             Err(PushError::Encode(error)) => return Err(error.into()),
@@ -196,7 +193,8 @@ where
                 outbox.push_wait(write).await?;
             }
         }
-        registered.id = None;
+        // Buffered: the pipeline forgets it once it times out or is dropped.
+        registration.release();
         let key = remote.deadlines.insert(id, self.timeout);
         remote.keys.insert(id, Some(key));
         if !remote.waiting {
@@ -247,21 +245,6 @@ where
             None => Err(AskError::Timeout(self.timeout)),
         };
         Poll::Ready(Some((Ticket(id), result)))
-    }
-}
-
-/// An ask registered in the pending table while its request is being
-/// buffered: forgotten on drop unless its `id` was taken.
-struct Registered<'a> {
-    pending: &'a PendingAsks,
-    id: Option<u64>,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.pending.forget(id);
-        }
     }
 }
 

@@ -264,6 +264,7 @@ impl Shared {
     {
         let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
         let answer = self.pending.insert(id, &peer.name);
+        let registration = self.pending.registration(id);
         let outcome = tokio::time::timeout(timeout, async {
             peer.outbox
                 .push_wait(|buf, ids| {
@@ -279,19 +280,13 @@ impl Shared {
                 .await
                 .map_err(|_| AskError::ConnectionLost(peer.name.clone()))
         })
-        .await;
+        .await
+        .map_err(|_| AskError::Timeout(timeout))??;
+        registration.release();
         let bytes = match outcome {
-            Err(_) => {
-                self.pending.forget(id);
-                return Err(AskError::Timeout(timeout));
-            }
-            Ok(Err(error)) => {
-                self.pending.forget(id);
-                return Err(error);
-            }
-            Ok(Ok(Ok(bytes))) => bytes,
-            Ok(Ok(Err(AskFailure::Remote(error)))) => return Err(AskError::Remote(error)),
-            Ok(Ok(Err(AskFailure::ConnectionLost))) => {
+            Ok(bytes) => bytes,
+            Err(AskFailure::Remote(error)) => return Err(AskError::Remote(error)),
+            Err(AskFailure::ConnectionLost) => {
                 return Err(AskError::ConnectionLost(peer.name.clone()))
             }
         };

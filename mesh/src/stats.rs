@@ -1,4 +1,4 @@
-//! Counters of what a node refused or dropped.
+//! Counters of what a node refused or dropped, and its pending asks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +38,8 @@ pub struct NodeStats {
     pub gossip_dropped: u64,
     /// Replies dropped because the asking peer's buffer was full.
     pub replies_dropped: u64,
+    /// Remote asks waiting for their answer now (a gauge, not a count).
+    pub asks_pending: u64,
 }
 
 impl Stats {
@@ -45,8 +47,9 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters; `replies_dropped` is kept per peer and summed by the caller.
-    pub(crate) fn snapshot(&self, replies_dropped: u64) -> NodeStats {
+    /// The counters; `replies_dropped` is kept per peer and summed by the
+    /// caller, which also knows `asks_pending`.
+    pub(crate) fn snapshot(&self, replies_dropped: u64, asks_pending: u64) -> NodeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         NodeStats {
             frames_oversized: get(&self.frames_oversized),
@@ -58,6 +61,7 @@ impl Stats {
             messages_undeliverable: get(&self.messages_undeliverable),
             gossip_dropped: get(&self.gossip_dropped),
             replies_dropped,
+            asks_pending,
         }
     }
 }

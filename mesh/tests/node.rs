@@ -315,6 +315,44 @@ async fn unknown_service_wrong_type_and_timeouts_are_errors_not_hangs() {
     }
 }
 
+/// An ask its caller drops (here after one poll, its request sent) is no
+/// longer pending: nothing is left behind to wait for an answer that may
+/// never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_ask_leaves_nothing_pending() {
+    use futures::FutureExt;
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    nodes[0]
+        .register_service("silent", move |req: Request<u32, u32>| {
+            keep.lock().unwrap().push(req.into_parts().1);
+        })
+        .unwrap();
+    for i in 0..10u32 {
+        let ask = nodes[1].ask::<_, u32>("n1", "silent", i, Duration::from_secs(60));
+        assert!(ask.now_or_never().is_none());
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(
+        ASK,
+        "the silent service to hold every request",
+        &refs,
+        || held.lock().unwrap().len() == 10,
+    )
+    .await;
+    // Heartbeats are asks too: they come and go, the dropped ones must not stay.
+    wait_until(ASK, "no ask pending on n2", &refs, || {
+        nodes[1].stats().asks_pending == 0
+    })
+    .await;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
 /// Bursts of tells between round trips: the first tell of a burst finds the
 /// writer idle and goes straight to the stream, the rest are batched, and
 /// each answer leaves under the receiving reader's hold. Order must not

@@ -295,6 +295,11 @@ async fn a_pipeline_that_stops_waiting_does_not_hold_up_the_peer() {
         *seen.lock().unwrap() == 100
     })
     .await;
+    // Dropped with its request in flight: nothing stays pending.
     drop(pipeline);
+    wait_until(ASK, "no ask pending on n1", &refs, || {
+        nodes[0].stats().asks_pending == 0
+    })
+    .await;
     shutdown(&nodes).await;
 }
