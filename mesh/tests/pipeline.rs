@@ -96,7 +96,7 @@ async fn requests_time_out_alone_and_late_answers_are_dropped() {
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
     let held = holding(&nodes[0], "odd_only", |message| message % 2 == 0);
-    let timeout = Duration::from_millis(300);
+    let timeout = Duration::from_millis(500);
     let mut pipeline = nodes[1]
         .peer("n1")
         .unwrap()
