@@ -24,12 +24,14 @@
 //!   someone else, timed out, or dropped) registers the reader task's in its
 //!   place, so the stream is never left without a reader to wake.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
 use crate::node::lock;
+use crate::peers::Peer;
 use crate::pending::{AskFailure, AskOutcome, PendingAsks};
 use crate::wire::frame::{FrameError, FrameReader};
 use crate::wire::EnvelopeHeader;
@@ -96,6 +98,53 @@ impl Incoming {
         if core.registered_ask == Some(id) {
             core.take_answers(pending, None);
         }
+    }
+}
+
+/// One waiter's turn at reading its peer's stream for answers: a lone ask
+/// (`Answer` in `send.rs`) or a [`crate::Pipeline`], named by `id`. It
+/// reads only while it is the only waiter on its peer, and hands the stream
+/// back to the reader task when it stops.
+pub(crate) struct AnswerReader {
+    id: u64,
+    /// The stream this waiter read last, which may still wake it.
+    reading: Option<Arc<Incoming>>,
+}
+
+impl AnswerReader {
+    pub(crate) fn new(id: u64) -> Self {
+        Self { id, reading: None }
+    }
+
+    /// The name under which this waiter reads the stream.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The stream to read, while this waiter is alone on `peer`; with
+    /// company it leaves the stream to the reader task.
+    pub(crate) fn stream(&mut self, peer: &Peer, pending: &PendingAsks) -> Option<&Arc<Incoming>> {
+        if peer.asks_waiting.load(Ordering::Relaxed) > 1 {
+            self.leave(pending);
+            return None;
+        }
+        if self.reading.is_none() {
+            self.reading = peer.incoming();
+        }
+        self.reading.as_ref()
+    }
+
+    /// Stops reading the stream (see [`Incoming::leave`]).
+    pub(crate) fn leave(&mut self, pending: &PendingAsks) {
+        if let Some(stream) = self.reading.take() {
+            stream.leave(pending, self.id);
+        }
+    }
+
+    /// Forgets the stream once the waiter took its own answer, which left
+    /// the stream to others already.
+    pub(crate) fn answered(&mut self) {
+        self.reading = None;
     }
 }
 

@@ -51,17 +51,17 @@ impl PendingAsks {
     /// Registers ask `id` to `peer`; its outcome comes through the receiver.
     pub(crate) fn insert(&self, id: u64, peer: &str) -> oneshot::Receiver<AskOutcome> {
         let (answer, receiver) = oneshot::channel();
-        self.register(id, peer, Waiter::One(answer));
+        self.insert_waiter(id, peer, Waiter::One(answer));
         receiver
     }
 
     /// Registers ask `id` to `peer`, sent by a pipeline: its outcome goes
     /// to the pipeline's `inbox`.
     pub(crate) fn insert_piped(&self, id: u64, peer: &str, inbox: &Arc<Inbox>) {
-        self.register(id, peer, Waiter::Pipeline(inbox.clone()));
+        self.insert_waiter(id, peer, Waiter::Pipeline(inbox.clone()));
     }
 
-    fn register(&self, id: u64, peer: &str, answer: Waiter) {
+    fn insert_waiter(&self, id: u64, peer: &str, answer: Waiter) {
         let peer = peer.to_string();
         lock(&self.0).insert(id, PendingAsk { peer, answer });
     }

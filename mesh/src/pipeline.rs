@@ -28,7 +28,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::error::{AskError, SendError};
-use crate::incoming::Incoming;
+use crate::incoming::AnswerReader;
 use crate::node::{lock, Shared};
 use crate::outbox::PushError;
 use crate::peers::Peer;
@@ -91,10 +91,8 @@ struct Remote {
     /// Every request in flight, with its key in `deadlines` (`None`: its
     /// deadline passed while its answer was being put in the inbox).
     keys: FxHashMap<u64, Option<delay_queue::Key>>,
-    /// Names the pipeline when it reads the stream (an ask id no ask has).
-    reader: u64,
-    /// The stream it read last, which may still wake it.
-    reading: Option<Arc<Incoming>>,
+    /// Its turn at the stream, under an ask id no ask has.
+    reader: AnswerReader,
     /// Whether it counts in its peer's `asks_waiting` (while it has
     /// requests in flight).
     waiting: bool,
@@ -138,8 +136,7 @@ where
                 ready: VecDeque::new(),
                 deadlines: DelayQueue::new(),
                 keys: FxHashMap::default(),
-                reader: shared.next_ask.fetch_add(1, Ordering::Relaxed),
-                reading: None,
+                reader: AnswerReader::new(shared.next_ask.fetch_add(1, Ordering::Relaxed)),
                 waiting: false,
             })),
         };
@@ -257,7 +254,7 @@ struct Waiting<'a, M, R>(&'a mut Pipeline<M, R>);
 impl<M, R> Drop for Waiting<'_, M, R> {
     fn drop(&mut self) {
         if let Route::Remote(remote) = &mut self.0.route {
-            remote.leave(&self.0.shared);
+            remote.reader.leave(&self.0.shared.pending);
         }
     }
 }
@@ -327,29 +324,16 @@ impl Remote {
     /// Reads answers off the stream while this pipeline is the only
     /// waiter on its peer; whether it put any in its inbox.
     fn read_stream(&mut self, shared: &Shared, cx: &mut Context<'_>) -> bool {
-        if self.peer.asks_waiting.load(Ordering::Relaxed) > 1 {
-            self.leave(shared);
-            return false;
-        }
-        if self.reading.is_none() {
-            self.reading = self.peer.incoming();
-        }
-        let Some(stream) = &self.reading else {
+        let id = self.reader.id();
+        let Some(stream) = self.reader.stream(&self.peer, &shared.pending) else {
             return false;
         };
-        stream.read_answers(&shared.pending, cx, self.reader);
+        stream.read_answers(&shared.pending, cx, id);
         !lock(&self.inbox.answers).is_empty()
     }
 
-    /// Stops reading the stream (see [`Incoming::leave`]).
-    fn leave(&mut self, shared: &Shared) {
-        if let Some(stream) = self.reading.take() {
-            stream.leave(&shared.pending, self.reader);
-        }
-    }
-
     fn stop_waiting(&mut self, shared: &Shared) {
-        self.leave(shared);
+        self.reader.leave(&shared.pending);
         if std::mem::take(&mut self.waiting) {
             self.peer.asks_waiting.fetch_sub(1, Ordering::Relaxed);
         }

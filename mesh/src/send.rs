@@ -12,7 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
-use crate::incoming::Incoming;
+use crate::incoming::AnswerReader;
 use crate::node::{read, Node, Shared};
 use crate::outbox::{Outbox, PushError, ServiceIds};
 use crate::peers::Peer;
@@ -294,17 +294,15 @@ impl Shared {
     }
 }
 
-/// The answer to remote ask `id`: from the reader task or, while it is
+/// The answer to a remote ask: from the reader task or, while it is
 /// the only ask waiting on its peer, read from the peer's stream by the ask
-/// itself (see [`Incoming`]). With more asks in flight their answers come in
+/// itself (see [`AnswerReader`]). With more asks in flight their answers come in
 /// batches, which the reader task takes in one pass at no cost to the askers.
 struct Answer<'a> {
     shared: &'a Shared,
     peer: &'a Peer,
-    id: u64,
     answer: oneshot::Receiver<AskOutcome>,
-    /// The stream this ask read last, which may still wake it.
-    reading: Option<Arc<Incoming>>,
+    reader: AnswerReader,
 }
 
 impl<'a> Answer<'a> {
@@ -318,16 +316,8 @@ impl<'a> Answer<'a> {
         Self {
             shared,
             peer,
-            id,
             answer,
-            reading: None,
-        }
-    }
-
-    /// Stops reading the stream (see [`Incoming::leave`]).
-    fn leave(&mut self) {
-        if let Some(stream) = self.reading.take() {
-            stream.leave(&self.shared.pending, self.id);
+            reader: AnswerReader::new(id),
         }
     }
 }
@@ -337,24 +327,18 @@ impl Future for Answer<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let pending = &this.shared.pending;
         if let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) {
-            this.leave();
+            this.reader.leave(pending);
             return Poll::Ready(answer);
         }
-        if this.peer.asks_waiting.load(Ordering::Relaxed) > 1 {
-            this.leave();
-            return Poll::Pending;
-        }
-        if this.reading.is_none() {
-            this.reading = this.peer.incoming();
-        }
-        let Some(stream) = &this.reading else {
+        let id = this.reader.id();
+        let Some(stream) = this.reader.stream(this.peer, pending) else {
             return Poll::Pending;
         };
-        match stream.take_answers(&this.shared.pending, cx, this.id, &mut this.answer) {
+        match stream.take_answers(pending, cx, id, &mut this.answer) {
             Some(answer) => {
-                // Taking its own answer, the ask left the stream to others.
-                this.reading = None;
+                this.reader.answered();
                 Poll::Ready(Ok(answer))
             }
             None => Poll::Pending,
@@ -364,7 +348,7 @@ impl Future for Answer<'_> {
 
 impl Drop for Answer<'_> {
     fn drop(&mut self) {
-        self.leave();
+        self.reader.leave(&self.shared.pending);
         self.peer.asks_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
