@@ -11,24 +11,9 @@ use mesh::wire::{
     EnvelopeHeader, Hello, HelloReply, RemoteError, ServiceRef, StreamKind, PROTOCOL_VERSION,
 };
 use mesh::{AskError, Node, NodeId, Request, TlsSettings};
-use support::{cluster, init_tracing, start_node, wait_until};
+use support::{cluster, holding, init_tracing, recorded, start_node, tell_then_reply, wait_until};
 
 const ASK: Duration = Duration::from_secs(5);
-
-/// Registers `service` on `node` to record every message it is told, in
-/// arrival order.
-fn recorded<M>(node: &Node, service: &str) -> Arc<Mutex<Vec<M>>>
-where
-    M: serde::de::DeserializeOwned + Clone + Send + 'static,
-{
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    node.register_service(service, move |req: Request<M, ()>| {
-        sink.lock().unwrap().push(req.message().clone());
-    })
-    .unwrap();
-    seen
-}
 
 fn echo(node: &Node) {
     node.register_service("echo", |req: Request<String, String>| {
@@ -253,13 +238,7 @@ async fn unknown_service_wrong_type_and_timeouts_are_errors_not_hangs() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    nodes[0]
-        .register_service("silent", move |req: Request<u32, u32>| {
-            keep.lock().unwrap().push(req.into_parts().1);
-        })
-        .unwrap();
+    holding(&nodes[0], "silent", |_| true);
     echo(&nodes[0]);
 
     let err = nodes[1]
@@ -271,7 +250,7 @@ async fn unknown_service_wrong_type_and_timeouts_are_errors_not_hangs() {
         "{err:?}"
     );
     let err = nodes[1]
-        .ask::<_, u32>("n1", "silent", 1u32, Duration::from_millis(200))
+        .ask::<_, u64>("n1", "silent", 1u64, Duration::from_millis(200))
         .await
         .unwrap_err();
     assert!(matches!(err, AskError::Timeout(_)), "{err:?}");
@@ -324,15 +303,9 @@ async fn a_dropped_ask_leaves_nothing_pending() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    nodes[0]
-        .register_service("silent", move |req: Request<u32, u32>| {
-            keep.lock().unwrap().push(req.into_parts().1);
-        })
-        .unwrap();
-    for i in 0..10u32 {
-        let ask = nodes[1].ask::<_, u32>("n1", "silent", i, Duration::from_secs(60));
+    let held = holding(&nodes[0], "silent", |_| true);
+    for i in 0..10u64 {
+        let ask = nodes[1].ask::<_, u64>("n1", "silent", i, Duration::from_secs(60));
         assert!(ask.now_or_never().is_none());
     }
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -395,16 +368,7 @@ async fn an_answer_is_seen_after_the_tells_its_peer_sent_before_it() {
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
     let seen = recorded::<u64>(&nodes[0], "seq");
-    let to_n1 = nodes[1].peer("n1").unwrap();
-    nodes[1]
-        .register_service("tell_then_reply", move |req: Request<u64, u64>| {
-            let tells = *req.message();
-            for i in 0..tells {
-                to_n1.tell("seq", i).unwrap();
-            }
-            req.reply(tells);
-        })
-        .unwrap();
+    tell_then_reply(&nodes[1], "n1");
     let n2 = nodes[0].peer("n2").unwrap();
     let mut told = 0;
     for tells in 0..=60u64 {

@@ -12,30 +12,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use mesh::tls::ClusterCa;
 use mesh::wire::RemoteError;
-use mesh::{AskError, Node, Request, Responder};
-use support::{cluster, init_tracing, wait_until};
+use mesh::{AskError, Node, Request};
+use support::{cluster, holding, init_tracing, recorded, tell_then_reply, wait_until};
 
 const ASK: Duration = Duration::from_secs(5);
-
-/// Requests a service keeps unanswered, with their messages.
-type Held = Arc<Mutex<Vec<(u64, Responder<u64>)>>>;
-
-/// Registers `service`, which keeps the responders of the requests its
-/// `hold` picks (by message) and answers the others with their message.
-fn holding(node: &Node, service: &str, hold: impl Fn(u64) -> bool + Send + Sync + 'static) -> Held {
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let keep = held.clone();
-    node.register_service(service, move |req: Request<u64, u64>| {
-        let (message, responder) = req.into_parts();
-        if hold(message) {
-            keep.lock().unwrap().push((message, responder));
-        } else {
-            responder.reply(message);
-        }
-    })
-    .unwrap();
-    held
-}
 
 async fn shutdown(nodes: &[Node]) {
     for node in nodes {
@@ -221,23 +201,9 @@ async fn an_answer_comes_out_after_the_tells_its_peer_sent_before_it() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let seen = Arc::new(Mutex::new(0u64));
-    let count = seen.clone();
-    nodes[0]
-        .register_service("seq", move |_: Request<u64, ()>| {
-            *count.lock().unwrap() += 1;
-        })
-        .unwrap();
-    let to_n1 = nodes[1].peer("n1").unwrap();
-    nodes[1]
-        .register_service("tell_then_reply", move |req: Request<u64, u64>| {
-            let tells = *req.message();
-            for i in 0..tells {
-                to_n1.tell("seq", i).unwrap();
-            }
-            req.reply(tells);
-        })
-        .unwrap();
+    let seen = recorded::<u64>(&nodes[0], "seq");
+    let told_so_far = || seen.lock().unwrap().len() as u64;
+    tell_then_reply(&nodes[1], "n1");
     let mut pipeline = nodes[0]
         .peer("n2")
         .unwrap()
@@ -256,10 +222,10 @@ async fn an_answer_comes_out_after_the_tells_its_peer_sent_before_it() {
             assert_eq!(before.remove(&ticket), Some(tells));
             owed += tells;
             // Answers may come in any order; each one's tells come first.
-            assert!(*seen.lock().unwrap() >= told + tells, "window {window}");
+            assert!(told_so_far() >= told + tells, "window {window}");
         }
         told = owed;
-        assert_eq!(*seen.lock().unwrap(), told, "window {window}");
+        assert_eq!(told_so_far(), told, "window {window}");
     }
     shutdown(&nodes).await;
 }
@@ -273,13 +239,7 @@ async fn a_pipeline_that_stops_waiting_does_not_hold_up_the_peer() {
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
     let _held = holding(&nodes[1], "never", |_| true);
-    let seen = Arc::new(Mutex::new(0u64));
-    let count = seen.clone();
-    nodes[0]
-        .register_service("seq", move |_: Request<u64, ()>| {
-            *count.lock().unwrap() += 1;
-        })
-        .unwrap();
+    let seen = recorded::<u64>(&nodes[0], "seq");
     let mut pipeline = nodes[0]
         .peer("n2")
         .unwrap()
@@ -292,7 +252,7 @@ async fn a_pipeline_that_stops_waiting_does_not_hold_up_the_peer() {
     }
     let refs: Vec<&Node> = nodes.iter().collect();
     wait_until(ASK, "n2's tells to reach n1", &refs, || {
-        *seen.lock().unwrap() == 100
+        seen.lock().unwrap().len() == 100
     })
     .await;
     // Dropped with its request in flight: nothing stays pending.

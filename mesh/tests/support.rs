@@ -1,10 +1,11 @@
 //! Shared helpers of the mesh integration tests.
 #![allow(dead_code)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mesh::tls::ClusterCa;
-use mesh::{Node, TlsSettings};
+use mesh::{Node, Request, Responder, TlsSettings};
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -119,4 +120,57 @@ pub async fn cluster_up(ca: &ClusterCa, names: &[&str]) -> Vec<Node> {
     )
     .await;
     nodes
+}
+
+/// Registers `service` on `node` to record every message it is told, in
+/// arrival order.
+pub fn recorded<M>(node: &Node, service: &str) -> Arc<Mutex<Vec<M>>>
+where
+    M: serde::de::DeserializeOwned + Clone + Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    node.register_service(service, move |req: Request<M, ()>| {
+        sink.lock().unwrap().push(req.message().clone());
+    })
+    .unwrap();
+    seen
+}
+
+/// Requests a service keeps unanswered, with their messages.
+pub type Held = Arc<Mutex<Vec<(u64, Responder<u64>)>>>;
+
+/// Registers `service`, which keeps the responders of the requests its
+/// `hold` picks (by message) and answers the others with their message.
+pub fn holding(
+    node: &Node,
+    service: &str,
+    hold: impl Fn(u64) -> bool + Send + Sync + 'static,
+) -> Held {
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    node.register_service(service, move |req: Request<u64, u64>| {
+        let (message, responder) = req.into_parts();
+        if hold(message) {
+            keep.lock().unwrap().push((message, responder));
+        } else {
+            responder.reply(message);
+        }
+    })
+    .unwrap();
+    held
+}
+
+/// Registers `tell_then_reply` on `node`: asked with `k`, it tells `to`'s
+/// `seq` service 0..k, then replies `k`.
+pub fn tell_then_reply(node: &Node, to: &str) {
+    let to = node.peer(to).unwrap();
+    node.register_service("tell_then_reply", move |req: Request<u64, u64>| {
+        let tells = *req.message();
+        for i in 0..tells {
+            to.tell("seq", i).unwrap();
+        }
+        req.reply(tells);
+    })
+    .unwrap();
 }
