@@ -317,8 +317,12 @@ impl Membership {
             .all(|m| seen_by.is_some_and(|seen| seen.contains(&m.id)))
     }
 
-    /// The first node of a cluster: it has gossiped for a while and sees no
-    /// member that is Up (or past Up) and no older live joining node.
+    /// The first node of a cluster: it has gossiped for a while and sees
+    /// only joining nodes, none of them older and live. A node that sees any
+    /// trace of an existing cluster (a member Up, past Up, or Down) never
+    /// starts a cluster of its own: if that cluster was downed around it
+    /// (say it joined through the losing side of a split), a cluster of its
+    /// own would run beside the surviving side.
     fn may_admit_itself(&self, now: Instant) -> bool {
         if self.gossip_rounds == 0
             || now.saturating_duration_since(self.started) < self.config.seed_self_admit_after
@@ -327,7 +331,6 @@ impl Membership {
         }
         self.view.members.values().all(|m| {
             m.id == self.self_id
-                || m.status.is_gone()
                 || (m.status == MemberStatus::Joining
                     && (m.id > self.self_id || !self.view.live.contains(&m.id)))
         })
@@ -364,9 +367,21 @@ impl Membership {
     }
 
     /// The leader (oldest Up or Leaving member that nobody reports, or this
-    /// node) admits the live, reachable joining members.
+    /// node) admits the live, reachable joining members, and only while its
+    /// view has converged: no member (of any status short of Down) is
+    /// unreachable. Admitting during a partition would let a joiner, or a
+    /// restarted incarnation, tip one side into a false majority (Akka's
+    /// convergence rule).
     fn update_admissions(&mut self) {
         self.admits.clear();
+        let converged = self
+            .view
+            .members
+            .values()
+            .all(|m| m.status.is_gone() || m.reachability.is_reachable());
+        if !converged {
+            return;
+        }
         let leader = self
             .view
             .members
