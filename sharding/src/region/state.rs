@@ -41,6 +41,11 @@ pub struct Region<P> {
     config: ShardingConfig,
     proxy_only: bool,
     epoch: Epoch,
+    /// The node of the coordinator of `epoch`. Two coordinators can pick
+    /// the same epoch (their hosts' generations may be equal and neither saw
+    /// the other's epoch); `(epoch, node)` then orders them, so that this
+    /// region follows exactly one and ignores the other.
+    coordinator: Option<RegionId>,
     registered: bool,
     side_survives: bool,
     lease: LeaseClock,
@@ -71,6 +76,7 @@ impl<P> Region<P> {
             config,
             proxy_only,
             epoch: Epoch(0),
+            coordinator: None,
             registered: false,
             side_survives: true,
             lease: LeaseClock::default(),
@@ -371,11 +377,15 @@ impl<P> Region<P> {
         message: Envelope<CoordinatorToRegion>,
         out: &mut Vec<RegionEffect<P>>,
     ) {
-        if message.epoch < self.epoch {
-            // Stale epoch: a coordinator that has been replaced; ignored.
+        let current = (self.epoch, self.coordinator.as_ref());
+        let incoming = (message.epoch, Some(&message.from));
+        if incoming < current {
+            // Stale epoch (or the loser of an epoch tie): a coordinator that
+            // has been replaced; ignored.
             return;
         }
-        if message.epoch > self.epoch {
+        if incoming > current {
+            self.coordinator = Some(message.from.clone());
             self.adopt_epoch(now, message.epoch);
         }
         let (epoch, id) = (message.epoch, message.request_id);

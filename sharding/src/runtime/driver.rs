@@ -109,8 +109,11 @@ pub(crate) struct Driver<E: Entity> {
     sends_taken: usize,
     statuses: BTreeMap<NodeId, MemberStatus>,
     coordinator_host: Option<HostSeen>,
-    /// When this node's coordinator was created: the host before it.
-    previous_host: Option<HostSeen>,
+    /// Rule 3 for the next coordinator started here: the latest moment a
+    /// previous coordinator may have granted a lease. That is when its host
+    /// was last seen reachable, or, for a coordinator of this node that was
+    /// superseded or moved away, when it stopped.
+    previous_grants_until: Option<Instant>,
     would_survive: bool,
     quorum_sent: Option<bool>,
     /// A hook point crashed the node: the driver stops at once.
@@ -155,7 +158,7 @@ impl<E: Entity> Driver<E> {
             sends_taken: 0,
             statuses: BTreeMap::new(),
             coordinator_host: None,
-            previous_host: None,
+            previous_grants_until: None,
             would_survive: true,
             quorum_sent: None,
             crashed: false,
@@ -495,7 +498,7 @@ impl<E: Entity> Driver<E> {
                     // starts above `by`.
                     self.highest_epoch = self.highest_epoch.max(by);
                     tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
-                    self.coordinator = None;
+                    self.stop_coordinator(Instant::now());
                 }
             }
         }
@@ -577,8 +580,8 @@ impl<E: Entity> Driver<E> {
                 host,
                 last_reachable: now,
             });
-            if previous.as_ref().is_some_and(|p| p.host != self.me) {
-                self.previous_host = previous;
+            if let Some(previous) = previous.filter(|p| p.host != self.me) {
+                self.previous_grants_until(previous.last_reachable);
             }
         }
         let here = host.as_ref() == Some(&self.me);
@@ -586,8 +589,21 @@ impl<E: Entity> Driver<E> {
             self.start_coordinator(now);
         } else if !here && self.coordinator.is_some() {
             tracing::info!(entity_type = %self.settings.name, "the coordinator moves away from this node");
-            self.coordinator = None;
+            self.stop_coordinator(now);
         }
+    }
+
+    /// This node's coordinator stops acting (superseded, or the singleton
+    /// moved). Regions may hold leases it granted until now: a coordinator
+    /// started here later must wait them out like any predecessor's.
+    fn stop_coordinator(&mut self, now: Instant) {
+        if self.coordinator.take().is_some() {
+            self.previous_grants_until(now);
+        }
+    }
+
+    fn previous_grants_until(&mut self, at: Instant) {
+        self.previous_grants_until = Some(self.previous_grants_until.map_or(at, |t| t.max(at)));
     }
 
     fn start_coordinator(&mut self, now: Instant) {
@@ -596,7 +612,7 @@ impl<E: Entity> Driver<E> {
         let seen = self.highest_epoch.max(self.region.coordinator_epoch());
         let epoch = Epoch(self.me.generation).max(Epoch(seen.0 + 1));
         self.highest_epoch = epoch;
-        let previous_last_seen = self.previous_host.as_ref().map(|p| p.last_reachable);
+        let previous_last_seen = self.previous_grants_until;
         tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_last_seen, "coordinator starts on this node");
         self.coordinator = Some(Coordinator::new(
             self.me.clone(),
