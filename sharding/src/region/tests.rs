@@ -785,3 +785,29 @@ fn a_late_shard_home_naming_a_down_region_is_not_believed() {
         Some(ShardStatus::Remote(new_home))
     );
 }
+
+/// Issue 14, hole 2: a Handoff that reaches a fenced shard must not turn it
+/// into Stopping (that would run `stopped()` without a lease): the shard is
+/// dropped as it is and reported stopped.
+#[test]
+fn a_handoff_of_a_fenced_shard_drops_it_without_stopping_it() {
+    let mut f = Fixture::registered();
+    f.host(10, 1);
+    assert!(f.region.runs(ShardId(1)));
+    f.region.tick(f.at(3_000));
+    assert_eq!(f.region.shard_status(ShardId(1)), Some(ShardStatus::Fenced));
+    assert!(!f.region.runs(ShardId(1)), "no lease: nothing may run");
+    let effects = f.coordinator(3_100, CoordinatorToRegion::Handoff { shard: ShardId(1) });
+    assert!(effects.contains(&RegionEffect::StopShard {
+        shard: ShardId(1),
+        reason: StopReason::Dropped
+    }));
+    assert!(
+        to_coordinator(&effects).contains(&RegionToCoordinator::ShardStopped { shard: ShardId(1) })
+    );
+    assert_eq!(
+        f.region.shard_status(ShardId(1)),
+        Some(ShardStatus::Unknown)
+    );
+    assert!(!f.region.runs(ShardId(1)));
+}

@@ -14,6 +14,7 @@ use mesh::{ClusterState, Node};
 use tokio::sync::{mpsc, oneshot};
 
 use super::host::{Host, Job};
+use super::lease_gate::Gates;
 use super::replies::Replies;
 use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
@@ -103,6 +104,10 @@ pub(crate) struct Driver<E: Entity> {
     region: Region<E::Message>,
     coordinator: Option<Coordinator>,
     host: Host<E>,
+    /// What the region allows, as the host's steps see it on every poll.
+    gates: Arc<Gates>,
+    /// The region's homes version and lease last published to `gates`.
+    gates_synced: Option<(u64, Option<Instant>)>,
     replies: Arc<Replies<E::Reply>>,
     routes: Arc<Routes>,
     /// Local sends taken from the queue this round (see [`Routes`]).
@@ -145,9 +150,12 @@ impl<E: Entity> Driver<E> {
             .as_deref()
             .is_some_and(|role| !node.config().roles.iter().any(|r| r == role));
         let now = Instant::now();
+        let gates = Gates::new(config.number_of_shards);
         Self {
             region: Region::new(me.clone(), config.clone(), proxy_only),
-            host: Host::new(settings.factory.clone()),
+            host: Host::new(settings.factory.clone(), gates.clone()),
+            gates,
+            gates_synced: None,
             node,
             me,
             settings,
@@ -197,9 +205,7 @@ impl<E: Entity> Driver<E> {
                     None => break,
                 },
                 Some(finished) = self.host.running().next() => {
-                    let now = Instant::now();
-                    let region = &self.region;
-                    self.host.finished(finished, |s| region.serves(s, now));
+                    self.host.finished(finished);
                 }
                 _ = ticker.tick() => {
                     if self.node.is_stopped() {
@@ -303,14 +309,15 @@ impl<E: Entity> Driver<E> {
         tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
         let effects = self.region.tick(now);
+        self.sync_gates();
         self.region_effects(effects);
         if let Some(coordinator) = &mut self.coordinator {
             let effects = coordinator.tick(now);
             self.coordinator_effects(effects);
         }
-        let region = &self.region;
-        self.host.fence(|shard| region.serves(shard, now));
-        self.host.resume(|shard| region.serves(shard, now));
+        // Leases also end by the clock alone, between two region inputs.
+        self.host.fence();
+        self.host.resume();
         if let Some(idle) = self.settings.passivate_after {
             if now >= self.next_passivation {
                 self.host.passivate_idle(now, idle);
@@ -325,9 +332,6 @@ impl<E: Entity> Driver<E> {
     /// Performs queued work until none is left (local coordinator <->
     /// region traffic is queued here instead of crossing the mesh).
     fn process(&mut self) {
-        // One clock read per round: a round takes micro- to milliseconds,
-        // far inside the lease's drift margin.
-        self.now = Instant::now();
         loop {
             self.take_outcomes();
             let Some(work) = self.work.pop_front() else {
@@ -336,10 +340,15 @@ impl<E: Entity> Driver<E> {
             if self.crashed {
                 return;
             }
-            let now = self.now;
+            // A fresh clock read per input: a pause inside a round must not
+            // leave the rest of the round deciding on an old time. (Entity
+            // steps check the lease themselves on every poll, see `Gates`.)
+            let now = Instant::now();
+            self.now = now;
             match work {
                 Work::Region(input) => {
                     let effects = self.region.handle(now, input);
+                    self.sync_gates();
                     self.region_effects(effects);
                 }
                 Work::Coordinator(input) => {
@@ -352,12 +361,33 @@ impl<E: Entity> Driver<E> {
         }
     }
 
+    /// Publishes what the region now allows to the gates that every entity
+    /// step and daemon worker passes: shards it may run, and its lease.
+    /// Steps of a shard whose gate shuts are interrupted at once; shards
+    /// whose gate opens resume.
+    fn sync_gates(&mut self) {
+        let state = (self.region.homes_version(), self.region.lease_valid_until());
+        if self.gates_synced == Some(state) {
+            return;
+        }
+        self.gates_synced = Some(state);
+        self.gates.set_lease(state.1);
+        for shard in (0..self.config.number_of_shards).map(ShardId) {
+            let runs = self.region.runs(shard);
+            if self.gates.set_open(shard, runs) && !runs {
+                self.host.interrupt(shard);
+            }
+        }
+        self.host.fence();
+        self.host.resume();
+    }
+
     /// Sends the replies of entities that finished and reports shards
     /// whose entities all stopped.
     fn take_outcomes(&mut self) {
         for outcome in self.host.take_outcomes() {
             if let Some((to, result)) = outcome.reply {
-                self.reply(to, result.map_err(ShardingError::Remote));
+                self.reply(to, result);
             }
             if let Some(shard) = outcome.shard_stopped {
                 self.work
@@ -460,8 +490,7 @@ impl<E: Entity> Driver<E> {
             return false;
         }
         tracing::trace!(entity_type = %self.settings.name, entity, reply_to = ?job.reply_to, "deliver here");
-        let serving = self.region.serves(shard, self.now);
-        self.host.deliver(shard, entity, job, self.now, serving);
+        self.host.deliver(shard, entity, job, self.now);
         true
     }
 
