@@ -35,6 +35,10 @@ pub mod hook_points {
     pub const BEFORE_SHARD_STOPPED: &str = "sharding.region.before_shard_stopped";
     /// A region is about to hand the first message to a new entity.
     pub const BEFORE_FIRST_DELIVERY: &str = "sharding.region.before_first_delivery";
+    /// The driver is about to run its timers (lease renewal, fencing,
+    /// keep-alives): a pause here stalls the driver, not its entities'
+    /// tasks or daemon workers.
+    pub const BEFORE_TICK: &str = "sharding.driver.before_tick";
 }
 
 /// Commands taken per wake-up of the driver before it looks at its timers
@@ -305,6 +309,9 @@ impl<E: Entity> Driver<E> {
     }
 
     fn on_tick(&mut self) {
+        if self.node.hooks().any_armed() && self.hook(hook_points::BEFORE_TICK) {
+            return;
+        }
         let now = Instant::now();
         tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
