@@ -181,6 +181,8 @@ pub enum AccountMsg {
     Add { key: u64 },
     /// Like `Add`, with a fixed wait between reading and writing.
     SlowAdd { key: u64, io_ms: u64 },
+    /// Like `Add`, writing at once (in the step's first poll).
+    AddNow { key: u64 },
     /// Answers the count of records.
     Get,
 }
@@ -227,6 +229,7 @@ impl Entity for Account {
                 };
                 self.add(key, io).await
             }
+            AccountMsg::AddNow { key } => self.add(key, Duration::ZERO).await,
             AccountMsg::SlowAdd { key, io_ms } => {
                 self.store.slow.lock().unwrap().insert(self.id.clone());
                 self.add(key, Duration::from_millis(io_ms)).await
