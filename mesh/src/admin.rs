@@ -25,7 +25,7 @@ use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
 use serde::Serialize;
 
 use crate::cluster::{ClusterState, DowningSettings};
-use crate::node::{read, write};
+use crate::sync::{read, write};
 use crate::Node;
 
 /// A registered admin view: produces its JSON on each request.

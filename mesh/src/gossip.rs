@@ -40,7 +40,7 @@ impl QuicGossip {
 #[async_trait::async_trait]
 impl Transport for QuicGossip {
     async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let inbox = crate::node::lock(&self.inbox)
+        let inbox = crate::sync::lock(&self.inbox)
             .take()
             .ok_or_else(|| anyhow::anyhow!("the gossip transport is already open"))?;
         Ok(Box::new(QuicGossipSocket {
@@ -78,21 +78,21 @@ impl Shared {
         if to == self.advertise {
             return;
         }
-        let active = crate::node::read(&self.peers.0)
+        let active = crate::sync::read(&self.peers.0)
             .by_addr(&to)
             .and_then(|peer| peer.active());
         if let Some(active) = active {
             tokio::spawn(write_gossip(active.conn, bytes));
             return;
         }
-        if !crate::node::lock(&self.dialing).insert(to) {
+        if !crate::sync::lock(&self.dialing).insert(to) {
             Stats::bump(&self.stats.gossip_dropped);
             return;
         }
         let shared = self.clone();
         tokio::spawn(async move {
             let dialed = shared.dial(to, None).await;
-            crate::node::lock(&shared.dialing).remove(&to);
+            crate::sync::lock(&shared.dialing).remove(&to);
             match dialed {
                 Ok(active) => write_gossip(active.conn, bytes).await,
                 Err(error) => {

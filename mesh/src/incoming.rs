@@ -30,9 +30,9 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::node::lock;
 use crate::peers::Peer;
 use crate::pending::{AskFailure, AskOutcome, PendingAsks};
+use crate::sync::lock;
 use crate::wire::frame::{FrameError, FrameReader};
 use crate::wire::EnvelopeHeader;
 
@@ -234,9 +234,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::send::put_envelope;
     use crate::testing::loopback_connection;
     use crate::wire::frame::encode_frame;
+    use crate::wire::put_envelope;
     use crate::wire::ServiceRef;
 
     /// A waker that counts how often it was woken.

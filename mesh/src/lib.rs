@@ -46,6 +46,7 @@ mod send;
 pub mod service;
 mod socket;
 mod stats;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod tls;

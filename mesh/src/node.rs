@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
@@ -24,6 +24,7 @@ use crate::pending::PendingAsks;
 use crate::service::{ErasedService, Request, TypedService};
 use crate::socket::{bind_udp, CrashableSocket};
 use crate::stats::{NodeStats, Stats};
+use crate::sync::{lock, read, write, CacheAligned};
 use crate::tls::{transport_config, QuicTls, TlsSettings};
 use crate::wire::ErrorCode;
 
@@ -75,25 +76,6 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     tasks: Mutex<Vec<AbortHandle>>,
     pub(crate) stopped: AtomicBool,
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Keeps a value on cache lines of its own.
-#[repr(align(128))]
-pub(crate) struct CacheAligned<T>(pub(crate) T);
-
-pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

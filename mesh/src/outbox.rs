@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use crate::node::lock;
+use crate::sync::lock;
 use crate::wire::frame::{encode_frame_into, FrameError};
 use crate::wire::{ServiceRef, MAX_SERVICE_IDS};
 

@@ -60,7 +60,7 @@ pub(crate) struct Peer {
 
 impl Peer {
     pub(crate) fn addr(&self) -> Option<SocketAddr> {
-        *crate::node::lock(&self.addr)
+        *crate::sync::lock(&self.addr)
     }
 
     pub(crate) fn active(&self) -> Option<ActiveConn> {
@@ -71,13 +71,13 @@ impl Peer {
     }
 
     pub(crate) fn incoming(&self) -> Option<Arc<Incoming>> {
-        crate::node::lock(&self.incoming).clone()
+        crate::sync::lock(&self.incoming).clone()
     }
 
     /// Makes `stream` the one asks expect their answers on, until the
     /// guard drops (its reader ended) or a later stream replaces it.
     pub(crate) fn publish_incoming(&self, stream: &Arc<Incoming>) -> Published<'_> {
-        *crate::node::lock(&self.incoming) = Some(stream.clone());
+        *crate::sync::lock(&self.incoming) = Some(stream.clone());
         Published {
             peer: self,
             stream: stream.clone(),
@@ -93,7 +93,7 @@ pub(crate) struct Published<'a> {
 
 impl Drop for Published<'_> {
     fn drop(&mut self) {
-        let mut incoming = crate::node::lock(&self.peer.incoming);
+        let mut incoming = crate::sync::lock(&self.peer.incoming);
         if incoming
             .as_ref()
             .is_some_and(|s| Arc::ptr_eq(s, &self.stream))
@@ -150,12 +150,12 @@ impl Shared {
     /// The peer named `name`, created (with its writer task) if new. A known
     /// `addr` updates where it is dialed.
     pub(crate) fn peer(self: &Arc<Self>, name: &str, addr: Option<SocketAddr>) -> Arc<Peer> {
-        if let Some(peer) = crate::node::read(&self.peers.0).get(name) {
+        if let Some(peer) = crate::sync::read(&self.peers.0).get(name) {
             if addr.is_none() || addr == peer.addr() {
                 return peer;
             }
         }
-        let mut table = crate::node::write(&self.peers.0);
+        let mut table = crate::sync::write(&self.peers.0);
         let peer = match table.by_name.get(name) {
             Some(peer) => peer.clone(),
             None => {
@@ -173,7 +173,7 @@ impl Shared {
             }
         };
         if let Some(addr) = addr {
-            let mut current = crate::node::lock(&peer.addr);
+            let mut current = crate::sync::lock(&peer.addr);
             if *current != Some(addr) {
                 if let Some(old) = current.replace(addr) {
                     table.by_addr.remove(&old);

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::node::lock;
 use crate::pipeline::Inbox;
+use crate::sync::lock;
 use crate::wire::RemoteError;
 
 /// Why a remote ask got no reply body.

@@ -29,11 +29,12 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::error::{AskError, SendError};
 use crate::incoming::AnswerReader;
-use crate::node::{lock, Shared};
+use crate::node::Shared;
 use crate::outbox::PushError;
 use crate::peers::Peer;
 use crate::pending::{AskFailure, AskOutcome};
-use crate::send::put_envelope;
+use crate::sync::lock;
+use crate::wire::put_envelope;
 use crate::wire::EnvelopeHeader;
 
 /// Names one request sent through a [`Pipeline`]; its answer comes with it.

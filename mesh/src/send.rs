@@ -13,13 +13,13 @@ use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
 use crate::incoming::AnswerReader;
-use crate::node::{read, Node, Shared};
+use crate::node::{Node, Shared};
 use crate::outbox::{Outbox, PushError, ServiceIds};
 use crate::peers::Peer;
 use crate::pending::{AskFailure, AskOutcome};
 use crate::pipeline::Pipeline;
-use crate::wire::frame::put_postcard;
-use crate::wire::{EnvelopeHeader, RemoteError};
+use crate::sync::read;
+use crate::wire::{put_envelope, EnvelopeHeader, RemoteError};
 
 /// A handle on one peer (or on this node) for repeated sends, with no lookup
 /// per message. Cheap to clone. It stays valid across reconnects and restarts
@@ -168,16 +168,6 @@ impl Node {
             .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
         Ok(f(&self.shared.peer(peer, Some(addr))))
     }
-}
-
-/// Appends one envelope's payload: the header, then the message body.
-pub(crate) fn put_envelope<M: Serialize>(
-    buf: &mut Vec<u8>,
-    header: &EnvelopeHeader<'_>,
-    message: &M,
-) -> postcard::Result<()> {
-    header.encode(buf)?;
-    put_postcard(buf, message)
 }
 
 /// Appends one tell to `service`, named through the peer's numbers.

@@ -15,8 +15,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::outbox::{Outbox, PushError};
-use crate::send::put_envelope;
 use crate::wire::frame::put_postcard;
+use crate::wire::put_envelope;
 use crate::wire::{EnvelopeHeader, RemoteError};
 
 /// What a reply channel carries: a value for local asks, bytes for remote ones.

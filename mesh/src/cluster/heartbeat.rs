@@ -12,7 +12,7 @@ use std::time::Instant;
 use membership::NodeId;
 use tokio::sync::mpsc;
 
-use crate::node::read;
+use crate::sync::read;
 use crate::{Node, Request, ServiceExists};
 
 /// The internal service that answers heartbeat requests. It is registered on
