@@ -25,12 +25,8 @@ use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
 use serde::Serialize;
 
 use crate::cluster::{ClusterState, DowningSettings};
-use crate::sync::{read, write};
-use crate::Node;
-
-/// A registered admin view: produces its JSON on each request.
-pub type AdminView =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, serde_json::Value> + Send + Sync>;
+use crate::node::Node;
+pub use crate::views::AdminView;
 
 impl Node {
     /// Serves `GET /{name}` on the admin API with the JSON that `view`
@@ -43,7 +39,7 @@ impl Node {
         Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
     {
         let view: AdminView = Arc::new(move || Box::pin(view()));
-        write(&self.shared.admin_views).insert(name.to_string(), view);
+        self.admin_views().insert(name, view);
     }
 }
 
@@ -210,7 +206,7 @@ async fn registered_view(
     State(node): State<Node>,
     Path(name): Path<String>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let view = read(&node.shared.admin_views).get(&name).cloned();
+    let view = node.admin_view(&name);
     match view {
         Some(view) => (StatusCode::OK, Json(view().await)),
         None => (

@@ -36,6 +36,7 @@ pub fn write<T: ?Sized>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// Keeps a value on cache lines of its own, so that writes to its neighbours
 /// do not slow down the threads that read it.
+#[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct CacheAligned<T>(pub(crate) T);
 
