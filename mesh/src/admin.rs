@@ -14,7 +14,6 @@
 //! Node ids appear as `name#generation`; durations as `"1500ms"`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -27,21 +26,6 @@ use serde::Serialize;
 use crate::cluster::{ClusterState, DowningSettings};
 use crate::node::Node;
 pub use crate::views::AdminView;
-
-impl Node {
-    /// Serves `GET /{name}` on the admin API with the JSON that `view`
-    /// produces at each request (a later registration of the same name
-    /// replaces the earlier one). The fixed routes (`health`, `members`,
-    /// `cluster`, `stats`) cannot be replaced.
-    pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
-    {
-        let view: AdminView = Arc::new(move || Box::pin(view()));
-        self.admin_views().insert(name, view);
-    }
-}
 
 /// One row of `GET /members`.
 #[derive(Clone, Debug, Serialize)]

@@ -102,7 +102,7 @@ impl NodeBuilder {
 
     /// Binds the endpoint, starts gossip and returns the running node.
     pub async fn start(self) -> Result<Node, StartError> {
-        Node::start(self).await
+        start(self).await
     }
 }
 
@@ -118,101 +118,103 @@ impl Node {
             generation: None,
         }
     }
+}
 
-    async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
-        let NodeBuilder {
-            config,
-            tls,
-            generation,
-        } = builder;
-        config.validate()?;
-        if tls.is_insecure() {
-            tracing::warn!(
-                node = %config.name,
-                "INSECURE DEV TLS: peers are not authenticated; anyone who can reach this port can join. Never use this outside a local experiment."
-            );
-        }
-        let quic_transport = Arc::new(transport_config(
-            config.idle_timeout,
-            config.idle_timeout / 5,
-        ));
-        let quic = QuicTls::new(&tls, &config.name, quic_transport)?;
-        let bind_error = |error| StartError::Bind {
-            addr: config.listen,
-            error,
-        };
-        let socket = bind_udp(config.listen).map_err(bind_error)?;
-        let local = socket.local_addr().map_err(bind_error)?;
-        let runtime = Arc::new(quinn::TokioRuntime);
-        let socket = CrashableSocket::new(
-            quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
+/// Binds the endpoint, starts the transport, gossip, the member list and
+/// membership, and returns the running node.
+async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
+    let NodeBuilder {
+        config,
+        tls,
+        generation,
+    } = builder;
+    config.validate()?;
+    if tls.is_insecure() {
+        tracing::warn!(
+            node = %config.name,
+            "INSECURE DEV TLS: peers are not authenticated; anyone who can reach this port can join. Never use this outside a local experiment."
         );
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(quic.server),
-            socket.clone(),
-            runtime,
-        )
-        .map_err(bind_error)?;
-        let advertise = config.advertise.unwrap_or(local);
-        let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));
-        let roles: BTreeSet<String> = config.roles.iter().cloned().collect();
-
-        let stats = Arc::new(Stats::default());
-        let services = Arc::new(Services::new(id.name.clone()));
-        let hooks = Hooks::default();
-        let tasks = Arc::new(Tasks::default());
-        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
-        let dispatch = Arc::new(Dispatch {
-            services: services.clone(),
-            gossip: gossip_tx,
-            hooks: hooks.clone(),
-            stats: stats.clone(),
-            max_frame: config.max_frame_size,
-        });
-        let me = (id.clone(), advertise, config.cluster.clone());
-        let handshakes = Handshakes::new(endpoint, quic.client, me, tls.is_insecure(), stats);
-        let limits = LinkLimits {
-            buffer: config.peer_buffer,
-            max_frame: config.max_frame_size,
-            backoff: Backoff {
-                min: config.reconnect_min,
-                max: config.reconnect_max,
-            },
-        };
-        let transport = Transport::start(handshakes, socket, limits, dispatch, tasks.clone());
-        let weak = Arc::downgrade(&transport);
-        let crashed = tasks.clone();
-        hooks.set_crash_handler(Arc::new(move || {
-            if let Some(transport) = weak.upgrade() {
-                crash(&transport, &crashed);
-            }
-        }));
-
-        let chitchat = start_gossip(&transport, &config, &roles, gossip_rx).await?;
-        let members = spawn_members_view(&transport, &tasks, &chitchat, &roles).await;
-        let gossip_state = chitchat.chitchat();
-        let (cluster, driver) =
-            crate::cluster::prepare(id.clone(), advertise, roles, config.membership.clone());
-        let node = Node::from(NodeParts {
-            config,
-            transport,
-            services,
-            hooks,
-            tasks,
-            admin_views: AdminViews::default(),
-            next_ask: AtomicU64::new(1),
-            chitchat: Mutex::new(Some(chitchat)),
-            members,
-            cluster,
-        });
-        if let Err(error) = crate::cluster::start(&node, gossip_state, driver).await {
-            node.shutdown().await;
-            return Err(error);
-        }
-        tracing::info!(node = %id, %advertise, listen = %local, "node started");
-        Ok(node)
     }
+    let quic_transport = Arc::new(transport_config(
+        config.idle_timeout,
+        config.idle_timeout / 5,
+    ));
+    let quic = QuicTls::new(&tls, &config.name, quic_transport)?;
+    let bind_error = |error| StartError::Bind {
+        addr: config.listen,
+        error,
+    };
+    let socket = bind_udp(config.listen).map_err(bind_error)?;
+    let local = socket.local_addr().map_err(bind_error)?;
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let socket = CrashableSocket::new(
+        quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
+    );
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        Some(quic.server),
+        socket.clone(),
+        runtime,
+    )
+    .map_err(bind_error)?;
+    let advertise = config.advertise.unwrap_or(local);
+    let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));
+    let roles: BTreeSet<String> = config.roles.iter().cloned().collect();
+
+    let stats = Arc::new(Stats::default());
+    let services = Arc::new(Services::new(id.name.clone()));
+    let hooks = Hooks::default();
+    let tasks = Arc::new(Tasks::default());
+    let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
+    let dispatch = Arc::new(Dispatch {
+        services: services.clone(),
+        gossip: gossip_tx,
+        hooks: hooks.clone(),
+        stats: stats.clone(),
+        max_frame: config.max_frame_size,
+    });
+    let me = (id.clone(), advertise, config.cluster.clone());
+    let handshakes = Handshakes::new(endpoint, quic.client, me, tls.is_insecure(), stats);
+    let limits = LinkLimits {
+        buffer: config.peer_buffer,
+        max_frame: config.max_frame_size,
+        backoff: Backoff {
+            min: config.reconnect_min,
+            max: config.reconnect_max,
+        },
+    };
+    let transport = Transport::start(handshakes, socket, limits, dispatch, tasks.clone());
+    let weak = Arc::downgrade(&transport);
+    let crashed = tasks.clone();
+    hooks.set_crash_handler(Arc::new(move || {
+        if let Some(transport) = weak.upgrade() {
+            crash(&transport, &crashed);
+        }
+    }));
+
+    let chitchat = start_gossip(&transport, &config, &roles, gossip_rx).await?;
+    let members = spawn_members_view(&transport, &tasks, &chitchat, &roles).await;
+    let gossip_state = chitchat.chitchat();
+    let (cluster, driver) =
+        crate::cluster::prepare(id.clone(), advertise, roles, config.membership.clone());
+    let node = Node::from(NodeParts {
+        config,
+        transport,
+        services,
+        hooks,
+        tasks,
+        admin_views: AdminViews::default(),
+        next_ask: AtomicU64::new(1),
+        chitchat: Mutex::new(Some(chitchat)),
+        members,
+        cluster,
+    });
+    if let Err(error) = crate::cluster::start(&node, gossip_state, driver).await {
+        node.shutdown().await;
+        return Err(error);
+    }
+    tracing::info!(node = %id, %advertise, listen = %local, "node started");
+    Ok(node)
 }
 
 /// Starts chitchat over `transport`, with this node's roles as its first key

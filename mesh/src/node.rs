@@ -5,7 +5,9 @@
 //! registry, chitchat's handle, the member list and the membership driver's
 //! handle. `NodeBuilder` (in `builder.rs`) assembles them; sending
 //! (`send.rs`, `pipeline.rs`), membership (`cluster/`) and the admin API
-//! (`admin.rs`) use the node through the methods here.
+//! (`admin.rs`) use the node through the methods here; the ones that make
+//! up their part of the public API (`Node::tell`, `Node::leave`, ...) are
+//! defined beside them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,6 +195,19 @@ impl Node {
         self.parts.tasks.spawn(task);
     }
 
+    /// Serves `GET /{name}` on the admin API (see [`crate::admin`]) with
+    /// the JSON that `view` produces at each request (a later registration
+    /// of the same name replaces the earlier one). The fixed routes
+    /// (`health`, `members`, `cluster`, `stats`) cannot be replaced.
+    pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
+    {
+        let view: AdminView = Arc::new(move || Box::pin(view()));
+        self.parts.admin_views.insert(name, view);
+    }
+
     /// Fails with [`SendError::Shutdown`] once the node stopped.
     pub(crate) fn check_running(&self) -> Result<(), SendError> {
         if self.parts.tasks.stopped() {
@@ -246,11 +261,6 @@ impl Node {
         if transport.with_link(peer, |_| ()).is_err() {
             transport.link(peer, Some(addr));
         }
-    }
-
-    /// The admin views registered on this node.
-    pub(crate) fn admin_views(&self) -> &AdminViews {
-        &self.parts.admin_views
     }
 
     /// The admin view named `name`.
