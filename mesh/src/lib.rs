@@ -37,6 +37,7 @@ mod link;
 mod members;
 mod node;
 mod pipeline;
+pub mod process;
 mod send;
 pub mod service;
 mod services;

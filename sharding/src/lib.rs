@@ -100,5 +100,5 @@ pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator,
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 pub use runtime::{
     hook_points, CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef,
-    RegionLease, RegionView, ShardRow, Sharding, ShardingError, TypeView,
+    RegionLease, RegionView, ShardLease, ShardRow, Sharding, ShardingError, TypeView,
 };

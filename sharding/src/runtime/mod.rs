@@ -11,6 +11,7 @@
 mod daemon;
 mod driver;
 mod host;
+mod lease_gate;
 mod replies;
 mod routes;
 mod view;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
 pub use driver::hook_points;
+pub use lease_gate::ShardLease;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 
