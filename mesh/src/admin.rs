@@ -14,7 +14,6 @@
 //! Node ids appear as `name#generation`; durations as `"1500ms"`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -25,27 +24,8 @@ use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
 use serde::Serialize;
 
 use crate::cluster::{ClusterState, DowningSettings};
-use crate::node::{read, write};
-use crate::Node;
-
-/// A registered admin view: produces its JSON on each request.
-pub type AdminView =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, serde_json::Value> + Send + Sync>;
-
-impl Node {
-    /// Serves `GET /{name}` on the admin API with the JSON that `view`
-    /// produces at each request (a later registration of the same name
-    /// replaces the earlier one). The fixed routes (`health`, `members`,
-    /// `cluster`, `stats`) cannot be replaced.
-    pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
-    {
-        let view: AdminView = Arc::new(move || Box::pin(view()));
-        write(&self.shared.admin_views).insert(name.to_string(), view);
-    }
-}
+use crate::node::Node;
+pub use crate::views::AdminView;
 
 /// One row of `GET /members`.
 #[derive(Clone, Debug, Serialize)]
@@ -210,7 +190,7 @@ async fn registered_view(
     State(node): State<Node>,
     Path(name): Path<String>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let view = read(&node.shared.admin_views).get(&name).cloned();
+    let view = node.admin_view(&name);
     match view {
         Some(view) => (StatusCode::OK, Json(view().await)),
         None => (

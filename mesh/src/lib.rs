@@ -28,40 +28,42 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod builder;
 pub mod cluster;
 pub mod config;
 mod error;
-mod gossip;
-mod handshake;
 pub mod hooks;
-mod inbound;
-mod incoming;
+mod link;
 mod members;
 mod node;
-mod outbox;
-mod peers;
-mod pending;
 mod pipeline;
 pub mod process;
 mod send;
 pub mod service;
-mod socket;
+mod services;
 mod stats;
+pub mod sync;
+mod tasks;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+mod transport;
+mod views;
 pub mod wire;
 
+pub use builder::NodeBuilder;
 pub use cluster::{ClusterState, Downed};
 pub use config::NodeConfig;
 pub use error::{AskError, SendError, StartError};
 pub use hooks::{HookAction, Hooks};
 pub use members::MemberInfo;
 pub use membership::{Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
-pub use node::{ConnectionEvent, Node, NodeBuilder, ServiceExists};
+pub use node::Node;
 pub use pipeline::{Pipeline, Ticket};
 pub use send::PeerRef;
 pub use service::{Request, Responder};
-pub use socket::bind_udp;
+pub use services::ServiceExists;
 pub use stats::NodeStats;
 pub use tls::TlsSettings;
+pub use transport::socket::bind_udp;
+pub use transport::ConnectionEvent;

@@ -1,386 +1,123 @@
-//! The [`Node`]: one QUIC endpoint, its peers, its services and its gossip.
+//! The [`Node`]: what a running node is made of, and its public face.
+//!
+//! A node composes parts that each own one concern: the [`Transport`] (the
+//! endpoint and the links to peers), the [`Services`] registry, the hook
+//! registry, chitchat's handle, the member list and the membership driver's
+//! handle. `NodeBuilder` (in `builder.rs`) assembles them; sending
+//! (`send.rs`, `pipeline.rs`), membership (`cluster/`) and the admin API
+//! (`admin.rs`) use the node through the methods here; the ones that make
+//! up their part of the public API (`Node::tell`, `Node::leave`, ...) are
+//! defined beside them.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use compact_str::CompactString;
+use chitchat::ChitchatHandle;
 use membership::NodeId;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{broadcast, watch};
 
-use crate::admin::AdminView;
+use crate::cluster::handle::ClusterHandle;
 use crate::config::NodeConfig;
-use crate::error::StartError;
-use crate::gossip::{QuicGossip, GOSSIP_INBOX};
+use crate::error::SendError;
 use crate::hooks::Hooks;
-use crate::members::{MemberInfo, MembersView};
-use crate::peers::PeerTable;
-use crate::pending::PendingAsks;
-use crate::service::{ErasedService, Request, TypedService};
-use crate::socket::{bind_udp, CrashableSocket};
-use crate::stats::{NodeStats, Stats};
-use crate::tls::{transport_config, QuicTls, TlsSettings};
-use crate::wire::ErrorCode;
-
-/// A connection to a peer came up or went down.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnectionEvent {
-    /// A connection to `peer` is active.
-    Up {
-        /// The peer's identity.
-        peer: NodeId,
-        /// Its advertise address.
-        addr: SocketAddr,
-    },
-    /// The active connection to `peer` closed and no other took its place.
-    Down {
-        /// The peer's name.
-        peer: String,
-        /// Why the connection closed.
-        reason: String,
-    },
-}
-
-/// State shared by the node's tasks.
-pub(crate) struct Shared {
-    pub(crate) id: NodeId,
-    /// `id.name`, shared by every locally sent [`Request`].
-    pub(crate) local_name: CompactString,
-    pub(crate) config: NodeConfig,
-    pub(crate) advertise: SocketAddr,
-    pub(crate) insecure: bool,
-    pub(crate) endpoint: quinn::Endpoint,
-    socket: Arc<CrashableSocket>,
-    pub(crate) client_config: quinn::ClientConfig,
-    services: RwLock<HashMap<String, Arc<dyn ErasedService>>>,
-    /// Bumped on every (un)registration; readers cache services until it moves.
-    services_version: CacheAligned<AtomicU64>,
-    /// Locked for reading on every send: kept off the cache lines that the
-    /// receiving side touches.
-    pub(crate) peers: CacheAligned<RwLock<PeerTable>>,
-    pub(crate) pending: PendingAsks,
-    pub(crate) next_ask: AtomicU64,
-    /// Numbers this node's dials (see [`crate::wire::Hello::dial`]).
-    pub(crate) next_dial: AtomicU64,
-    pub(crate) gossip_inbox: mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>,
-    pub(crate) dialing: Mutex<HashSet<SocketAddr>>,
-    pub(crate) stats: Stats,
-    pub(crate) hooks: Hooks,
-    pub(crate) admin_views: RwLock<std::collections::BTreeMap<String, AdminView>>,
-    pub(crate) events: broadcast::Sender<ConnectionEvent>,
-    tasks: Mutex<Vec<AbortHandle>>,
-    pub(crate) stopped: AtomicBool,
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Keeps a value on cache lines of its own.
-#[repr(align(128))]
-pub(crate) struct CacheAligned<T>(pub(crate) T);
-
-pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    /// Spawns a task that stops with the node.
-    pub(crate) fn spawn<F>(&self, task: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let handle = tokio::spawn(task).abort_handle();
-        let mut tasks = lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
-    }
-
-    pub(crate) fn service(&self, name: &str) -> Option<Arc<dyn ErasedService>> {
-        read(&self.services).get(name).cloned()
-    }
-
-    /// The current registry version (see [`crate::inbound`]'s service cache).
-    pub(crate) fn services_version(&self) -> u64 {
-        self.services_version.0.load(Ordering::Acquire)
-    }
-
-    /// Stops serving: every service is removed at once, so later messages
-    /// get an unknown-service error (used when the cluster downs this node).
-    pub(crate) fn close_services(&self) {
-        write(&self.services).clear();
-        self.services_version.0.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn stop_tasks(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// Builds a [`Node`].
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let node = mesh::Node::builder("n1")
-///     .listen("127.0.0.1:7001".parse()?)
-///     .seeds(vec!["127.0.0.1:7002".parse()?])
-///     .tls(mesh::TlsSettings::from_dir("certs".as_ref(), "n1")?)
-///     .start()
-///     .await?;
-/// node.shutdown().await;
-/// # Ok(()) }
-/// ```
-pub struct NodeBuilder {
-    config: NodeConfig,
-    tls: TlsSettings,
-    generation: Option<u64>,
-}
-
-impl NodeBuilder {
-    /// Replaces the whole configuration (the name is kept if `config.name` is empty).
-    pub fn config(mut self, config: NodeConfig) -> Self {
-        let name = std::mem::take(&mut self.config.name);
-        self.config = config;
-        if self.config.name.is_empty() {
-            self.config.name = name;
-        }
-        self
-    }
-
-    /// UDP address to bind.
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.config.listen = addr;
-        self
-    }
-
-    /// Address peers should use to reach this node.
-    pub fn advertise(mut self, addr: SocketAddr) -> Self {
-        self.config.advertise = Some(addr);
-        self
-    }
-
-    /// Nodes to join through.
-    pub fn seeds(mut self, seeds: Vec<SocketAddr>) -> Self {
-        self.config.seeds = seeds;
-        self
-    }
-
-    /// Cluster name.
-    pub fn cluster(mut self, cluster: &str) -> Self {
-        self.config.cluster = cluster.to_string();
-        self
-    }
-
-    /// Roles of this node.
-    pub fn roles(mut self, roles: Vec<String>) -> Self {
-        self.config.roles = roles;
-        self
-    }
-
-    /// TLS mode and credentials (default: insecure dev mode).
-    pub fn tls(mut self, tls: TlsSettings) -> Self {
-        self.tls = tls;
-        self
-    }
-
-    /// Overrides the generation (default: the start time in ms).
-    pub fn generation(mut self, generation: u64) -> Self {
-        self.generation = Some(generation);
-        self
-    }
-
-    /// Binds the endpoint, starts gossip and returns the running node.
-    pub async fn start(self) -> Result<Node, StartError> {
-        Node::start(self).await
-    }
-}
+use crate::link::Link;
+use crate::members::MemberInfo;
+use crate::service::{Request, TypedService};
+use crate::services::{ServiceExists, Services};
+use crate::stats::NodeStats;
+use crate::sync::lock;
+use crate::tasks::Tasks;
+use crate::transport::{ConnectionEvent, Transport};
+use crate::views::{AdminView, AdminViews};
 
 /// A running mesh node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
 pub struct Node {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) inner: Arc<NodeInner>,
+    parts: Arc<NodeParts>,
 }
 
-pub(crate) struct NodeInner {
-    chitchat: Mutex<Option<ChitchatHandle>>,
-    members: watch::Receiver<Vec<MemberInfo>>,
-    pub(crate) cluster: crate::cluster::ClusterHandle,
+/// What a node is made of; assembled once by the builder.
+pub(crate) struct NodeParts {
+    pub(crate) config: NodeConfig,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) hooks: Hooks,
+    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) admin_views: AdminViews,
+    /// Numbers this node's remote asks (and pipelines, see
+    /// [`crate::link::answers::AnswerReader`]).
+    pub(crate) next_ask: AtomicU64,
+    pub(crate) chitchat: Mutex<Option<ChitchatHandle>>,
+    pub(crate) members: watch::Receiver<Vec<MemberInfo>>,
+    pub(crate) cluster: ClusterHandle,
+}
+
+impl From<NodeParts> for Node {
+    fn from(parts: NodeParts) -> Self {
+        Self {
+            parts: Arc::new(parts),
+        }
+    }
 }
 
 impl Node {
-    /// A builder for a node named `name`.
-    pub fn builder(name: &str) -> NodeBuilder {
-        NodeBuilder {
-            config: NodeConfig {
-                name: name.to_string(),
-                ..NodeConfig::default()
-            },
-            tls: TlsSettings::InsecureDev,
-            generation: None,
-        }
-    }
-
-    async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
-        let NodeBuilder {
-            config,
-            tls,
-            generation,
-        } = builder;
-        config.validate()?;
-        if tls.is_insecure() {
-            tracing::warn!(
-                node = %config.name,
-                "INSECURE DEV TLS: peers are not authenticated; anyone who can reach this port can join. Never use this outside a local experiment."
-            );
-        }
-        let transport = Arc::new(transport_config(
-            config.idle_timeout,
-            config.idle_timeout / 5,
-        ));
-        let quic = QuicTls::new(&tls, &config.name, transport)?;
-        let bind_error = |error| StartError::Bind {
-            addr: config.listen,
-            error,
-        };
-        let socket = bind_udp(config.listen).map_err(bind_error)?;
-        let local = socket.local_addr().map_err(bind_error)?;
-        let runtime = Arc::new(quinn::TokioRuntime);
-        let socket = CrashableSocket::new(
-            quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(bind_error)?,
-        );
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(quic.server),
-            socket.clone(),
-            runtime,
-        )
-        .map_err(bind_error)?;
-        let advertise = config.advertise.unwrap_or(local);
-        let id = NodeId::new(config.name.clone(), generation.unwrap_or_else(now_millis));
-        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
-        let shared = Arc::new(Shared {
-            socket,
-            local_name: id.name.clone(),
-            id: id.clone(),
-            advertise,
-            insecure: tls.is_insecure(),
-            endpoint,
-            client_config: quic.client,
-            services: RwLock::default(),
-            services_version: CacheAligned(AtomicU64::new(0)),
-            peers: CacheAligned(RwLock::default()),
-            pending: PendingAsks::default(),
-            next_ask: AtomicU64::new(1),
-            next_dial: AtomicU64::new(1),
-            gossip_inbox: gossip_tx,
-            dialing: Mutex::default(),
-            stats: Stats::default(),
-            hooks: Hooks::default(),
-            admin_views: RwLock::default(),
-            events: broadcast::channel(256).0,
-            tasks: Mutex::default(),
-            stopped: AtomicBool::new(false),
-            config,
-        });
-        shared.spawn(shared.clone().accept_loop());
-        let weak = Arc::downgrade(&shared);
-        shared.hooks.set_crash_handler(Arc::new(move || {
-            if let Some(shared) = weak.upgrade() {
-                crash(&shared);
-            }
-        }));
-
-        let chitchat = start_gossip(&shared, gossip_rx).await?;
-        let members = MembersView::spawn(&shared, &chitchat).await;
-        let gossip_state = chitchat.chitchat();
-        let (cluster, driver) = crate::cluster::prepare(id.clone(), advertise, &shared.config);
-        let node = Node {
-            shared,
-            inner: Arc::new(NodeInner {
-                chitchat: Mutex::new(Some(chitchat)),
-                members,
-                cluster,
-            }),
-        };
-        if let Err(error) = crate::cluster::start(&node, gossip_state, driver).await {
-            node.shutdown().await;
-            return Err(error);
-        }
-        tracing::info!(node = %id, %advertise, listen = %local, "node started");
-        Ok(node)
-    }
-
     /// This node's identity.
     pub fn id(&self) -> &NodeId {
-        &self.shared.id
+        self.parts.transport.id()
     }
 
     /// The address peers use to reach this node.
     pub fn advertise_addr(&self) -> SocketAddr {
-        self.shared.advertise
+        self.parts.transport.advertise()
     }
 
     /// The address the QUIC endpoint is bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared
-            .endpoint
+        self.parts
+            .transport
             .local_addr()
-            .unwrap_or(self.shared.config.listen)
+            .unwrap_or(self.parts.config.listen)
     }
 
     /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
-        &self.shared.config
+        &self.parts.config
     }
 
     /// The hook registry of this node.
     pub fn hooks(&self) -> &Hooks {
-        &self.shared.hooks
+        &self.parts.hooks
     }
 
     /// Counters of refused and dropped input.
     pub fn stats(&self) -> NodeStats {
-        let replies_dropped = read(&self.shared.peers.0).replies_dropped();
-        let asks_pending = self.shared.pending.len() as u64;
-        self.shared.stats.snapshot(replies_dropped, asks_pending)
+        let transport = &self.parts.transport;
+        let (replies_dropped, asks_pending) = transport.link_counts();
+        transport.stats().snapshot(replies_dropped, asks_pending)
     }
 
     /// Live members as chitchat sees them, this node included, oldest first:
     /// identity, address and roles, no status. For the membership view with
     /// status and reachability see [`Node::cluster_members`].
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.inner.members.borrow().clone()
+        self.parts.members.borrow().clone()
     }
 
     /// A watch of [`Node::members`]; it changes whenever the member list does.
     pub fn watch_members(&self) -> watch::Receiver<Vec<MemberInfo>> {
-        self.inner.members.clone()
+        self.parts.members.clone()
     }
 
     /// Peers with an active connection.
     pub fn connected_peers(&self) -> Vec<NodeId> {
-        read(&self.shared.peers.0).connected()
+        self.parts.transport.connected()
     }
 
     /// Connection up/down events from now on.
     pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.shared.events.subscribe()
+        self.parts.transport.events()
     }
 
     /// Registers service `name`. The handler is called for every message in
@@ -401,25 +138,13 @@ impl Node {
         R: Serialize + Send + 'static,
         F: Fn(Request<M, R>) + Send + Sync + 'static,
     {
-        let mut services = write(&self.shared.services);
-        if services.contains_key(name) {
-            return Err(ServiceExists(name.to_string()));
-        }
-        services.insert(name.to_string(), Arc::new(TypedService::new(handler)));
-        self.shared
-            .services_version
-            .0
-            .fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        let service = Arc::new(TypedService::new(handler));
+        self.parts.services.register(name, service)
     }
 
     /// Removes service `name`; later messages for it get an unknown-service error.
     pub fn unregister_service(&self, name: &str) {
-        write(&self.shared.services).remove(name);
-        self.shared
-            .services_version
-            .0
-            .fetch_add(1, Ordering::AcqRel);
+        self.parts.services.unregister(name);
     }
 
     /// Stops the node now: stops gossip, closes every connection with a
@@ -427,33 +152,34 @@ impl Node {
     /// cluster is not told first, so the others see the node go unreachable
     /// and down it; [`Node::leave`] leaves gracefully (and ends with this).
     pub async fn shutdown(&self) {
-        let chitchat = lock(&self.inner.chitchat).take();
+        let chitchat = lock(&self.parts.chitchat).take();
         if let Some(chitchat) = chitchat {
             let _ = chitchat.shutdown().await;
         }
-        self.shared.stop_tasks();
-        self.shared
-            .endpoint
-            .close(ErrorCode::Shutdown.into(), b"shutdown");
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), self.shared.endpoint.wait_idle()).await;
-        tracing::info!(node = %self.shared.id, "node stopped");
+        self.parts.tasks.stop();
+        self.parts.transport.close().await;
+        tracing::info!(node = %self.id(), "node stopped");
     }
 
     /// Kills the node as `kill -9` would: no goodbye to any peer, nothing
     /// flushed, every task aborted. For failure tests.
     pub fn crash(&self) {
-        if let Some(chitchat) = lock(&self.inner.chitchat).take() {
+        if let Some(chitchat) = lock(&self.parts.chitchat).take() {
             chitchat.abort();
         }
-        crash(&self.shared);
+        crash(&self.parts.transport, &self.parts.tasks);
+    }
+
+    /// Whether the node has been shut down or has crashed.
+    pub fn is_stopped(&self) -> bool {
+        self.parts.tasks.stopped()
     }
 
     /// Starts a gossip round with each of `peers` now, besides chitchat's
     /// regular rounds: a membership change (a Down decision, an observation)
     /// then reaches them in one round trip instead of up to a gossip interval.
     pub(crate) fn gossip_now(&self, peers: &[SocketAddr]) {
-        if let Some(chitchat) = lock(&self.inner.chitchat).as_ref() {
+        if let Some(chitchat) = lock(&self.parts.chitchat).as_ref() {
             for peer in peers {
                 // Fails only when gossip has stopped: nothing to push then.
                 let _ = chitchat.gossip(*peer);
@@ -461,75 +187,97 @@ impl Node {
         }
     }
 
-    /// Whether the node has been shut down or has crashed.
-    pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.load(Ordering::SeqCst)
+    /// Spawns a task that stops with the node.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.parts.tasks.spawn(task);
+    }
+
+    /// Serves `GET /{name}` on the admin API (see [`crate::admin`]) with
+    /// the JSON that `view` produces at each request (a later registration
+    /// of the same name replaces the earlier one). The fixed routes
+    /// (`health`, `members`, `cluster`, `stats`) cannot be replaced.
+    pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
+    {
+        let view: AdminView = Arc::new(move || Box::pin(view()));
+        self.parts.admin_views.insert(name, view);
+    }
+
+    /// Fails with [`SendError::Shutdown`] once the node stopped.
+    pub(crate) fn check_running(&self) -> Result<(), SendError> {
+        if self.parts.tasks.stopped() {
+            Err(SendError::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The services registered here.
+    pub(crate) fn services(&self) -> &Services {
+        &self.parts.services
+    }
+
+    /// Stops serving: every service is removed at once, so later messages
+    /// get an unknown-service error (used when the cluster downs this node).
+    pub(crate) fn close_services(&self) {
+        self.parts.services.close();
+    }
+
+    /// A fresh ask id.
+    pub(crate) fn next_ask_id(&self) -> u64 {
+        self.parts.next_ask.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the link to `peer`, created if a member of that name is
+    /// known; cloning nothing on the path of every send.
+    pub(crate) fn with_link<T>(
+        &self,
+        peer: &str,
+        f: impl FnOnce(&Arc<Link>) -> T,
+    ) -> Result<T, SendError> {
+        let transport = &self.parts.transport;
+        let f = match transport.with_link(peer, f) {
+            Ok(done) => return Ok(done),
+            Err(f) => f,
+        };
+        let addr = self
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == peer)
+            .map(|m| m.addr)
+            .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
+        Ok(f(&transport.link(peer, Some(addr))))
+    }
+
+    /// Makes `peer` reachable at `addr` unless a link to it exists already
+    /// (which keeps its address).
+    pub(crate) fn introduce(&self, peer: &str, addr: SocketAddr) {
+        let transport = &self.parts.transport;
+        if transport.with_link(peer, |_| ()).is_err() {
+            transport.link(peer, Some(addr));
+        }
+    }
+
+    /// The admin view named `name`.
+    pub(crate) fn admin_view(&self, name: &str) -> Option<AdminView> {
+        self.parts.admin_views.get(name)
+    }
+
+    /// The node's side of the membership driver.
+    pub(crate) fn cluster(&self) -> &ClusterHandle {
+        &self.parts.cluster
     }
 }
 
-/// A service of that name is already registered.
-#[derive(Debug, thiserror::Error)]
-#[error("service {0:?} is already registered")]
-pub struct ServiceExists(pub String);
-
 /// Stops everything at once, as a process kill would: the socket goes silent
 /// first (no goodbye reaches anyone), then every task is aborted.
-fn crash(shared: &Arc<Shared>) {
-    tracing::warn!(node = %shared.id, "crashing");
-    shared.socket.kill();
-    shared.stop_tasks();
-}
-
-async fn start_gossip(
-    shared: &Arc<Shared>,
-    inbox: crate::gossip::GossipInbox,
-) -> Result<ChitchatHandle, StartError> {
-    let config = &shared.config;
-    let interval = config.gossip_interval;
-    let chitchat_config = ChitchatConfig {
-        chitchat_id: ChitchatId::new(
-            shared.id.name.clone(),
-            shared.id.generation,
-            shared.advertise,
-        ),
-        cluster_id: config.cluster.clone(),
-        gossip_interval: interval,
-        listen_addr: shared.advertise,
-        seed_nodes: config.seeds.iter().map(|s| s.to_string()).collect(),
-        failure_detector_config: FailureDetectorConfig {
-            initial_interval: interval,
-            max_interval: interval * 10,
-            dead_node_grace_period: Duration::from_secs(60),
-            ..FailureDetectorConfig::default()
-        },
-        marked_for_deletion_grace_period: Duration::from_secs(60),
-        catchup_callback: None,
-        extra_liveness_predicate: None,
-    };
-    let transport = QuicGossip::new(shared.clone(), inbox);
-    let roles = config.roles.join(",");
-    chitchat::spawn_chitchat(
-        chitchat_config,
-        vec![(crate::members::ROLES_KEY.to_string(), roles)],
-        &transport,
-    )
-    .await
-    .map_err(|e| StartError::Gossip(e.to_string()))
-}
-
-/// The default generation: the start time in ms, strictly increasing within
-/// the process (nodes started in the same millisecond still differ, so the
-/// generation orders them and can serve as a singleton's epoch).
-fn now_millis() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let previous = LAST
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-            Some(now.max(last + 1))
-        })
-        .unwrap_or(0);
-    now.max(previous + 1)
+pub(crate) fn crash(transport: &Transport, tasks: &Tasks) {
+    tracing::warn!(node = %transport.id(), "crashing");
+    transport.kill();
+    tasks.stop();
 }

@@ -14,27 +14,24 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::task::AtomicWaker;
 use futures::StreamExt;
 use rustc_hash::FxHashMap;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::error::{AskError, SendError};
-use crate::incoming::AnswerReader;
-use crate::node::{lock, Shared};
-use crate::outbox::PushError;
-use crate::peers::Peer;
-use crate::pending::{AskFailure, AskOutcome};
-use crate::send::put_envelope;
-use crate::wire::EnvelopeHeader;
+use crate::link::answers::AnswerReader;
+use crate::link::outbox::{PushError, ServiceIds};
+use crate::link::pending::{AskFailure, AskOutcome, Inbox};
+use crate::link::Link;
+use crate::node::Node;
+use crate::wire::{put_envelope, EnvelopeHeader};
 
 /// Names one request sent through a [`Pipeline`]; its answer comes with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +63,7 @@ pub struct Ticket(u64);
 /// # Ok(()) }
 /// ```
 pub struct Pipeline<M, R> {
-    shared: Arc<Shared>,
+    node: Node,
     service: Arc<str>,
     timeout: Duration,
     route: Route<R>,
@@ -82,7 +79,7 @@ enum Route<R> {
 
 /// A pipeline's state for a remote peer.
 struct Remote {
-    peer: Arc<Peer>,
+    link: Arc<Link>,
     inbox: Arc<Inbox>,
     /// Answers taken from the inbox, not yet returned.
     ready: VecDeque<(u64, AskOutcome)>,
@@ -93,28 +90,9 @@ struct Remote {
     keys: FxHashMap<u64, Option<delay_queue::Key>>,
     /// Its turn at the stream, under an ask id no ask has.
     reader: AnswerReader,
-    /// Whether it counts in its peer's `asks_waiting` (while it has
-    /// requests in flight).
+    /// Whether it counts among its link's waiters (while it has requests
+    /// in flight).
     waiting: bool,
-}
-
-/// Where the answers to a pipeline's asks are put, by whoever reads them.
-#[derive(Default)]
-pub(crate) struct Inbox {
-    answers: Mutex<Vec<(u64, AskOutcome)>>,
-    waker: AtomicWaker,
-}
-
-impl Inbox {
-    /// Puts the outcome of ask `id`, waking the pipeline if it waits.
-    pub(crate) fn put(&self, id: u64, outcome: AskOutcome) {
-        lock(&self.answers).push((id, outcome));
-        self.waker.wake();
-    }
-
-    fn take_into(&self, ready: &mut VecDeque<(u64, AskOutcome)>) {
-        ready.extend(lock(&self.answers).drain(..));
-    }
 }
 
 impl<M, R> Pipeline<M, R>
@@ -123,25 +101,25 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(
-        shared: Arc<Shared>,
-        peer: Option<Arc<Peer>>,
+        node: Node,
+        link: Option<Arc<Link>>,
         service: &str,
         timeout: Duration,
     ) -> Self {
-        let route = match peer {
+        let route = match link {
             None => Route::Local(FuturesUnordered::new()),
-            Some(peer) => Route::Remote(Box::new(Remote {
-                peer,
+            Some(link) => Route::Remote(Box::new(Remote {
+                link,
                 inbox: Arc::default(),
                 ready: VecDeque::new(),
                 deadlines: DelayQueue::new(),
                 keys: FxHashMap::default(),
-                reader: AnswerReader::new(shared.next_ask.fetch_add(1, Ordering::Relaxed)),
+                reader: AnswerReader::new(node.next_ask_id()),
                 waiting: false,
             })),
         };
         Self {
-            shared,
+            node,
             service: service.into(),
             timeout,
             route,
@@ -152,24 +130,25 @@ where
     /// Sends one request, and returns the ticket its answer will carry.
     /// Waits only while the peer's outgoing buffer is full.
     pub async fn send(&mut self, message: M) -> Result<Ticket, SendError> {
-        self.shared.check_running()?;
-        let id = self.shared.next_ask.fetch_add(1, Ordering::Relaxed);
+        self.node.check_running()?;
+        let id = self.node.next_ask_id();
         let ticket = Ticket(id);
         let remote = match &mut self.route {
             Route::Local(asks) => {
-                let (shared, service, timeout) =
-                    (self.shared.clone(), self.service.clone(), self.timeout);
+                let (node, service, timeout) =
+                    (self.node.clone(), self.service.clone(), self.timeout);
                 asks.push(Box::pin(async move {
-                    (ticket, shared.ask_local(&service, message, timeout).await)
+                    let services = node.services();
+                    let answer = services.ask_local(&service, message, timeout);
+                    (ticket, answer.await)
                 }));
                 return Ok(ticket);
             }
             Route::Remote(remote) => remote,
         };
-        let shared = &self.shared;
         let service = &*self.service;
-        let outbox = &remote.peer.outbox;
-        let write = |buf: &mut Vec<u8>, ids: &mut crate::outbox::ServiceIds| {
+        let outbox = remote.link.outbox();
+        let write = |buf: &mut Vec<u8>, ids: &mut ServiceIds| {
             let header = EnvelopeHeader::Ask {
                 id,
                 service: ids.refer(service),
@@ -178,10 +157,9 @@ where
         };
         // Registered before the request can leave, and forgotten if it
         // does not (an error, or this send dropped while it waits for room).
-        shared
-            .pending
-            .insert_piped(id, &remote.peer.name, &remote.inbox);
-        let registration = shared.pending.registration(id);
+        let pending = remote.link.pending();
+        pending.insert_piped(id, &remote.inbox);
+        let registration = pending.registration(id);
         match outbox.push_unflushed(write) {
             Ok(()) => {}
             Err(PushError::Encode(error)) => return Err(error.into()),
@@ -196,7 +174,7 @@ where
         remote.keys.insert(id, Some(key));
         if !remote.waiting {
             remote.waiting = true;
-            remote.peer.asks_waiting.fetch_add(1, Ordering::Relaxed);
+            remote.link.start_waiting();
         }
         Ok(ticket)
     }
@@ -204,7 +182,7 @@ where
     /// Writes the requests sent so far without waiting for answers.
     pub fn flush(&self) {
         if let Route::Remote(remote) = &self.route {
-            remote.peer.outbox.flush();
+            remote.link.outbox().flush();
         }
     }
 
@@ -228,7 +206,7 @@ where
             Route::Local(asks) => return asks.poll_next_unpin(cx),
             Route::Remote(remote) => remote,
         };
-        let Some((id, outcome)) = ready!(remote.poll_answer(&self.shared, cx)) else {
+        let Some((id, outcome)) = ready!(remote.poll_answer(cx)) else {
             return Poll::Ready(None);
         };
         let result = match outcome {
@@ -237,7 +215,7 @@ where
             }
             Some(Err(AskFailure::Remote(error))) => Err(AskError::Remote(error)),
             Some(Err(AskFailure::ConnectionLost)) => {
-                Err(AskError::ConnectionLost(remote.peer.name.clone()))
+                Err(AskError::ConnectionLost(remote.link.name().to_string()))
             }
             None => Err(AskError::Timeout(self.timeout)),
         };
@@ -254,7 +232,7 @@ struct Waiting<'a, M, R>(&'a mut Pipeline<M, R>);
 impl<M, R> Drop for Waiting<'_, M, R> {
     fn drop(&mut self) {
         if let Route::Remote(remote) = &mut self.0.route {
-            remote.reader.leave(&self.0.shared.pending);
+            remote.reader.leave(&remote.link);
         }
     }
 }
@@ -262,15 +240,11 @@ impl<M, R> Drop for Waiting<'_, M, R> {
 impl Remote {
     /// The next ask to end: its id and outcome (`None`: timed out), or
     /// `None` once none is in flight.
-    fn poll_answer(
-        &mut self,
-        shared: &Shared,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<(u64, Option<AskOutcome>)>> {
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Option<(u64, Option<AskOutcome>)>> {
         // Whatever this task reads or finds is returned in this poll: its
         // waker is taken out of the inbox, so that answers it puts there
         // itself do not wake it again.
-        drop(self.inbox.waker.take());
+        self.inbox.forget_waker();
         loop {
             self.inbox.take_into(&mut self.ready);
             while let Some((id, outcome)) = self.ready.pop_front() {
@@ -279,63 +253,58 @@ impl Remote {
                     if let Some(key) = key {
                         self.deadlines.remove(&key);
                     }
-                    return Poll::Ready(Some(self.ended(shared, id, Some(outcome))));
+                    return Poll::Ready(Some(self.ended(id, Some(outcome))));
                 }
             }
             if let Poll::Ready(Some(expired)) = self.deadlines.poll_expired(cx) {
                 let id = expired.into_inner();
-                if shared.pending.forget(id) {
+                if self.link.pending().forget(id) {
                     self.keys.remove(&id);
-                    return Poll::Ready(Some(self.ended(shared, id, None)));
+                    return Poll::Ready(Some(self.ended(id, None)));
                 }
                 // Answered just now: the answer is on its way to the inbox.
                 self.keys.insert(id, None);
                 continue;
             }
             if self.keys.is_empty() {
-                self.stop_waiting(shared);
+                self.stop_waiting();
                 return Poll::Ready(None);
             }
-            self.peer.outbox.flush();
-            if self.read_stream(shared, cx) {
+            self.link.outbox().flush();
+            if self.read_stream(cx) {
                 continue;
             }
-            self.inbox.waker.register(cx.waker());
-            if lock(&self.inbox.answers).is_empty() {
+            self.inbox.register(cx.waker());
+            if self.inbox.is_empty() {
                 return Poll::Pending;
             }
         }
     }
 
     /// Ask `id` ended with `outcome`; with none left in flight, the
-    /// pipeline no longer counts as waiting on its peer.
-    fn ended(
-        &mut self,
-        shared: &Shared,
-        id: u64,
-        outcome: Option<AskOutcome>,
-    ) -> (u64, Option<AskOutcome>) {
+    /// pipeline no longer counts as waiting on its link.
+    fn ended(&mut self, id: u64, outcome: Option<AskOutcome>) -> (u64, Option<AskOutcome>) {
         if self.keys.is_empty() {
-            self.stop_waiting(shared);
+            self.stop_waiting();
         }
         (id, outcome)
     }
 
     /// Reads answers off the stream while this pipeline is the only
-    /// waiter on its peer; whether it put any in its inbox.
-    fn read_stream(&mut self, shared: &Shared, cx: &mut Context<'_>) -> bool {
+    /// waiter on its link; whether it put any in its inbox.
+    fn read_stream(&mut self, cx: &mut Context<'_>) -> bool {
         let id = self.reader.id();
-        let Some(stream) = self.reader.stream(&self.peer, &shared.pending) else {
+        let Some(stream) = self.reader.stream(&self.link) else {
             return false;
         };
-        stream.read_answers(&shared.pending, cx, id);
-        !lock(&self.inbox.answers).is_empty()
+        stream.read_answers(self.link.pending(), cx, id);
+        !self.inbox.is_empty()
     }
 
-    fn stop_waiting(&mut self, shared: &Shared) {
-        self.reader.leave(&shared.pending);
+    fn stop_waiting(&mut self) {
+        self.reader.leave(&self.link);
         if std::mem::take(&mut self.waiting) {
-            self.peer.asks_waiting.fetch_sub(1, Ordering::Relaxed);
+            self.link.stop_waiting();
         }
     }
 }
@@ -345,10 +314,10 @@ impl<M, R> Drop for Pipeline<M, R> {
         let Route::Remote(remote) = &mut self.route else {
             return;
         };
-        remote.peer.outbox.flush();
+        remote.link.outbox().flush();
         for id in remote.keys.keys() {
-            self.shared.pending.forget(*id);
+            remote.link.pending().forget(*id);
         }
-        remote.stop_waiting(&self.shared);
+        remote.stop_waiting();
     }
 }

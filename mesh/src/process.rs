@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use membership::MemberStatus;
 
-use crate::Node;
+use crate::node::Node;
 
 /// Exit code of a node process that the cluster downed (2 is bad input).
 pub const EXIT_DOWNED: u8 = 3;

@@ -1,9 +1,7 @@
 //! Sending: `tell` and `ask`, by peer name or through a [`PeerRef`].
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,24 +10,23 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
-use crate::incoming::AnswerReader;
-use crate::node::{read, Node, Shared};
-use crate::outbox::{Outbox, PushError, ServiceIds};
-use crate::peers::Peer;
-use crate::pending::{AskFailure, AskOutcome};
+use crate::link::answers::AnswerReader;
+use crate::link::outbox::{Outbox, PushError, ServiceIds};
+use crate::link::pending::{AskFailure, AskOutcome};
+use crate::link::Link;
+use crate::node::Node;
 use crate::pipeline::Pipeline;
-use crate::wire::frame::put_postcard;
-use crate::wire::{EnvelopeHeader, RemoteError};
+use crate::wire::{put_envelope, EnvelopeHeader};
 
 /// A handle on one peer (or on this node) for repeated sends, with no lookup
 /// per message. Cheap to clone. It stays valid across reconnects and restarts
 /// of the peer: it names the peer, not a connection.
 #[derive(Clone)]
 pub struct PeerRef {
-    shared: Arc<Shared>,
+    node: Node,
     name: Arc<str>,
     /// `None` for this node itself: delivered without serialization.
-    peer: Option<Arc<Peer>>,
+    link: Option<Arc<Link>>,
 }
 
 impl PeerRef {
@@ -44,10 +41,10 @@ impl PeerRef {
         service: &str,
         message: M,
     ) -> Result<(), SendError> {
-        self.shared.check_running()?;
-        match &self.peer {
-            None => self.shared.tell_local(service, message),
-            Some(peer) => tell_remote(&peer.outbox, &self.name, service, &message),
+        self.node.check_running()?;
+        match &self.link {
+            None => self.node.services().tell_local(service, message),
+            Some(link) => tell_remote(link.outbox(), &self.name, service, &message),
         }
     }
 
@@ -59,11 +56,11 @@ impl PeerRef {
         service: &str,
         message: M,
     ) -> Result<(), SendError> {
-        self.shared.check_running()?;
-        let Some(peer) = &self.peer else {
-            return self.shared.tell_local(service, message);
+        self.node.check_running()?;
+        let Some(link) = &self.link else {
+            return self.node.services().tell_local(service, message);
         };
-        let outbox = &peer.outbox;
+        let outbox = link.outbox();
         let write = |buf: &mut Vec<u8>, ids: &mut ServiceIds| put_tell(buf, ids, service, &message);
         // Mostly there is room: no waiting state is built for that.
         match outbox.push(write) {
@@ -80,7 +77,7 @@ impl PeerRef {
         M: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
-        Pipeline::new(self.shared.clone(), self.peer.clone(), service, timeout)
+        Pipeline::new(self.node.clone(), self.link.clone(), service, timeout)
     }
 
     /// Like [`Node::ask`].
@@ -94,14 +91,13 @@ impl PeerRef {
         M: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
-        self.shared.check_running()?;
-        match &self.peer {
-            None => self.shared.ask_local(service, message, timeout).await,
-            Some(peer) => {
-                self.shared
-                    .ask_remote(peer, service, message, timeout)
-                    .await
+        self.node.check_running()?;
+        match &self.link {
+            None => {
+                let services = self.node.services();
+                services.ask_local(service, message, timeout).await
             }
+            Some(link) => ask_remote(&self.node, link, service, message, timeout).await,
         }
     }
 }
@@ -110,15 +106,15 @@ impl Node {
     /// A handle for sending to `peer` (which may be this node) without a
     /// lookup per message. Fails if no member of that name is known.
     pub fn peer(&self, peer: &str) -> Result<PeerRef, SendError> {
-        let remote = if peer == self.shared.id.name {
+        let link = if peer == self.id().name {
             None
         } else {
-            Some(self.with_peer(peer, Arc::clone)?)
+            Some(self.with_link(peer, Arc::clone)?)
         };
         Ok(PeerRef {
-            shared: self.shared.clone(),
+            node: self.clone(),
             name: peer.into(),
-            peer: remote,
+            link,
         })
     }
 
@@ -130,12 +126,12 @@ impl Node {
         service: &str,
         message: M,
     ) -> Result<(), SendError> {
-        self.shared.check_running()?;
-        if peer == self.shared.id.name {
-            return self.shared.tell_local(service, message);
+        self.check_running()?;
+        if peer == self.id().name {
+            return self.services().tell_local(service, message);
         }
-        self.with_peer(peer, |remote| {
-            tell_remote(&remote.outbox, peer, service, &message)
+        self.with_link(peer, |link| {
+            tell_remote(link.outbox(), peer, service, &message)
         })?
     }
 
@@ -154,30 +150,6 @@ impl Node {
     {
         self.peer(peer)?.ask(service, message, timeout).await
     }
-
-    /// Runs `f` on `peer` without cloning anything on the hot path.
-    fn with_peer<T>(&self, peer: &str, f: impl FnOnce(&Arc<Peer>) -> T) -> Result<T, SendError> {
-        if let Some(peer) = read(&self.shared.peers.0).get_ref(peer) {
-            return Ok(f(peer));
-        }
-        let addr = self
-            .members()
-            .into_iter()
-            .find(|m| m.id.name == peer)
-            .map(|m| m.addr)
-            .ok_or_else(|| SendError::UnknownPeer(peer.to_string()))?;
-        Ok(f(&self.shared.peer(peer, Some(addr))))
-    }
-}
-
-/// Appends one envelope's payload: the header, then the message body.
-pub(crate) fn put_envelope<M: Serialize>(
-    buf: &mut Vec<u8>,
-    header: &EnvelopeHeader<'_>,
-    message: &M,
-) -> postcard::Result<()> {
-    header.encode(buf)?;
-    put_postcard(buf, message)
 }
 
 /// Appends one tell to `service`, named through the peer's numbers.
@@ -207,91 +179,47 @@ fn tell_remote<M: Serialize>(
         })
 }
 
-impl Shared {
-    pub(crate) fn check_running(&self) -> Result<(), SendError> {
-        if self.stopped.load(Ordering::Relaxed) {
-            Err(SendError::Shutdown)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn tell_local<M: Send + 'static>(&self, service: &str, message: M) -> Result<(), SendError> {
-        let handler = self
-            .service(service)
-            .ok_or_else(|| SendError::UnknownService(service.to_string()))?;
-        handler.deliver_local(&self.local_name, Box::new(message), None)?;
-        Ok(())
-    }
-
-    pub(crate) async fn ask_local<M, R>(
-        &self,
-        service: &str,
-        message: M,
-        timeout: Duration,
-    ) -> Result<R, AskError>
-    where
-        M: Send + 'static,
-        R: Send + 'static,
-    {
-        let handler = self
-            .service(service)
-            .ok_or_else(|| AskError::Remote(RemoteError::UnknownService(service.to_string())))?;
-        let (reply, rx) = oneshot::channel();
-        handler
-            .deliver_local(&self.local_name, Box::new(message), Some(reply))
-            .map_err(AskError::Remote)?;
-        let reply: Box<dyn Any + Send> = tokio::time::timeout(timeout, rx)
+async fn ask_remote<M, R>(
+    node: &Node,
+    link: &Link,
+    service: &str,
+    message: M,
+    timeout: Duration,
+) -> Result<R, AskError>
+where
+    M: Serialize,
+    R: DeserializeOwned,
+{
+    let id = node.next_ask_id();
+    let pending = link.pending();
+    let answer = pending.insert(id);
+    let registration = pending.registration(id);
+    let outcome = tokio::time::timeout(timeout, async {
+        link.outbox()
+            .push_wait(|buf, ids| {
+                let header = EnvelopeHeader::Ask {
+                    id,
+                    service: ids.refer(service),
+                };
+                put_envelope(buf, &header, &message)
+            })
             .await
-            .map_err(|_| AskError::Timeout(timeout))?
-            .map_err(|_| AskError::Remote(RemoteError::NoReply))?
-            .map_err(AskError::Remote)?;
-        reply.downcast::<R>().map(|r| *r).map_err(|_| {
-            AskError::MalformedReply(format!("reply is not a {}", std::any::type_name::<R>()))
-        })
-    }
-
-    async fn ask_remote<M, R>(
-        &self,
-        peer: &Peer,
-        service: &str,
-        message: M,
-        timeout: Duration,
-    ) -> Result<R, AskError>
-    where
-        M: Serialize,
-        R: DeserializeOwned,
-    {
-        let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
-        let answer = self.pending.insert(id, &peer.name);
-        let registration = self.pending.registration(id);
-        let outcome = tokio::time::timeout(timeout, async {
-            peer.outbox
-                .push_wait(|buf, ids| {
-                    let header = EnvelopeHeader::Ask {
-                        id,
-                        service: ids.refer(service),
-                    };
-                    put_envelope(buf, &header, &message)
-                })
-                .await
-                .map_err(SendError::from)?;
-            Answer::new(self, peer, id, answer)
-                .await
-                .map_err(|_| AskError::ConnectionLost(peer.name.clone()))
-        })
-        .await
-        .map_err(|_| AskError::Timeout(timeout))??;
-        registration.release();
-        let bytes = match outcome {
-            Ok(bytes) => bytes,
-            Err(AskFailure::Remote(error)) => return Err(AskError::Remote(error)),
-            Err(AskFailure::ConnectionLost) => {
-                return Err(AskError::ConnectionLost(peer.name.clone()))
-            }
-        };
-        postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
-    }
+            .map_err(SendError::from)?;
+        Answer::new(link, id, answer)
+            .await
+            .map_err(|_| AskError::ConnectionLost(link.name().to_string()))
+    })
+    .await
+    .map_err(|_| AskError::Timeout(timeout))??;
+    registration.release();
+    let bytes = match outcome {
+        Ok(bytes) => bytes,
+        Err(AskFailure::Remote(error)) => return Err(AskError::Remote(error)),
+        Err(AskFailure::ConnectionLost) => {
+            return Err(AskError::ConnectionLost(link.name().to_string()))
+        }
+    };
+    postcard::from_bytes(&bytes).map_err(|e| AskError::MalformedReply(e.to_string()))
 }
 
 /// The answer to a remote ask: from the reader task or, while it is
@@ -299,23 +227,16 @@ impl Shared {
 /// itself (see [`AnswerReader`]). With more asks in flight their answers come in
 /// batches, which the reader task takes in one pass at no cost to the askers.
 struct Answer<'a> {
-    shared: &'a Shared,
-    peer: &'a Peer,
+    link: &'a Link,
     answer: oneshot::Receiver<AskOutcome>,
     reader: AnswerReader,
 }
 
 impl<'a> Answer<'a> {
-    fn new(
-        shared: &'a Shared,
-        peer: &'a Peer,
-        id: u64,
-        answer: oneshot::Receiver<AskOutcome>,
-    ) -> Self {
-        peer.asks_waiting.fetch_add(1, Ordering::Relaxed);
+    fn new(link: &'a Link, id: u64, answer: oneshot::Receiver<AskOutcome>) -> Self {
+        link.start_waiting();
         Self {
-            shared,
-            peer,
+            link,
             answer,
             reader: AnswerReader::new(id),
         }
@@ -327,16 +248,16 @@ impl Future for Answer<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let pending = &this.shared.pending;
+        let link = this.link;
         if let Poll::Ready(answer) = Pin::new(&mut this.answer).poll(cx) {
-            this.reader.leave(pending);
+            this.reader.leave(link);
             return Poll::Ready(answer);
         }
         let id = this.reader.id();
-        let Some(stream) = this.reader.stream(this.peer, pending) else {
+        let Some(stream) = this.reader.stream(link) else {
             return Poll::Pending;
         };
-        match stream.take_answers(pending, cx, id, &mut this.answer) {
+        match stream.take_answers(link.pending(), cx, id, &mut this.answer) {
             Some(answer) => {
                 this.reader.answered();
                 Poll::Ready(Ok(answer))
@@ -348,7 +269,7 @@ impl Future for Answer<'_> {
 
 impl Drop for Answer<'_> {
     fn drop(&mut self) {
-        self.reader.leave(&self.shared.pending);
-        self.peer.asks_waiting.fetch_sub(1, Ordering::Relaxed);
+        self.reader.leave(self.link);
+        self.link.stop_waiting();
     }
 }

@@ -7,17 +7,15 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use compact_str::CompactString;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
-use crate::outbox::{Outbox, PushError};
-use crate::send::put_envelope;
+use crate::link::outbox::{Outbox, PushError};
 use crate::wire::frame::put_postcard;
-use crate::wire::{EnvelopeHeader, RemoteError};
+use crate::wire::{put_envelope, EnvelopeHeader, RemoteError};
 
 /// What a reply channel carries: a value for local asks, bytes for remote ones.
 pub(crate) type LocalReply = oneshot::Sender<Result<Box<dyn Any + Send>, RemoteError>>;
@@ -87,7 +85,7 @@ impl<R: Serialize + Send + 'static> Responder<R> {
                     outbox.push(|buf, _| put_envelope(buf, &EnvelopeHeader::Reply { id }, &reply));
                 match pushed {
                     Ok(()) => {}
-                    Err(PushError::Full) => drop_reply(&outbox),
+                    Err(PushError::Full) => outbox.drop_reply(),
                     Err(PushError::Encode(error)) => {
                         send_failure(&outbox, id, RemoteError::ReplyFailed(error.to_string()))
                     }
@@ -115,15 +113,8 @@ impl<R> Drop for Responder<R> {
 pub(crate) fn send_failure(outbox: &Outbox, id: u64, error: RemoteError) {
     let pushed = outbox.push(|buf, _| put_postcard(buf, &EnvelopeHeader::Failure { id, error }));
     if pushed.is_err() {
-        drop_reply(outbox);
+        outbox.drop_reply();
     }
-}
-
-/// A peer that does not read its replies must not make this node buffer
-/// without bound: with its buffer full, the reply is dropped and counted, and
-/// the asker times out.
-fn drop_reply(outbox: &Outbox) {
-    outbox.replies_dropped.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A service with its types erased, as the registry holds it.

@@ -13,7 +13,7 @@ pub(crate) async fn loopback_connection(
         Duration::from_secs(5),
         Duration::from_secs(1),
     ));
-    let insecure = crate::TlsSettings::InsecureDev;
+    let insecure = crate::tls::TlsSettings::InsecureDev;
     let server_tls = QuicTls::new(&insecure, "server", transport.clone()).unwrap();
     let client_tls = QuicTls::new(&insecure, "client", transport).unwrap();
     let loopback = "127.0.0.1:0".parse().unwrap();

@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::handle::{Command, NodeExit};
 use super::state::{ClusterState, Downed};
-use crate::Node;
+use crate::node::Node;
 
 impl Node {
     /// The members as membership sees them, oldest first, this node included
@@ -15,49 +15,49 @@ impl Node {
     /// observers that report it. (Compare [`Node::members`]: chitchat's live
     /// nodes, without status.)
     pub fn cluster_members(&self) -> Vec<Member> {
-        self.inner.cluster.members.borrow().clone()
+        self.cluster().members.borrow().clone()
     }
 
     /// A watch of [`Node::cluster_members`]; it changes whenever a member's
     /// status, roles or reachability does.
     pub fn watch_cluster_members(&self) -> watch::Receiver<Vec<Member>> {
-        self.inner.cluster.members.clone()
+        self.cluster().members.clone()
     }
 
     /// Member events from now on: `MemberUp`, `MemberLeft`, `MemberExited`,
     /// `MemberDowned`, `MemberRemoved`, `Unreachable`, `Reachable`, `SingletonHostChanged`.
     /// They are sent after [`Node::cluster_members`] reflects them.
     pub fn member_events(&self) -> broadcast::Receiver<MemberEvent> {
-        self.inner.cluster.events.subscribe()
+        self.cluster().events.subscribe()
     }
 
     /// Where the singleton for `role` runs (`None`: any role): the oldest
     /// member that is Up and offers the role. Unreachability alone does not
     /// move it; Down and leaving do.
     pub fn singleton_host(&self, role: Option<&str>) -> Option<NodeId> {
-        ordering::singleton_host(self.inner.cluster.members.borrow().iter(), role)
+        ordering::singleton_host(self.cluster().members.borrow().iter(), role)
     }
 
     /// The oldest member that is neither Down nor Removed.
     pub fn oldest_member(&self) -> Option<NodeId> {
-        ordering::oldest(self.inner.cluster.members.borrow().iter())
+        ordering::oldest(self.cluster().members.borrow().iter())
     }
 
     /// Everything membership knows, for the admin API: members, oldest,
     /// singleton hosts, downing settings, the pending decision.
     pub fn cluster_state(&self) -> ClusterState {
-        self.inner.cluster.state.borrow().clone()
+        self.cluster().state.borrow().clone()
     }
 
     /// This node's own status: `Joining` until the cluster admits it, `Up`,
     /// `Leaving`/`Exiting`/`Removed` during [`Node::leave`], or `Down`.
     pub fn self_status(&self) -> MemberStatus {
-        *self.inner.cluster.status.borrow()
+        *self.cluster().status.borrow()
     }
 
     /// A watch of [`Node::self_status`].
     pub fn watch_self_status(&self) -> watch::Receiver<MemberStatus> {
-        self.inner.cluster.status.clone()
+        self.cluster().status.clone()
     }
 
     /// Registers work to finish before this node may leave: on
@@ -78,8 +78,7 @@ impl Node {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.inner
-            .cluster
+        self.cluster()
             .handoffs
             .add(Box::new(move || Box::pin(handoff())));
     }
@@ -94,10 +93,10 @@ impl Node {
         if self.is_stopped() {
             return;
         }
-        let mut exit = self.inner.cluster.exit.clone();
+        let mut exit = self.cluster().exit.clone();
         // A driver that is already finishing has dropped its command
         // receiver: waiting for the exit is all there is to do.
-        let _ = self.inner.cluster.commands.send(Command::Leave);
+        let _ = self.cluster().commands.send(Command::Leave);
         let _ = exit.wait_for(Option::is_some).await;
     }
 
@@ -114,7 +113,7 @@ impl Node {
     /// # }
     /// ```
     pub async fn downed(&self) -> Downed {
-        let mut exit = self.inner.cluster.exit.clone();
+        let mut exit = self.cluster().exit.clone();
         let downed = match exit.wait_for(Option::is_some).await {
             Ok(exit) => match &*exit {
                 Some(NodeExit::Downed(downed)) => Some(downed.clone()),

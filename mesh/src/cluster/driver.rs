@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chitchat::ListenerHandle;
-use membership::{MemberEvent, Membership, MembershipEffect, NodeId};
+use membership::{MemberEvent, Membership, MembershipConfig, MembershipEffect, NodeId};
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
@@ -19,24 +19,25 @@ use super::gossip_io::{read_gossip, who_downed, write_own_keys, KeyChange, Share
 use super::handle::{ClusterHandle, Command, NodeExit, Outputs};
 use super::heartbeat::{self, HeartbeatAnswer};
 use super::state::{ClusterState, Downed};
-use super::{DOWN_LINGER_ROUNDS, REMOVED_LINGER_ROUNDS};
 use crate::error::StartError;
-use crate::Node;
+use crate::node::Node;
+
+/// A downed node keeps gossiping this many gossip intervals before it leaves
+/// the mesh (1 s with the default 200 ms), so its side learns the Down keys.
+pub const DOWN_LINGER_ROUNDS: u32 = 5;
+
+/// A removed node keeps gossiping this many gossip intervals before it leaves
+/// the mesh, so that peers see `removed` rather than silence.
+pub const REMOVED_LINGER_ROUNDS: u32 = 2;
 
 /// Creates the brain of a node that is starting, and both ends of its driver.
 pub(crate) fn prepare(
     id: NodeId,
     advertise: std::net::SocketAddr,
-    config: &crate::NodeConfig,
+    roles: BTreeSet<String>,
+    config: MembershipConfig,
 ) -> (ClusterHandle, Prepared) {
-    let roles: BTreeSet<String> = config.roles.iter().cloned().collect();
-    let membership = Membership::new(
-        id,
-        advertise,
-        roles,
-        config.membership.clone(),
-        Instant::now(),
-    );
+    let membership = Membership::new(id, advertise, roles, config, Instant::now());
     let (handle, outputs) = ClusterHandle::channels(&membership);
     (
         handle,
@@ -84,7 +85,7 @@ pub(crate) async fn start(
         decision_due: None,
     };
     let span = tracing::info_span!("membership", node = %node.id());
-    node.shared.spawn(driver.run().instrument(span));
+    node.spawn(driver.run().instrument(span));
     Ok(())
 }
 
@@ -194,7 +195,7 @@ impl Driver {
         }
         if matches!(ending, Some(Ending::Down)) {
             // Before anyone can read the Down status: nothing is served from now on.
-            self.node.shared.close_services();
+            self.node.close_services();
         }
         let peers = write_own_keys(&self.chitchat, keys).await;
         self.node.gossip_now(&peers);

@@ -12,8 +12,9 @@ use std::time::Instant;
 use membership::NodeId;
 use tokio::sync::mpsc;
 
-use crate::node::read;
-use crate::{Node, Request, ServiceExists};
+use crate::node::Node;
+use crate::service::Request;
+use crate::services::ServiceExists;
 
 /// The internal service that answers heartbeat requests. It is registered on
 /// every node and removed, with every other service, when the node is downed.
@@ -41,10 +42,7 @@ pub(crate) fn send(
     answers: &mpsc::UnboundedSender<HeartbeatAnswer>,
 ) {
     if let Some(addr) = addr {
-        let known = read(&node.shared.peers.0).get(&to.name).is_some();
-        if !known {
-            node.shared.peer(&to.name, Some(addr));
-        }
+        node.introduce(&to.name, addr);
     }
     let config = &node.config().membership;
     let timeout = config.heartbeat_interval + config.acceptable_heartbeat_pause;

@@ -17,13 +17,13 @@ pub(crate) struct LeaveHandoffs(Arc<Mutex<Vec<LeaveHandoff>>>);
 
 impl LeaveHandoffs {
     pub(crate) fn add(&self, handoff: LeaveHandoff) {
-        crate::node::lock(&self.0).push(handoff);
+        crate::sync::lock(&self.0).push(handoff);
     }
 
     /// Runs every registered handoff concurrently until all are done. A
     /// handoff registered later (during the leave) is not waited for.
     pub(crate) async fn run_all(&self) {
-        let handoffs: Vec<LeaveHandoff> = std::mem::take(&mut *crate::node::lock(&self.0));
+        let handoffs: Vec<LeaveHandoff> = std::mem::take(&mut *crate::sync::lock(&self.0));
         futures::future::join_all(handoffs.into_iter().map(|handoff| handoff())).await;
     }
 }

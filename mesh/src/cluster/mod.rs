@@ -49,7 +49,7 @@
 mod api;
 mod driver;
 mod gossip_io;
-mod handle;
+pub(crate) mod handle;
 mod heartbeat;
 mod leave;
 mod state;
@@ -60,12 +60,4 @@ pub use membership::{Member, MemberEvent, MemberStatus, PendingDecision};
 pub use state::{ClusterState, Downed, DowningSettings};
 
 pub(crate) use driver::{prepare, start};
-pub(crate) use handle::ClusterHandle;
-
-/// A downed node keeps gossiping this many gossip intervals before it leaves
-/// the mesh (1 s with the default 200 ms), so its side learns the Down keys.
-pub const DOWN_LINGER_ROUNDS: u32 = 5;
-
-/// A removed node keeps gossiping this many gossip intervals before it leaves
-/// the mesh, so that peers see `removed` rather than silence.
-pub const REMOVED_LINGER_ROUNDS: u32 = 2;
+pub use driver::{DOWN_LINGER_ROUNDS, REMOVED_LINGER_ROUNDS};

@@ -16,10 +16,9 @@
 //! A frame that is larger than the configured maximum, or that does not decode,
 //! closes that stream with an [`ErrorCode`]; the connection and the node live on.
 
+pub mod envelope;
 pub mod frame;
 mod messages;
 
-pub use messages::{
-    EnvelopeHeader, ErrorCode, Hello, HelloReply, RemoteError, ServiceRef, StreamKind,
-    MAX_SERVICE_IDS, PROTOCOL_VERSION,
-};
+pub use envelope::{put_envelope, EnvelopeHeader, ServiceRef, MAX_SERVICE_IDS};
+pub use messages::{ErrorCode, Hello, HelloReply, RemoteError, StreamKind, PROTOCOL_VERSION};

@@ -1,13 +1,16 @@
 //! Opening connections: the TLS handshake (by quinn) and then the hello
 //! exchange that names the peer and checks that name against its certificate.
+//! A handshaken connection is handed back, not registered: what to make of
+//! it is the transport's business.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::node::Shared;
-use crate::peers::ActiveConn;
-use crate::peers::Dialer;
+use membership::NodeId;
+
+use crate::link::choice::Dialer;
 use crate::stats::Stats;
 use crate::tls::{certificate_names, SNI};
 use crate::wire::frame::{encode_value, read_value};
@@ -35,23 +38,75 @@ pub(crate) enum DialError {
     Timeout,
 }
 
-impl Shared {
-    /// Dials `addr`, exchanges hellos and registers the connection.
-    /// `expected` is the peer name, when known; another name is refused.
+/// A connection whose peer said who it is, and passed the checks.
+pub(crate) struct Handshaken {
+    pub(crate) conn: quinn::Connection,
+    /// The peer's identity, from its hello.
+    pub(crate) id: NodeId,
+    /// Where the peer can be reached, from its hello.
+    pub(crate) advertise: SocketAddr,
+    pub(crate) dialer: Dialer,
+}
+
+/// How this node opens and accepts connections.
+pub(crate) struct Handshakes {
+    pub(crate) endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    /// This node's identity and where it is reached.
+    id: NodeId,
+    advertise: SocketAddr,
+    cluster: String,
+    /// Cluster TLS is off: names are not checked against certificates.
+    insecure: bool,
+    /// Numbers this node's dials (see [`crate::wire::Hello::dial`]).
+    next_dial: AtomicU64,
+    stats: Arc<Stats>,
+}
+
+impl Handshakes {
+    pub(crate) fn new(
+        endpoint: quinn::Endpoint,
+        client_config: quinn::ClientConfig,
+        (id, advertise, cluster): (NodeId, SocketAddr, String),
+        insecure: bool,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            endpoint,
+            client_config,
+            id,
+            advertise,
+            cluster,
+            insecure,
+            next_dial: AtomicU64::new(1),
+            stats,
+        }
+    }
+
+    /// This node's identity.
+    pub(crate) fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// Where peers reach this node.
+    pub(crate) fn advertise(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// Dials `addr` and exchanges hellos. `expected` is the peer name, when
+    /// known; another name is refused.
     pub(crate) async fn dial(
-        self: &Arc<Self>,
+        &self,
         addr: SocketAddr,
         expected: Option<&str>,
-    ) -> Result<ActiveConn, DialError> {
+    ) -> Result<Handshaken, DialError> {
         let attempt = async {
             let conn = self
                 .endpoint
                 .connect_with(self.client_config.clone(), addr, SNI)?
                 .await?;
             let (mut send, mut recv) = conn.open_bi().await?;
-            let dial = self
-                .next_dial
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dial = self.next_dial.fetch_add(1, Ordering::Relaxed);
             let hello = encode_value(&self.hello(dial), MAX_HELLO)
                 .map_err(|e| DialError::Handshake(e.to_string()))?;
             send.write_all(&hello)
@@ -82,7 +137,12 @@ impl Shared {
                         conn.close(ErrorCode::Refused.into(), reason.as_bytes());
                         return Err(DialError::Refused(reason));
                     }
-                    Ok(self.register_connection(conn, id, advertise, Dialer::Me(dial)))
+                    Ok(Handshaken {
+                        conn,
+                        id,
+                        advertise,
+                        dialer: Dialer::Me(dial),
+                    })
                 }
             }
         };
@@ -91,21 +151,8 @@ impl Shared {
             .map_err(|_| DialError::Timeout)?
     }
 
-    /// Accepts connections until the endpoint closes.
-    pub(crate) async fn accept_loop(self: Arc<Self>) {
-        while let Some(incoming) = self.endpoint.accept().await {
-            let shared = self.clone();
-            self.spawn(async move {
-                let remote = incoming.remote_address();
-                if let Err(reason) = shared.accept_one(incoming).await {
-                    Stats::bump(&shared.stats.handshakes_refused);
-                    tracing::warn!(%remote, %reason, "refused incoming connection");
-                }
-            });
-        }
-    }
-
-    async fn accept_one(self: &Arc<Self>, incoming: quinn::Incoming) -> Result<(), String> {
+    /// Accepts one connection and answers its hello.
+    pub(crate) async fn accept(&self, incoming: quinn::Incoming) -> Result<Handshaken, String> {
         let accept = async {
             let conn = incoming
                 .await
@@ -129,11 +176,12 @@ impl Shared {
             let _ = send.write_all(&frame).await;
             let _ = send.finish();
             match verdict {
-                Ok(()) => {
-                    let dialer = Dialer::Peer(hello.dial);
-                    self.register_connection(conn, hello.id, hello.advertise, dialer);
-                    Ok(())
-                }
+                Ok(()) => Ok(Handshaken {
+                    conn,
+                    id: hello.id,
+                    advertise: hello.advertise,
+                    dialer: Dialer::Peer(hello.dial),
+                }),
                 Err(reason) => {
                     // Give the refusal a moment to reach the dialer before closing.
                     let closing = conn.clone();
@@ -159,7 +207,7 @@ impl Shared {
         Hello {
             dial,
             protocol_version: PROTOCOL_VERSION,
-            cluster: self.config.cluster.clone(),
+            cluster: self.cluster.clone(),
             id: self.id.clone(),
             advertise: self.advertise,
         }
@@ -172,10 +220,10 @@ impl Shared {
                 hello.protocol_version
             ));
         }
-        if hello.cluster != self.config.cluster {
+        if hello.cluster != self.cluster {
             return Err(format!(
                 "cluster {:?} is not ours ({:?})",
-                hello.cluster, self.config.cluster
+                hello.cluster, self.cluster
             ));
         }
         if hello.id.name == self.id.name {

@@ -9,12 +9,15 @@ use std::task::{ready, Poll};
 use chitchat::Deserializable;
 use compact_str::CompactString;
 use membership::NodeId;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::incoming::{answer, Incoming};
-use crate::node::Shared;
-use crate::outbox::Outbox;
+use crate::hooks::Hooks;
+use crate::link::incoming::Incoming;
+use crate::link::pending::answer;
+use crate::link::Link;
 use crate::service::{send_failure, ErasedService, ReplyTarget};
+use crate::services::Services;
 use crate::stats::Stats;
 use crate::wire::frame::{FrameError, FrameReader};
 use crate::wire::{
@@ -24,23 +27,45 @@ use crate::wire::{
 /// Largest gossip message accepted (chitchat sizes them for 64 KiB datagrams).
 const MAX_GOSSIP: usize = 1024 * 1024;
 
-/// Serves every stream the peer opens on `conn` until it closes. Stream tasks
-/// live in a `JoinSet`, so aborting this task stops them all.
+/// Gossip messages received, with the sender's advertise address, for chitchat.
+pub(crate) type GossipSender = mpsc::Sender<(SocketAddr, chitchat::ChitchatMessage)>;
+
+/// Where what peers send goes: all a reader task knows of its node.
+pub(crate) struct Dispatch {
+    pub(crate) services: Arc<Services>,
+    pub(crate) gossip: GossipSender,
+    pub(crate) hooks: Hooks,
+    pub(crate) stats: Arc<Stats>,
+    /// Larger frames close their stream.
+    pub(crate) max_frame: usize,
+}
+
+/// Serves every stream the peer of `link` opens on `conn` until it closes.
+/// Stream tasks live in a `JoinSet`, so aborting this task stops them all.
 pub(crate) async fn run_reader(
-    shared: Arc<Shared>,
+    dispatch: Arc<Dispatch>,
+    link: Arc<Link>,
     conn: quinn::Connection,
     from: NodeId,
     advertise: SocketAddr,
 ) {
     let mut streams = JoinSet::new();
     while let Ok(recv) = conn.accept_uni().await {
-        streams.spawn(read_stream(shared.clone(), recv, from.clone(), advertise));
+        let stream = read_stream(
+            dispatch.clone(),
+            link.clone(),
+            recv,
+            from.clone(),
+            advertise,
+        );
+        streams.spawn(stream);
         while streams.try_join_next().is_some() {}
     }
 }
 
 async fn read_stream(
-    shared: Arc<Shared>,
+    dispatch: Arc<Dispatch>,
+    link: Arc<Link>,
     mut recv: quinn::RecvStream,
     from: NodeId,
     advertise: SocketAddr,
@@ -50,22 +75,21 @@ async fn read_stream(
         return;
     }
     match StreamKind::from_byte(kind[0]) {
-        Some(StreamKind::Messages) => read_messages(&shared, recv, &from).await,
-        Some(StreamKind::Gossip) => read_gossip(&shared, recv, &from, advertise).await,
+        Some(StreamKind::Messages) => read_messages(&dispatch, &link, recv, &from).await,
+        Some(StreamKind::Gossip) => read_gossip(&dispatch, recv, &from, advertise).await,
         None => {
-            Stats::bump(&shared.stats.streams_unknown);
+            Stats::bump(&dispatch.stats.streams_unknown);
             tracing::warn!(peer = %from, kind = kind[0], "closing stream of unknown kind");
             let _ = recv.stop(ErrorCode::UnknownStream.into());
         }
     }
 }
 
-async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &NodeId) {
+async fn read_messages(dispatch: &Dispatch, link: &Link, recv: quinn::RecvStream, from: &NodeId) {
     let task = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-    let stream = Incoming::new(FrameReader::new(recv, shared.config.max_frame_size), task);
-    let peer = shared.peer(&from.name, None);
-    let _published = peer.publish_incoming(&stream);
-    let replies = peer.outbox.clone();
+    let stream = Incoming::new(FrameReader::new(recv, dispatch.max_frame), task);
+    let _published = link.publish_incoming(&stream);
+    let replies = link.outbox();
     let sender = from.name.clone();
     let mut services = StreamServices::default();
     // Set once the hook point fired for the frame at the stream's head.
@@ -87,17 +111,17 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
                         // The hook point sees tells and asks before their
                         // handler, outside this poll.
                         if !std::mem::take(&mut hook_fired)
-                            && shared.hooks.any_armed()
+                            && dispatch.hooks.any_armed()
                             && delivers_to_a_service(frame)
                         {
                             core.frames.put_back();
                             return Poll::Ready(Step::FireHook);
                         }
                         held.get_or_insert_with(|| replies.hold());
-                        match dispatch(shared, &sender, frame, &replies, &mut services) {
+                        match deliver(dispatch, &sender, link, frame, &mut services) {
                             Ok(()) => continue,
                             Err(error) => {
-                                Stats::bump(&shared.stats.frames_malformed);
+                                Stats::bump(&dispatch.stats.frames_malformed);
                                 tracing::warn!(peer = %from, %error, "closing stream: malformed frame");
                                 ErrorCode::Malformed
                             }
@@ -105,7 +129,7 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
                     }
                     Ok(false) => return Poll::Ready(Step::Ended),
                     Err(error @ FrameError::Oversized { .. }) => {
-                        Stats::bump(&shared.stats.frames_oversized);
+                        Stats::bump(&dispatch.stats.frames_oversized);
                         tracing::warn!(peer = %from, %error, "closing stream: oversized frame");
                         ErrorCode::Oversized
                     }
@@ -118,7 +142,7 @@ async fn read_messages(shared: &Arc<Shared>, recv: quinn::RecvStream, from: &Nod
         .await;
         match step {
             Step::FireHook => {
-                shared.hooks.fire(BEFORE_DELIVER).await;
+                dispatch.hooks.fire(BEFORE_DELIVER).await;
                 hook_fired = true;
             }
             Step::Ended => return,
@@ -156,39 +180,40 @@ fn delivers_to_a_service(frame: &[u8]) -> bool {
     )
 }
 
-/// Handles one envelope frame.
-fn dispatch(
-    shared: &Arc<Shared>,
+/// Handles one envelope frame from `from`, whose `link` takes the replies.
+fn deliver(
+    dispatch: &Dispatch,
     from: &CompactString,
+    link: &Link,
     frame: &[u8],
-    replies: &Arc<Outbox>,
     services: &mut StreamServices,
 ) -> Result<(), StreamError> {
+    let replies = link.outbox();
     if let Some((id, body)) = EnvelopeHeader::tell_by_number(frame) {
-        let service = services.resolve_number(shared, id)?;
-        deliver_tell(shared, from, service, body);
+        let service = services.resolve_number(&dispatch.services, id)?;
+        deliver_tell(dispatch, from, service, body);
         return Ok(());
     }
     let (header, body) = EnvelopeHeader::decode(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
-            let service = services.resolve(shared, service)?;
-            deliver_tell(shared, from, service, body);
+            let service = services.resolve(&dispatch.services, service)?;
+            deliver_tell(dispatch, from, service, body);
         }
         EnvelopeHeader::Ask { id, service } => {
             let target = ReplyTarget::Remote {
                 outbox: replies.clone(),
                 id,
             };
-            let failure = match services.resolve(shared, service)? {
+            let failure = match services.resolve(&dispatch.services, service)? {
                 (name, None) => {
-                    Stats::bump(&shared.stats.unknown_service);
+                    Stats::bump(&dispatch.stats.unknown_service);
                     Some(RemoteError::UnknownService(name.to_string()))
                 }
                 (_, Some(handler)) => match handler.deliver_remote(from, body, Some(target)) {
                     Ok(()) => None,
                     Err((error, _)) => {
-                        Stats::bump(&shared.stats.messages_malformed);
+                        Stats::bump(&dispatch.stats.messages_malformed);
                         Some(error)
                     }
                 },
@@ -199,7 +224,7 @@ fn dispatch(
         }
         EnvelopeHeader::Reply { .. } | EnvelopeHeader::Failure { .. } => {
             if let Some((id, outcome)) = answer(header, body) {
-                shared.pending.complete(id, outcome);
+                link.pending().complete(id, outcome);
             }
         }
         EnvelopeHeader::Services { names } => {
@@ -214,18 +239,18 @@ fn dispatch(
 /// Hands a tell to its service; a tell to an unknown service or one that
 /// does not decode is dropped and counted.
 fn deliver_tell(
-    shared: &Shared,
+    dispatch: &Dispatch,
     from: &CompactString,
     (name, handler): (&str, Option<&Handler>),
     body: &[u8],
 ) {
     let Some(handler) = handler else {
-        Stats::bump(&shared.stats.unknown_service);
+        Stats::bump(&dispatch.stats.unknown_service);
         tracing::debug!(%from, service = name, "tell to unknown service dropped");
         return;
     };
     if let Err((error, _)) = handler.deliver_remote(from, body, None) {
-        Stats::bump(&shared.stats.messages_malformed);
+        Stats::bump(&dispatch.stats.messages_malformed);
         tracing::warn!(%from, service = name, %error, "tell dropped");
     }
 }
@@ -259,9 +284,10 @@ impl Service {
     }
 
     /// Its name and handler, looked up again if the registry changed.
-    fn resolve(&mut self, shared: &Shared, version: u64) -> (&str, Option<&Handler>) {
+    fn resolve(&mut self, registry: &Services) -> (&str, Option<&Handler>) {
+        let version = registry.version();
         if self.lookup.as_ref().is_none_or(|(v, _)| *v != version) {
-            self.lookup = Some((version, shared.service(&self.name)));
+            self.lookup = Some((version, registry.get(&self.name)));
         }
         let handler = self.lookup.as_ref().and_then(|(_, h)| h.as_ref());
         (&self.name, handler)
@@ -291,11 +317,11 @@ impl StreamServices {
     /// The service's name and its handler (`None`: not registered here).
     fn resolve(
         &mut self,
-        shared: &Shared,
+        registry: &Services,
         service: ServiceRef<'_>,
     ) -> Result<(&str, Option<&Handler>), StreamError> {
         let service = match service {
-            ServiceRef::Id(id) => return self.resolve_number(shared, id),
+            ServiceRef::Id(id) => return self.resolve_number(registry, id),
             ServiceRef::Name(name) => {
                 if self.named.as_ref().is_none_or(|named| *named.name != *name) {
                     self.named = Some(Service::new(name));
@@ -307,25 +333,25 @@ impl StreamServices {
                 &mut self.numbered[id as usize]
             }
         };
-        Ok(service.resolve(shared, shared.services_version()))
+        Ok(service.resolve(registry))
     }
 
     /// Like [`Self::resolve`] for a service this stream numbered.
     fn resolve_number(
         &mut self,
-        shared: &Shared,
+        registry: &Services,
         id: u32,
     ) -> Result<(&str, Option<&Handler>), StreamError> {
         let service = self
             .numbered
             .get_mut(id as usize)
             .ok_or(StreamError::UndefinedService(id))?;
-        Ok(service.resolve(shared, shared.services_version()))
+        Ok(service.resolve(registry))
     }
 }
 
 async fn read_gossip(
-    shared: &Arc<Shared>,
+    dispatch: &Dispatch,
     mut recv: quinn::RecvStream,
     from: &NodeId,
     advertise: SocketAddr,
@@ -333,7 +359,7 @@ async fn read_gossip(
     let bytes = match recv.read_to_end(MAX_GOSSIP).await {
         Ok(bytes) => bytes,
         Err(quinn::ReadToEndError::TooLong) => {
-            Stats::bump(&shared.stats.frames_oversized);
+            Stats::bump(&dispatch.stats.frames_oversized);
             tracing::warn!(peer = %from, "closing oversized gossip stream");
             let _ = recv.stop(ErrorCode::Oversized.into());
             return;
@@ -342,12 +368,12 @@ async fn read_gossip(
     };
     match chitchat::ChitchatMessage::deserialize(&mut &bytes[..]) {
         Ok(message) => {
-            if shared.gossip_inbox.try_send((advertise, message)).is_err() {
-                Stats::bump(&shared.stats.gossip_dropped);
+            if dispatch.gossip.try_send((advertise, message)).is_err() {
+                Stats::bump(&dispatch.stats.gossip_dropped);
             }
         }
         Err(error) => {
-            Stats::bump(&shared.stats.frames_malformed);
+            Stats::bump(&dispatch.stats.frames_malformed);
             tracing::warn!(peer = %from, %error, "malformed gossip message");
         }
     }

@@ -1,4 +1,4 @@
-//! The outgoing buffer of one peer: senders encode frames straight into it,
+//! The outgoing buffer of one link: senders encode frames straight into it,
 //! the peer's writer task takes everything buffered in one swap and writes it
 //! with one call. No allocation per message, no channel hop.
 //!
@@ -10,11 +10,15 @@
 //! Order: frames reach the stream in the order they were buffered. A direct
 //! write and the writer task both write the buffer from its start, one at a
 //! time (the writer takes the stream back before it writes), and a stream
-//! is parked only while it is on the peer's active connection, so frames
+//! is parked only while it is on the link's active connection, so frames
 //! are not split between a connection being replaced and its successor.
+//!
+//! The active connection itself lives here, under the lock that parks the
+//! writer's stream: the one place it is kept, so that replacing it and
+//! dropping a stream parked on its predecessor are one step.
 
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -22,7 +26,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use crate::node::lock;
+use super::conn::ActiveConn;
+use crate::sync::lock;
 use crate::wire::frame::{encode_frame_into, FrameError};
 use crate::wire::{ServiceRef, MAX_SERVICE_IDS};
 
@@ -42,7 +47,7 @@ pub(crate) struct Outbox {
     limit: usize,
     max_frame: usize,
     /// Replies dropped because the buffer was full (the asker times out).
-    pub(crate) replies_dropped: AtomicU64,
+    replies_dropped: AtomicU64,
 }
 
 /// The writer task's open stream and the connection it belongs to (its
@@ -54,6 +59,14 @@ pub(crate) type OpenStream = (usize, quinn::SendStream);
 /// the connection, for many frames), while a frame on a quiet link, such as
 /// an ask or its reply, goes out at once.
 const DIRECT_WRITE_QUIET: Duration = Duration::from_micros(20);
+
+/// What became of a connection offered to [`Outbox::offer`].
+pub(crate) enum Offered {
+    /// It is the active connection now, in place of `replaced`.
+    Taken { replaced: Option<ActiveConn> },
+    /// `kept` stays the active connection.
+    Refused { kept: ActiveConn },
+}
 
 /// A hold on an [`Outbox`]'s frames (see [`Outbox::hold`]); a guard, so
 /// that a panicking handler cannot leave the frames held.
@@ -71,11 +84,11 @@ struct Buffered {
     frames: u64,
     services: ServiceIds,
     /// The writer task's stream while it waits for frames; only ever one
-    /// on `active_conn`, since frames written to a connection being
-    /// replaced could arrive after later frames sent on its successor.
+    /// on `active`, since frames written to a connection being replaced
+    /// could arrive after later frames sent on its successor.
     parked: Option<OpenStream>,
-    /// The peer's active connection (`stable_id`), as last set.
-    active_conn: Option<usize>,
+    /// The connection frames go to (see [`super::choice`]).
+    active: Option<ActiveConn>,
     /// No direct write before this.
     quiet_until: Option<Instant>,
     /// Live [`Hold`]s.
@@ -271,14 +284,60 @@ impl Outbox {
         }
     }
 
-    /// The peer's active connection changed: a parked stream on another
-    /// one is dropped (finishing it), so that no frame goes there directly.
-    pub(crate) fn set_active(&self, conn: Option<usize>) {
+    /// The active connection, unless it closed.
+    pub(crate) fn active(&self) -> Option<ActiveConn> {
+        lock(&self.state).active.clone().filter(|a| !a.is_closed())
+    }
+
+    /// Makes `new` the active connection if `replaces` says it replaces
+    /// the current one (`None` if there is none or it closed); a stream
+    /// parked on the replaced connection is dropped (finishing it), so
+    /// that no frame goes there directly.
+    pub(crate) fn offer(
+        &self,
+        new: ActiveConn,
+        replaces: impl FnOnce(Option<&ActiveConn>, &ActiveConn) -> bool,
+    ) -> Offered {
         let mut state = lock(&self.state);
-        state.active_conn = conn;
-        if state.parked.as_ref().map(|(id, _)| *id) != conn {
+        let current = state.active.take().filter(|a| !a.is_closed());
+        if !replaces(current.as_ref(), &new) {
+            let kept = current.expect("a connection replaces none");
+            state.active = Some(kept.clone());
+            return Offered::Refused { kept };
+        }
+        let id = new.conn.stable_id();
+        if state.parked.as_ref().is_some_and(|(on, _)| *on != id) {
             state.parked = None;
         }
+        state.active = Some(new);
+        Offered::Taken { replaced: current }
+    }
+
+    /// Forgets the active connection if it is `conn` (a `stable_id`), which
+    /// closed; whether it was.
+    pub(crate) fn closed(&self, conn: usize) -> bool {
+        let mut state = lock(&self.state);
+        let was_active = state
+            .active
+            .as_ref()
+            .is_some_and(|a| a.conn.stable_id() == conn);
+        if was_active {
+            state.active = None;
+            state.parked = None;
+        }
+        was_active
+    }
+
+    /// A reply was dropped: the buffer was full. A peer that does not read
+    /// its replies must not make this node buffer without bound, so the
+    /// reply is only counted, and the asker times out.
+    pub(crate) fn drop_reply(&self) {
+        self.replies_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many replies were dropped.
+    pub(crate) fn replies_dropped(&self) -> u64 {
+        self.replies_dropped.load(Ordering::Relaxed)
     }
 
     /// Every service name numbered so far, by number: what a new stream
@@ -316,7 +375,8 @@ impl Outbox {
     pub(crate) async fn take(&self, batch: &mut Vec<u8>, stream: &mut Option<OpenStream>) -> u64 {
         {
             let mut state = lock(&self.state);
-            let current = stream.as_ref().map(|(conn, _)| *conn) == state.active_conn;
+            let active = state.active.as_ref().map(|a| a.conn.stable_id());
+            let current = stream.as_ref().map(|(conn, _)| *conn) == active;
             state.parked = stream.take().filter(|_| current);
         }
         loop {
@@ -349,16 +409,27 @@ mod tests {
         lock(&outbox.state).parked.as_ref().map(|(conn, _)| *conn)
     }
 
+    /// Makes `conn` the outbox's active connection, whatever was before.
+    fn activate(outbox: &Outbox, conn: &quinn::Connection) {
+        let active = ActiveConn {
+            conn: conn.clone(),
+            id: membership::NodeId::new("peer".to_string(), 1),
+            dialer: super::super::choice::Dialer::Me(1),
+        };
+        outbox.offer(active, |_, _| true);
+    }
+
     #[tokio::test]
     async fn only_a_stream_on_the_active_connection_is_parked() {
         let (conn, _server, _endpoints) = loopback_connection().await;
+        let (other, _other_server, _other_endpoints) = loopback_connection().await;
         let id = conn.stable_id();
         let outbox = Outbox::new(1 << 20, 1024);
         let mut batch = Vec::new();
         let mut stream = Some((id, conn.open_uni().await.unwrap()));
 
         // Not the active connection: the writer keeps its stream to itself.
-        outbox.set_active(Some(id + 1));
+        activate(&outbox, &other);
         assert!(outbox
             .take(&mut batch, &mut stream)
             .now_or_never()
@@ -368,7 +439,7 @@ mod tests {
         // The active one: parked while the writer waits, and a frame goes
         // straight to it.
         let mut stream = Some((id, conn.open_uni().await.unwrap()));
-        outbox.set_active(Some(id));
+        activate(&outbox, &conn);
         {
             let mut take = std::pin::pin!(outbox.take(&mut batch, &mut stream));
             assert!((&mut take).now_or_never().is_none());
@@ -381,7 +452,7 @@ mod tests {
         // Replaced: the parked stream is dropped, and frames wait for the
         // writer, which gets no stream back and opens one on the new
         // connection.
-        outbox.set_active(Some(id + 1));
+        activate(&outbox, &other);
         assert_eq!(parked_on(&outbox), None);
         outbox.push(|b, _| put_bytes(b, b"later")).unwrap();
         let mut stream = None;
@@ -395,7 +466,7 @@ mod tests {
         let (conn, _server, _endpoints) = loopback_connection().await;
         let id = conn.stable_id();
         let outbox = Outbox::new(1 << 20, 1024);
-        outbox.set_active(Some(id));
+        activate(&outbox, &conn);
         let mut batch = Vec::new();
         let mut stream = Some((id, conn.open_uni().await.unwrap()));
         let frames = {

@@ -8,7 +8,7 @@
 //! task that wakes the asker: one task less between a reply's packet and
 //! the code waiting for it, which on a multi-threaded runtime is the
 //! difference between staying on one worker and waking another. Only an
-//! ask alone in flight to its peer does this (see `Answer` in `send.rs`):
+//! ask alone in flight to its peer does this (see [`super::answers`]):
 //! many asks get their answers in batches, which the reader task takes in
 //! one pass, and askers taking turns at the stream would cost them more.
 //! A [`crate::Pipeline`] counts as one ask: while it is alone it reads the
@@ -24,15 +24,13 @@
 //!   someone else, timed out, or dropped) registers the reader task's in its
 //!   place, so the stream is never left without a reader to wake.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::oneshot;
 
-use crate::node::lock;
-use crate::peers::Peer;
-use crate::pending::{AskFailure, AskOutcome, PendingAsks};
+use super::pending::{answer, AskOutcome, PendingAsks};
+use crate::sync::lock;
 use crate::wire::frame::{FrameError, FrameReader};
 use crate::wire::EnvelopeHeader;
 
@@ -98,53 +96,6 @@ impl Incoming {
         if core.registered_ask == Some(id) {
             core.take_answers(pending, None);
         }
-    }
-}
-
-/// One waiter's turn at reading its peer's stream for answers: a lone ask
-/// (`Answer` in `send.rs`) or a [`crate::Pipeline`], named by `id`. It
-/// reads only while it is the only waiter on its peer, and hands the stream
-/// back to the reader task when it stops.
-pub(crate) struct AnswerReader {
-    id: u64,
-    /// The stream this waiter read last, which may still wake it.
-    reading: Option<Arc<Incoming>>,
-}
-
-impl AnswerReader {
-    pub(crate) fn new(id: u64) -> Self {
-        Self { id, reading: None }
-    }
-
-    /// The name under which this waiter reads the stream.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The stream to read, while this waiter is alone on `peer`; with
-    /// company it leaves the stream to the reader task.
-    pub(crate) fn stream(&mut self, peer: &Peer, pending: &PendingAsks) -> Option<&Arc<Incoming>> {
-        if peer.asks_waiting.load(Ordering::Relaxed) > 1 {
-            self.leave(pending);
-            return None;
-        }
-        if self.reading.is_none() {
-            self.reading = peer.incoming();
-        }
-        self.reading.as_ref()
-    }
-
-    /// Stops reading the stream (see [`Incoming::leave`]).
-    pub(crate) fn leave(&mut self, pending: &PendingAsks) {
-        if let Some(stream) = self.reading.take() {
-            stream.leave(pending, self.id);
-        }
-    }
-
-    /// Forgets the stream once the waiter took its own answer, which left
-    /// the stream to others already.
-    pub(crate) fn answered(&mut self) {
-        self.reading = None;
     }
 }
 
@@ -218,15 +169,6 @@ fn answer_in(frame: &[u8]) -> Option<(u64, AskOutcome)> {
     answer(header, body)
 }
 
-/// The ask that `header` answers and how, if it is an answer.
-pub(crate) fn answer(header: EnvelopeHeader<'_>, body: &[u8]) -> Option<(u64, AskOutcome)> {
-    match header {
-        EnvelopeHeader::Reply { id } => Some((id, Ok(body.to_vec()))),
-        EnvelopeHeader::Failure { id, error } => Some((id, Err(AskFailure::Remote(error)))),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,9 +176,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::send::put_envelope;
     use crate::testing::loopback_connection;
     use crate::wire::frame::encode_frame;
+    use crate::wire::put_envelope;
     use crate::wire::ServiceRef;
 
     /// A waker that counts how often it was woken.
@@ -305,7 +247,7 @@ mod tests {
             let opened = std::future::poll_fn(|cx| incoming.lock().poll_next(cx, None)).await;
             assert!(opened.unwrap());
             let pending = PendingAsks::default();
-            let own = pending.insert(1, "peer");
+            let own = pending.insert(1);
             let mut ask = Self {
                 send,
                 incoming,
@@ -330,8 +272,8 @@ mod tests {
     #[tokio::test]
     async fn an_ask_takes_the_answers_at_the_head_up_to_a_frame_for_the_reader() {
         let mut ask = WaitingAsk::new().await;
-        let mut before = ask.pending.insert(2, "peer");
-        let mut after = ask.pending.insert(3, "peer");
+        let mut before = ask.pending.insert(2);
+        let mut after = ask.pending.insert(3);
 
         let frames = [reply(2), reply(1), tell(), reply(3)].concat();
         ask.send.write_all(&frames).await.unwrap();

@@ -6,59 +6,65 @@
 //! hello, never the UDP source, so replies reach it behind a proxy or NAT.
 //! `send` only queues: chitchat awaits it inside its gossip loop.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use chitchat::transport::{Socket, Transport};
+use chitchat::transport::{Socket, Transport as ChitchatTransport};
 use chitchat::{ChitchatMessage, Serializable};
 use tokio::sync::mpsc;
 
-use crate::node::Shared;
+use super::Transport;
 use crate::stats::Stats;
+use crate::sync::lock;
 use crate::wire::StreamKind;
 
 /// Gossip messages received and not yet taken by chitchat.
 pub(crate) const GOSSIP_INBOX: usize = 1024;
 
+/// Where chitchat takes the gossip messages the readers received.
 pub(crate) type GossipInbox = mpsc::Receiver<(SocketAddr, ChitchatMessage)>;
 
-/// The chitchat [`Transport`] of one node; it can be opened once.
+/// The chitchat transport of one node; it can be opened once.
 pub(crate) struct QuicGossip {
-    shared: Arc<Shared>,
+    transport: Arc<Transport>,
     inbox: Mutex<Option<GossipInbox>>,
 }
 
 impl QuicGossip {
-    pub(crate) fn new(shared: Arc<Shared>, inbox: GossipInbox) -> Self {
+    pub(crate) fn new(transport: Arc<Transport>, inbox: GossipInbox) -> Self {
         Self {
-            shared,
+            transport,
             inbox: Mutex::new(Some(inbox)),
         }
     }
 }
 
 #[async_trait::async_trait]
-impl Transport for QuicGossip {
+impl ChitchatTransport for QuicGossip {
     async fn open(&self, _listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let inbox = crate::node::lock(&self.inbox)
+        let inbox = lock(&self.inbox)
             .take()
             .ok_or_else(|| anyhow::anyhow!("the gossip transport is already open"))?;
         Ok(Box::new(QuicGossipSocket {
-            shared: self.shared.clone(),
+            transport: self.transport.clone(),
             inbox,
+            dialing: Arc::default(),
         }))
     }
 }
 
 struct QuicGossipSocket {
-    shared: Arc<Shared>,
+    transport: Arc<Transport>,
     inbox: GossipInbox,
+    /// Addresses dialed for gossip right now: one dial each at a time.
+    dialing: Arc<Mutex<HashSet<SocketAddr>>>,
 }
 
 #[async_trait::async_trait]
 impl Socket for QuicGossipSocket {
     async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
-        self.shared.send_gossip(to, message.serialize_to_vec());
+        self.send_gossip(to, message.serialize_to_vec());
         Ok(())
     }
 
@@ -70,33 +76,33 @@ impl Socket for QuicGossipSocket {
     }
 }
 
-impl Shared {
+impl QuicGossipSocket {
     /// Sends one gossip message to the node advertising `to`, dialing it first
     /// if there is no connection (the message then waits for the dial).
-    fn send_gossip(self: &Arc<Self>, to: SocketAddr, bytes: Vec<u8>) {
+    fn send_gossip(&self, to: SocketAddr, bytes: Vec<u8>) {
+        let transport = &self.transport;
         // Our own address, e.g. held by a previous incarnation of this node.
-        if to == self.advertise {
+        if to == transport.advertise() {
             return;
         }
-        let active = crate::node::read(&self.peers.0)
-            .by_addr(&to)
-            .and_then(|peer| peer.active());
+        let active = transport.link_by_addr(&to).and_then(|link| link.active());
         if let Some(active) = active {
             tokio::spawn(write_gossip(active.conn, bytes));
             return;
         }
-        if !crate::node::lock(&self.dialing).insert(to) {
-            Stats::bump(&self.stats.gossip_dropped);
+        let stats = transport.stats();
+        if !lock(&self.dialing).insert(to) {
+            Stats::bump(&stats.gossip_dropped);
             return;
         }
-        let shared = self.clone();
+        let (transport, dialing) = (transport.clone(), self.dialing.clone());
         tokio::spawn(async move {
-            let dialed = shared.dial(to, None).await;
-            crate::node::lock(&shared.dialing).remove(&to);
+            let dialed = transport.connect(to, None).await;
+            lock(&dialing).remove(&to);
             match dialed {
                 Ok(active) => write_gossip(active.conn, bytes).await,
                 Err(error) => {
-                    Stats::bump(&shared.stats.gossip_dropped);
+                    Stats::bump(&transport.stats().gossip_dropped);
                     tracing::debug!(%to, %error, "gossip dial failed");
                 }
             }
