@@ -6,6 +6,9 @@
 //! `{"control": ADDR, "seed": N, "relays": [{"name", "listen", "target"}]}`.
 //! A bad config or an address in use ends it with one line on stderr and exit
 //! code 2.
+//!
+//! `testbed node ...` runs one node of the demo service under test (see
+//! `testbed::experiment::demo`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use testbed::experiment::demo::{run_node, NodeArgs};
 use testbed::proxy::{ProxyConfig, ProxyServer};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -31,6 +35,9 @@ struct Cli {
 enum Command {
     /// Run the fault-injecting UDP proxy with its HTTP control API.
     Proxy(ProxyArgs),
+    /// Run one node of the demo service (a sharded entity kept in a file per
+    /// entity) with the admin API; exits 3 when the cluster downs it.
+    Node(NodeArgs),
 }
 
 #[derive(Args)]
@@ -74,6 +81,10 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Proxy(args) => runtime.block_on(run_proxy(args)),
+        Command::Node(args) => match runtime.block_on(run_node(args)) {
+            Ok(code) => code,
+            Err(error) => fail(format!("{error:#}")),
+        },
     }
 }
 

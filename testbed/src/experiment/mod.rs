@@ -11,7 +11,9 @@
 //! - [`report`]: `report.json` and a self-contained `report.html`.
 
 pub mod checker;
+pub mod demo;
 pub mod history;
+pub mod scenario;
 pub mod store;
 pub mod synthetic;
 
