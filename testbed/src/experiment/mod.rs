@@ -13,6 +13,8 @@
 pub mod checker;
 pub mod demo;
 pub mod history;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod store;
 pub mod synthetic;
