@@ -99,9 +99,14 @@ struct ReadyRelay {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` talks through its progress line; its proxy's logs are noise there.
+    let default_filter = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

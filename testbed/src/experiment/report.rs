@@ -159,8 +159,22 @@ tr.violating {{ background: #ffcdd2; }}
 .legend span {{ display: inline-block; padding: 1px 6px; margin-right: 6px; color: #fff; font-size: 12px; }}
 </style></head><body>
 <h1>{name}</h1><p>{description}</p><p>seed {seed}, nodes {nodes}</p>
-<div id="verdict" class="{class}"><b>{word}</b> {summary}</div>
+<div id="verdict" class="{class}"><b>{word}</b> {summary}{links}</div>
 "#,
+        links = if verdict.violating_events.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<br>violating operations (on the timeline): {}",
+                verdict
+                    .violating_events
+                    .iter()
+                    .take(12)
+                    .map(|i| format!(r##"<a href="#op-{i}">op {i}</a>"##))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
         name = esc(&record.scenario),
         description = esc(&record.description),
         seed = record.seed,
@@ -201,20 +215,27 @@ tr.violating {{ background: #ffcdd2; }}
             n = esc(node),
             ty = top + 24.0
         );
-        // How the node sees itself, sample to sample.
+        // How the node sees itself, sample to sample, merged into runs.
         let samples: Vec<_> = record.samples.iter().filter(|s| s.node == *node).collect();
+        let mut runs: Vec<(u64, u64, String)> = Vec::new();
         for pair in samples.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             if b.time - a.time > 2_000_000_000 {
                 continue;
             }
             let status = a.self_status().unwrap_or_else(|| "unknown".into());
+            match runs.last_mut() {
+                Some(last) if last.1 == a.time && last.2 == status => last.1 = b.time,
+                _ => runs.push((a.time, b.time, status)),
+            }
+        }
+        for (from, to, status) in runs {
             let _ = write!(
                 page,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="16" fill="{}"><title>{node}: {status}</title></rect>"#,
-                x(a.time),
+                r#"<rect class="status" x="{:.1}" y="{:.1}" width="{:.1}" height="16" fill="{}"><title>{node}: {status}</title></rect>"#,
+                x(from),
                 top + 12.0,
-                (x(b.time) - x(a.time)).max(0.5),
+                (x(to) - x(from)).max(0.5),
                 status_color(&status)
             );
         }
@@ -282,7 +303,8 @@ tr.violating {{ background: #ffcdd2; }}
         }) {
             let _ = write!(
                 page,
-                r#"<circle class="violating" cx="{:.1}" cy="{:.1}" r="4" fill="black"><title>violating op {} {:?} {}</title></circle>"#,
+                r#"<circle id="op-{}" class="violating" cx="{:.1}" cy="{:.1}" r="4" fill="black"><title>violating op {} {:?} {}</title></circle>"#,
+                event.index,
                 x(event.time),
                 top + 20.0,
                 event.index,
@@ -319,19 +341,17 @@ fn render_series(page: &mut String, series: &[Second], record: &RunRecord, x: &d
             r##"<div>{title}</div><svg id="{id}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}"><rect x="{LEFT}" y="0" width="{:.1}" height="{height}" fill="#fafafa"/>"##,
             WIDTH - LEFT - 10.0
         );
-        let lines: Vec<(&str, Box<dyn Fn(&Second) -> f64>, f64)> = if id == "throughput" {
-            vec![
-                ("#2e7d32", Box::new(|s: &Second| s.ok as f64), max_ops),
-                (
-                    "#c62828",
-                    Box::new(|s: &Second| (s.fail + s.info) as f64),
-                    max_ops,
-                ),
+        /// A line: its colour, its value per second and the top of its scale.
+        type Line = (&'static str, fn(&Second) -> f64, f64);
+        let lines: [Line; 2] = if id == "throughput" {
+            [
+                ("#2e7d32", |s| s.ok as f64, max_ops),
+                ("#c62828", |s| (s.fail + s.info) as f64, max_ops),
             ]
         } else {
-            vec![
-                ("#1565c0", Box::new(|s: &Second| s.p50_ms), max_ms),
-                ("#6a1b9a", Box::new(|s: &Second| s.p99_ms), max_ms),
+            [
+                ("#1565c0", |s| s.p50_ms, max_ms),
+                ("#6a1b9a", |s| s.p99_ms, max_ms),
             ]
         };
         for (color, value, max) in lines {
@@ -390,9 +410,10 @@ fn render_details(page: &mut String, verdict: &Verdict, record: &RunRecord) {
                 };
                 let _ = write!(
                     page,
-                    r#"<tr class="violating"><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{role}</td></tr>"#,
+                    r##"<tr class="violating"><td>{}</td><td>{}</td><td><a href="#op-{}">{}</a></td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{role}</td></tr>"##,
                     esc(&violation.key),
                     violation.model,
+                    op.index,
                     op.index,
                     op.f,
                     esc(&format!(
@@ -460,4 +481,85 @@ fn render_details(page: &mut String, verdict: &Verdict, record: &RunRecord) {
         );
     }
     page.push_str("</ul>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::checker::{check, CheckSettings};
+    use crate::experiment::runner::{FaultSpan, NodeEvent, RunRecord};
+
+    fn event(index: u64, kind: EventKind, value: Option<i64>, time: u64, node: &str) -> Event {
+        use crate::experiment::history::{Function, Value};
+        Event {
+            index,
+            kind,
+            f: Function::Read,
+            value: ("c-1".into(), value.map_or(Value::Nil, Value::Int)),
+            process: index / 2,
+            time,
+            node: node.into(),
+            tag: None,
+            result: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_page_has_a_lane_per_node_the_verdict_and_links_to_violations() {
+        let s = 1_000_000_000;
+        let history = vec![
+            event(0, EventKind::Invoke, None, s, "n1"),
+            event(1, EventKind::Ok, Some(0), s + 5, "n1"),
+            event(2, EventKind::Invoke, None, 2 * s, "n2"),
+            event(3, EventKind::Ok, Some(7), 2 * s + 5, "n2"),
+        ];
+        let verdict = check(&history, None, &CheckSettings::default()).unwrap();
+        assert!(!verdict.valid);
+        let record = RunRecord {
+            scenario: "demo".into(),
+            description: "a <test>".into(),
+            seed: 1,
+            nodes: vec!["n1".into(), "n2".into()],
+            workload_start: 0,
+            workload_end: 3 * s,
+            last_heal: Some(2 * s),
+            faults: vec![FaultSpan {
+                start: s,
+                end: Some(2 * s),
+                text: "partition n1 | n2".into(),
+                nodes: vec!["n1".into(), "n2".into()],
+            }],
+            node_events: vec![NodeEvent {
+                time: s,
+                node: "n2".into(),
+                what: "paused".into(),
+            }],
+            shard_moves: Vec::new(),
+            samples: Vec::new(),
+        };
+        let html = render_html(&record, &history, &verdict, &series(&history, 0));
+        assert_eq!(html.matches(r#"class="lane""#).count(), 2);
+        assert!(html.contains(r#"id="verdict" class="invalid""#));
+        assert!(html.contains(r##"href="#op-2""##) && html.contains(r#"id="op-2""#));
+        assert!(html.contains(r#"class="fault""#) && html.contains(r#"class="paused""#));
+        assert!(html.contains("a &lt;test&gt;"), "escaped");
+        assert!(!html.contains("<script"), "no script");
+    }
+
+    #[test]
+    fn series_counts_per_second() {
+        let s = 1_000_000_000;
+        let history = vec![
+            event(0, EventKind::Invoke, None, 0, "n1"),
+            event(1, EventKind::Ok, Some(0), s / 2, "n1"),
+            event(2, EventKind::Invoke, None, s, "n1"),
+            event(3, EventKind::Info, None, 2 * s + 1, "n1"),
+        ];
+        let series = series(&history, 0);
+        assert_eq!(series.len(), 3);
+        assert_eq!((series[0].ok, series[0].p50_ms), (1, 500.0));
+        assert_eq!((series[1].ok, series[1].info), (0, 0));
+        assert_eq!(series[2].info, 1);
+    }
 }

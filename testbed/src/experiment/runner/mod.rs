@@ -186,6 +186,20 @@ impl Shared {
         lock(&self.node_events).push(event);
     }
 
+    /// Signals a node's process and records `what` if it was sent.
+    async fn signal(&self, node: &str, signal: libc::c_int, what: &str) -> bool {
+        let sent = self
+            .nodes
+            .lock()
+            .await
+            .get_mut(node)
+            .is_some_and(|n| n.signal(signal));
+        if sent {
+            self.node_event(node, what);
+        }
+        sent
+    }
+
     async fn start_node(&self, name: &str) -> Result<(), RunError> {
         let mut nodes = self.nodes.lock().await;
         let Some(node) = nodes.get_mut(name) else {
@@ -606,15 +620,7 @@ async fn fault_loop(
                     match &scenario.faults[i].action {
                         FaultAction::Kill { .. } => shared.start_node(node).await?,
                         FaultAction::Pause { .. } => {
-                            if shared
-                                .nodes
-                                .lock()
-                                .await
-                                .get_mut(node)
-                                .is_some_and(|n| n.signal(libc::SIGCONT))
-                            {
-                                shared.node_event(node, "resumed");
-                            }
+                            shared.signal(node, libc::SIGCONT, "resumed").await;
                         }
                         _ => {}
                     }
@@ -723,53 +729,22 @@ async fn apply(shared: &Shared, action: &FaultAction, all: &[String]) -> Result<
         }
         FaultAction::Pause { node } => {
             let node = resolve(shared, node).await?;
-            if shared
-                .nodes
-                .lock()
-                .await
-                .get_mut(&node)
-                .is_some_and(|n| n.signal(libc::SIGSTOP))
-            {
-                shared.node_event(&node, "paused");
-            }
+            shared.signal(&node, libc::SIGSTOP, "paused").await;
             done.node = Some(node);
         }
         FaultAction::Resume { node } => {
             let node = resolve(shared, node).await?;
-            if shared
-                .nodes
-                .lock()
-                .await
-                .get_mut(&node)
-                .is_some_and(|n| n.signal(libc::SIGCONT))
-            {
-                shared.node_event(&node, "resumed");
-            }
+            shared.signal(&node, libc::SIGCONT, "resumed").await;
             done.node = Some(node);
         }
         FaultAction::Leave { node } => {
             let node = resolve(shared, node).await?;
-            if shared
-                .nodes
-                .lock()
-                .await
-                .get_mut(&node)
-                .is_some_and(|n| n.signal(libc::SIGTERM))
-            {
-                shared.node_event(&node, "stopping");
-            }
+            shared.signal(&node, libc::SIGTERM, "stopping").await;
             done.node = Some(node);
         }
         FaultAction::Restart { node } => {
             let node = resolve(shared, node).await?;
-            let stopping = shared
-                .nodes
-                .lock()
-                .await
-                .get_mut(&node)
-                .is_some_and(|n| n.signal(libc::SIGTERM));
-            if stopping {
-                shared.node_event(&node, "stopping");
+            if shared.signal(&node, libc::SIGTERM, "stopping").await {
                 let deadline = Instant::now() + Duration::from_secs(15);
                 loop {
                     let gone = !shared

@@ -49,7 +49,12 @@ impl Sample {
     /// How the node sees itself: its own status, or `unreachable` when
     /// some observer reports it so.
     pub fn self_status(&self) -> Option<String> {
-        let me = self.members.iter().find(|m| m.name == self.node)?;
+        // After a restart the old incarnation may still be listed (Down).
+        let me = self
+            .members
+            .iter()
+            .filter(|m| m.name == self.node)
+            .max_by_key(|m| m.generation)?;
         Some(if me.status == "up" && !me.reachable {
             "unreachable".to_string()
         } else {
