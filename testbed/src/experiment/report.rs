@@ -179,7 +179,10 @@ tr.violating {{ background: #ffcdd2; }}
         description = esc(&record.description),
         seed = record.seed,
         nodes = esc(&record.nodes.join(", ")),
-        summary = esc(&verdict.summary),
+        summary = esc(verdict
+            .summary
+            .split_once(": ")
+            .map_or(verdict.summary.as_str(), |(_, rest)| rest)),
     );
     page.push_str(r##"<h2>Timeline</h2><div class="legend"><span style="background:#4caf50">up</span><span style="background:#ff9800">unreachable</span><span style="background:#90caf9">joining</span><span style="background:#9c27b0">leaving</span><span style="background:#e53935">down</span><span style="background:#616161">dead</span><span style="background:#fbc02d">paused</span><span style="background:rgba(211,47,47,.5)">fault</span><span style="background:#1565c0">shard move</span><span style="background:#000">violating op</span></div>"##);
     let height = 30.0 + LANE * record.nodes.len() as f64;

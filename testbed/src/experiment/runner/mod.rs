@@ -311,7 +311,18 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunOutcome
         restart_downed: scenario.restart_downed,
     });
 
+    let say = |line: &str| {
+        if options.progress {
+            eprintln!("testbed: {line}");
+        }
+    };
+    say(&format!(
+        "{} nodes behind relays, output in {}",
+        initial.len(),
+        dir.display()
+    ));
     let result = experiment(scenario, options, &shared, &targets, seed).await;
+    say("stopping the nodes (graceful leave)");
     // Whatever happened: every node leaves (or is killed), relays close.
     {
         let mut nodes = shared.nodes.lock().await;
@@ -342,6 +353,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunOutcome
         shard_moves: shard_moves(&samples),
         samples,
     };
+    say("checking the history");
     let stored = read_dir(&store)?;
     let settings = CheckSettings {
         last_heal,
@@ -395,6 +407,13 @@ async fn experiment(
     }
 
     let workload_start = shared.now();
+    if options.progress {
+        eprintln!(
+            "testbed: cluster up after {:.1} s; workload and faults for {:?}",
+            workload_start as f64 / 1e9,
+            scenario.duration
+        );
+    }
     let recorder = Arc::new(Recorder::new(shared.start));
     let mut clients = Vec::new();
     let per_node = scenario.workload.clients_per_node;
