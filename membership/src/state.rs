@@ -258,8 +258,13 @@ impl Membership {
             self.view
                 .members
                 .values()
-                .filter(|m| m.status == MemberStatus::Exiting && m.id != self.self_id)
-                .map(|m| marker(MembershipKey::SeenExiting(m.id.clone()))),
+                .filter(|m| m.id != self.self_id)
+                .filter_map(|m| match m.status {
+                    MemberStatus::Joining => Some(MembershipKey::SeenJoining(m.id.clone())),
+                    MemberStatus::Exiting => Some(MembershipKey::SeenExiting(m.id.clone())),
+                    _ => None,
+                })
+                .map(marker),
         );
         own
     }
@@ -307,18 +312,24 @@ impl Membership {
     /// node `Exiting`, so none of them mistakes the silence that follows for
     /// a crash, and each has seen the exit before the node is gone.
     fn every_live_member_saw_me_exiting(&self) -> bool {
-        let seen_by = self.view.seen_exiting.get(&self.self_id);
         self.view
             .members
             .values()
             .filter(|m| {
                 m.id != self.self_id && !m.status.is_gone() && self.view.live.contains(&m.id)
             })
-            .all(|m| seen_by.is_some_and(|seen| seen.contains(&m.id)))
+            .all(|m| {
+                self.view
+                    .has_seen(&m.id, MemberStatus::Exiting, &self.self_id)
+            })
     }
 
-    /// The first node of a cluster: it has gossiped for a while and sees no
-    /// member that is Up (or past Up) and no older live joining node.
+    /// The first node of a cluster: it has gossiped for a while and sees
+    /// only joining nodes, none of them older and live. A node that sees any
+    /// trace of an existing cluster (a member Up, past Up, or Down) never
+    /// starts a cluster of its own: if that cluster was downed around it
+    /// (say it joined through the losing side of a split), a cluster of its
+    /// own would run beside the surviving side.
     fn may_admit_itself(&self, now: Instant) -> bool {
         if self.gossip_rounds == 0
             || now.saturating_duration_since(self.started) < self.config.seed_self_admit_after
@@ -327,7 +338,6 @@ impl Membership {
         }
         self.view.members.values().all(|m| {
             m.id == self.self_id
-                || m.status.is_gone()
                 || (m.status == MemberStatus::Joining
                     && (m.id > self.self_id || !self.view.live.contains(&m.id)))
         })
@@ -364,9 +374,23 @@ impl Membership {
     }
 
     /// The leader (oldest Up or Leaving member that nobody reports, or this
-    /// node) admits the live, reachable joining members.
+    /// node) admits the live, reachable joining members, and only while its
+    /// view has converged (Akka's rule): no member short of Down is
+    /// unreachable, and every Up or Leaving member says it has seen the
+    /// joiner. Admitting during a partition would let a joiner, or a
+    /// restarted incarnation, tip one side into a false majority; the
+    /// second condition also covers a cut not detected yet, since members
+    /// on the far side of it cannot have seen a joiner that came after it.
     fn update_admissions(&mut self) {
         self.admits.clear();
+        let converged = self
+            .view
+            .members
+            .values()
+            .all(|m| m.status.is_gone() || m.reachability.is_reachable());
+        if !converged {
+            return;
+        }
         let leader = self
             .view
             .members
@@ -385,9 +409,18 @@ impl Membership {
                 m.status == MemberStatus::Joining
                     && m.reachability.is_reachable()
                     && self.view.live.contains(&m.id)
+                    && self.seen_by_every_counted_member(&m.id)
             })
             .map(|m| m.id.clone())
             .collect();
+    }
+
+    fn seen_by_every_counted_member(&self, joiner: &NodeId) -> bool {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status.is_counted() && m.id != self.self_id)
+            .all(|m| self.view.has_seen(&m.id, MemberStatus::Joining, joiner))
     }
 
     fn run_resolver(&mut self, now: Instant) {

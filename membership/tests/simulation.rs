@@ -242,3 +242,104 @@ fn a_restarted_node_rejoins_as_a_new_generation_and_is_never_the_oldest() {
     assert_eq!(m.singleton_host(None), Some(id(2)));
     assert_eq!(sim.nodes[&reborn].membership.status(), MemberStatus::Up);
 }
+
+/// The sides of a cut whose running members still serve: Up, not Down in
+/// their own view, and expecting to survive the downing strategy.
+fn serving_sides(sim: &Sim, sides: &[&[NodeId]]) -> Vec<usize> {
+    sides
+        .iter()
+        .enumerate()
+        .filter(|(_, side)| {
+            side.iter().any(|node| {
+                let n = &sim.nodes[node];
+                n.running
+                    && n.membership.status() == MemberStatus::Up
+                    && n.membership.would_survive()
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Issue 14, hole 1: a node (or a restarted incarnation) that joins one half
+/// of a 2|2 cut must not be admitted Up there and tip that half into a
+/// false 3:2 majority while the other half holds the oldest member.
+fn joiner_during_a_two_two_cut_never_makes_two_serving_sides(restart: bool) {
+    let (mut sim, joiner) = if restart {
+        // n5 crashes and is downed; its new incarnation joins during the cut.
+        let mut sim = Sim::with_nodes(5);
+        sim.converge();
+        sim.run_for(secs(2.0));
+        sim.crash(&id(5));
+        sim.run_until(secs(10.0), |sim| {
+            (1..=4).all(|n| sim.status_seen_by(&id(n), &id(5)) == Some(MemberStatus::Down))
+        })
+        .expect("the crashed n5 is downed");
+        (sim, NodeId::new("n5", 50))
+    } else {
+        let mut sim = Sim::with_nodes(4);
+        sim.converge();
+        sim.run_for(secs(2.0));
+        (sim, id(5))
+    };
+    let left = [id(1), id(2)];
+    let right = [id(3), id(4), joiner.clone()];
+    sim.partition(&left, &right);
+    sim.start_node(joiner.clone());
+    let sides: [&[NodeId]; 2] = [&left, &right];
+    // Both sides serve until the cut is detected and has been stable for
+    // `stable_after` (the leases cover that time); from then on one side.
+    sim.run_for(secs(5.0));
+    for _ in 0..150 {
+        sim.step();
+        let serving = serving_sides(&sim, &sides);
+        assert!(
+            serving.len() <= 1,
+            "both sides serve at {:?}; joiner {joiner} is {:?} as n3 sees it",
+            sim.elapsed(),
+            sim.status_seen_by(&id(3), &joiner)
+        );
+    }
+    assert_eq!(
+        serving_sides(&sim, &sides),
+        vec![0],
+        "the side of the oldest serves"
+    );
+}
+
+#[test]
+fn a_node_joining_one_half_of_a_two_two_cut_waits_for_convergence() {
+    joiner_during_a_two_two_cut_never_makes_two_serving_sides(false);
+}
+
+#[test]
+fn a_restarted_incarnation_joining_during_a_cut_waits_for_convergence() {
+    joiner_during_a_two_two_cut_never_makes_two_serving_sides(true);
+}
+
+/// A node that joins through members which were just downed (the losing
+/// side of a split) sees only Down members: it must wait to be admitted,
+/// never start a cluster of its own beside the surviving side.
+#[test]
+fn a_node_joining_through_a_downed_side_never_starts_its_own_cluster() {
+    let mut sim = Sim::with_nodes(4);
+    sim.converge();
+    sim.run_for(secs(2.0));
+    let (left, right) = ([id(1), id(2)], [id(3), id(4), id(5)]);
+    sim.partition(&left, &right);
+    sim.run_until(secs(10.0), |sim| {
+        sim.nodes[&id(3)].self_down_at.is_some() && sim.nodes[&id(4)].self_down_at.is_some()
+    })
+    .expect("the side without the oldest member downs itself");
+    // n5 starts while the downed n3 and n4 still gossip their last state.
+    sim.start_node(id(5));
+    for _ in 0..100 {
+        sim.step();
+        assert_eq!(
+            sim.nodes[&id(5)].membership.status(),
+            MemberStatus::Joining,
+            "n5 admitted itself at {:?}",
+            sim.elapsed()
+        );
+    }
+}

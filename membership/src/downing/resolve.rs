@@ -146,11 +146,19 @@ fn indirectly_connected(
         }
     }
     // (b) a reachable member that watches the subject does not report it.
+    // Only a counted (Up or Leaving) monitor vouches by its silence: a
+    // joining one may not have seen the subject yet (it joined during the
+    // cut), and taking its silence for contact would down the other side.
     let ring: BTreeSet<NodeId> = taking_part.keys().map(|id| (*id).clone()).collect();
+    let counted = |id: &NodeId| taking_part.get(id).is_some_and(|m| m.status.is_counted());
     for (subject, observers) in observers_of {
         let still_in_touch = ring::monitors_of(&ring, subject, ring_size)
             .iter()
-            .any(|monitor| !observers_of.contains_key(monitor) && !observers.contains(monitor));
+            .any(|monitor| {
+                counted(monitor)
+                    && !observers_of.contains_key(monitor)
+                    && !observers.contains(monitor)
+            });
         if still_in_touch {
             result.insert((*subject).clone());
         }

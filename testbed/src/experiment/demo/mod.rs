@@ -35,7 +35,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mesh::{MemberStatus, Node, NodeConfig, TlsSettings};
+use mesh::{Node, NodeConfig, TlsSettings};
 use serde::{Deserialize, Serialize};
 use sharding::{DeliveryError, EntityRef, EntityType, Sharding, ShardingConfig, ShardingError};
 
@@ -43,8 +43,7 @@ pub use entity::{DemoOp, DemoReply, StoredEntity};
 
 use super::store::valid_key;
 
-/// Exit code of a node the cluster downed.
-pub const EXIT_DOWNED: u8 = 3;
+pub use mesh::process::EXIT_DOWNED;
 
 /// How long the node waits for an entity's answer.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -145,8 +144,9 @@ struct CasQuery {
     tag: String,
 }
 
-/// Runs a demo node until it is downed (exit 3) or asked to stop (leave,
-/// exit 0).
+/// Runs a demo node until it is downed (exit [`EXIT_DOWNED`]) or asked to
+/// stop by SIGINT/SIGTERM (graceful leave, exit 0), as
+/// [`mesh::process::serve_until_stopped`] does.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => {
@@ -196,36 +196,14 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let router = mesh::admin::router(node.clone()).merge(routes);
     tracing::info!(node = %node.id(), http = %args.http, "demo node ready");
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let stop = async { mesh::process::signal().await.map(|()| "signal received") };
     tokio::select! {
         served = server => {
             served.context("the HTTP server panicked")??;
             anyhow::bail!("the HTTP server stopped");
         }
-        signal = stop_signal() => {
-            signal?;
-            tracing::info!(node = %node.id(), "leaving the cluster");
-            node.leave().await;
-            if node.self_status() == MemberStatus::Down {
-                return Ok(ExitCode::from(EXIT_DOWNED));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        downed = node.downed() => {
-            tracing::error!(node = %node.id(), "downed by the cluster: {downed}; exiting");
-            Ok(ExitCode::from(EXIT_DOWNED))
-        }
+        code = mesh::process::serve_until_stopped(&node, stop) => Ok(code?),
     }
-}
-
-async fn stop_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }
 
 /// An operation's HTTP answer.
