@@ -2,9 +2,11 @@
 //!
 //! 1. A fresh CA and a certificate per node (`mesh::tls`), a relay of the
 //!    in-process fault proxy per node, a settings file per node.
-//! 2. The initial nodes (`testbed node` processes) start; the run waits,
-//!    with a deadline, until every node sees every other Up and knows the
-//!    coordinator.
+//! 2. The initial nodes (`testbed node` processes) start, `n1` first and
+//!    alone until it is Up (so it is the oldest member and hosts the
+//!    coordinator); the run waits, with a deadline, until every node sees
+//!    every other Up and knows the coordinator, or fails with every node's
+//!    view.
 //! 3. The workload starts: `clients_per_node` clients per node, each over
 //!    HTTP to its own node. The faults are applied at their times; every
 //!    node's admin API is sampled every 250 ms; a node that exits because
@@ -376,9 +378,6 @@ async fn experiment(
     seed: u64,
 ) -> Result<(Vec<Event>, u64, u64), RunError> {
     let initial = scenario.initial_nodes();
-    for name in &initial {
-        shared.start_node(name).await?;
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let sampler = tokio::spawn(sample_loop(
         shared.clone(),
@@ -387,23 +386,29 @@ async fn experiment(
     ));
     let watcher = tokio::spawn(exit_watch(shared.clone(), stop_rx.clone()));
 
-    // Wait for the cluster.
+    // n1 first, alone until it is Up: it is then surely the oldest member
+    // (and hosts the coordinator), which the scenarios' splits rely on.
     let deadline = Instant::now() + options.ready_timeout;
-    loop {
-        let latest = latest_samples(shared);
-        if observe::converged(&latest, &initial) {
-            break;
+    for group in [&initial[..1], &initial[..]] {
+        for name in group {
+            shared.start_node(name).await?;
         }
-        if Instant::now() > deadline {
-            let _ = stop_tx.send(true);
-            let _ = sampler.await;
-            let _ = watcher.await;
-            return Err(RunError::NotReady(
-                options.ready_timeout,
-                observe::describe(&latest, &initial),
-            ));
+        loop {
+            let latest = latest_samples(shared);
+            if observe::converged(&latest, group) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = stop_tx.send(true);
+                let _ = sampler.await;
+                let _ = watcher.await;
+                return Err(RunError::NotReady(
+                    options.ready_timeout,
+                    observe::describe(&latest, group),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let workload_start = shared.now();
