@@ -3,7 +3,7 @@
 //! 1. A fresh CA and a certificate per node (`mesh::tls`), a relay of the
 //!    in-process fault proxy per node, a settings file per node.
 //! 2. The initial nodes (`testbed node` processes) start, `n1` first and
-//!    alone until it is Up (so it is the oldest member and hosts the
+//!    alone until it answers (so it is the oldest member and hosts the
 //!    coordinator); the run waits, with a deadline, until every node sees
 //!    every other Up and knows the coordinator, or fails with every node's
 //!    view.
@@ -386,16 +386,23 @@ async fn experiment(
     ));
     let watcher = tokio::spawn(exit_watch(shared.clone(), stop_rx.clone()));
 
-    // n1 first, alone until it is Up: it is then surely the oldest member
-    // (and hosts the coordinator), which the scenarios' splits rely on.
+    // n1 first, alone until it answers (its generation, the start time, is
+    // then taken): it is surely the oldest member and hosts the coordinator,
+    // which the scenarios' splits rely on. (Alone it cannot be Up: a node
+    // admits itself only once it has gossiped with another.)
     let deadline = Instant::now() + options.ready_timeout;
-    for group in [&initial[..1], &initial[..]] {
+    for (first, group) in [(true, &initial[..1]), (false, &initial[..])] {
         for name in group {
             shared.start_node(name).await?;
         }
         loop {
             let latest = latest_samples(shared);
-            if observe::converged(&latest, group) {
+            let ready = if first {
+                latest.iter().any(|s| s.node == group[0])
+            } else {
+                observe::converged(&latest, group)
+            };
+            if ready {
                 break;
             }
             if Instant::now() > deadline {
