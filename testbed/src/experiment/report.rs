@@ -226,7 +226,11 @@ tr.violating {{ background: #ffcdd2; }}
             if b.time - a.time > 2_000_000_000 {
                 continue;
             }
-            let status = a.self_status().unwrap_or_else(|| "unknown".into());
+            let mut status = a.self_status().unwrap_or_else(|| "unknown".into());
+            let by = a.unreachable_by();
+            if !by.is_empty() {
+                status = format!("{status} (by {})", by.join(", "));
+            }
             match runs.last_mut() {
                 Some(last) if last.1 == a.time && last.2 == status => last.1 = b.time,
                 _ => runs.push((a.time, b.time, status)),
@@ -239,7 +243,7 @@ tr.violating {{ background: #ffcdd2; }}
                 x(from),
                 top + 12.0,
                 (x(to) - x(from)).max(0.5),
-                status_color(&status)
+                status_color(status.split(' ').next().unwrap_or_default())
             );
         }
         // Dead and paused intervals from the process events.
@@ -388,10 +392,11 @@ fn render_details(page: &mut String, verdict: &Verdict, record: &RunRecord) {
     let lin = &verdict.linearizability;
     let _ = write!(
         page,
-        "<p>linearizability: {} operations on {} keys checked in {:.1} ms; {} violating keys; {} keys unknown (budget)</p>",
+        "<p>linearizability: {} operations on {} keys checked in {:.1} ms ({} unknown outcomes resolved from the store); {} violating keys; {} keys unknown (budget)</p>",
         lin.operations,
         lin.keys,
         lin.elapsed_ms,
+        lin.resolved_from_store,
         lin.violations.len(),
         lin.unknown_keys.len()
     );

@@ -374,3 +374,36 @@ fn a_malformed_history_is_an_error() {
         Err(ExperimentError::MalformedHistory(_))
     ));
 }
+
+#[test]
+fn the_store_resolves_writes_of_unknown_outcome() {
+    // An add whose answer was lost, then a read that saw it.
+    let mut b = Builder::default();
+    b.op(
+        0,
+        Function::Add,
+        "c-9",
+        Value::Int(3),
+        EventKind::Info,
+        Value::Int(3),
+        None,
+        (0, 5),
+    )
+    .read(1, "c-9", 3, (10, 11));
+    let tag = b.events[0].tag.clone().unwrap();
+    let stored = BTreeMap::from([("c-9".to_string(), vec![record(1, 3, "a", &tag)])]);
+    let verdict = check(&b.build(), Some(&stored), &CheckSettings::default()).unwrap();
+    assert!(verdict.valid, "{}", verdict.summary);
+    assert_eq!(verdict.linearizability.resolved_from_store, 1);
+
+    // Not in the store: it never happened, so the read cannot have seen it.
+    let empty = BTreeMap::from([("c-9".to_string(), Vec::new())]);
+    let verdict = check(&b.build(), Some(&empty), &CheckSettings::default()).unwrap();
+    assert!(!verdict.valid);
+    assert_eq!(verdict.linearizability.violations[0].key, "c-9");
+
+    // Stored with another value than the one read: not linearizable either.
+    let other = BTreeMap::from([("c-9".to_string(), vec![record(1, 4, "a", &tag)])]);
+    let verdict = check(&b.build(), Some(&other), &CheckSettings::default()).unwrap();
+    assert!(!verdict.linearizability.violations.is_empty());
+}

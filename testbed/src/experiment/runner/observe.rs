@@ -49,17 +49,28 @@ impl Sample {
     /// How the node sees itself: its own status, or `unreachable` when
     /// some observer reports it so.
     pub fn self_status(&self) -> Option<String> {
-        // After a restart the old incarnation may still be listed (Down).
-        let me = self
-            .members
-            .iter()
-            .filter(|m| m.name == self.node)
-            .max_by_key(|m| m.generation)?;
+        let me = self.me()?;
         Some(if me.status == "up" && !me.reachable {
             "unreachable".to_string()
         } else {
             me.status.clone()
         })
+    }
+
+    /// The observers that report this node unreachable, as it sees them.
+    pub fn unreachable_by(&self) -> Vec<String> {
+        self.me()
+            .map(|me| me.unreachable_by.clone())
+            .unwrap_or_default()
+    }
+
+    /// This node's own row: after a restart the old incarnation may still be
+    /// listed (Down), so the youngest of that name.
+    fn me(&self) -> Option<&MemberSeen> {
+        self.members
+            .iter()
+            .filter(|m| m.name == self.node)
+            .max_by_key(|m| m.generation)
     }
 }
 
