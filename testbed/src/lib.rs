@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod experiment;
 pub mod proxy;
 
 pub use cluster::{Cluster, Direction};
