@@ -279,6 +279,13 @@ impl Checker {
     /// The shards each live node serves at this moment (valid lease, home),
     /// with the epoch of its region: checks two-valid-homes and epochs-grow.
     pub fn homes(&mut self, now: Micros, serving: &[(NodeId, ShardId, Epoch)]) {
+        if serving.len() == self.serving.len()
+            && serving.iter().all(|(node, shard, epoch)| {
+                self.serving.get(&(node.clone(), *shard)) == Some(epoch)
+            })
+        {
+            return;
+        }
         let mut by_shard: BTreeMap<ShardId, Vec<&NodeId>> = BTreeMap::new();
         for (node, shard, epoch) in serving {
             by_shard.entry(*shard).or_default().push(node);
