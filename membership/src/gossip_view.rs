@@ -54,7 +54,8 @@ struct Said {
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
-    seen_exiting: BTreeSet<NodeId>,
+    /// (the status it was seen in, the member)
+    seen: BTreeSet<(MemberStatus, NodeId)>,
 }
 
 impl Said {
@@ -76,8 +77,11 @@ impl Said {
                 MembershipKey::Admit(id) => {
                     said.admit.insert(id);
                 }
+                MembershipKey::SeenJoining(id) => {
+                    said.seen.insert((MemberStatus::Joining, id));
+                }
                 MembershipKey::SeenExiting(id) => {
-                    said.seen_exiting.insert(id);
+                    said.seen.insert((MemberStatus::Exiting, id));
                 }
             }
         }
@@ -96,8 +100,18 @@ pub struct GossipView {
     pub down: BTreeSet<NodeId>,
     /// Members chitchat considers live.
     pub live: BTreeSet<NodeId>,
-    /// For each member, the members that say they have seen it `Exiting`.
-    pub seen_exiting: BTreeMap<NodeId, BTreeSet<NodeId>>,
+    /// For each member and status (`Joining`, `Exiting`), the members that
+    /// say they have seen it in that status.
+    pub seen: BTreeMap<(MemberStatus, NodeId), BTreeSet<NodeId>>,
+}
+
+impl GossipView {
+    /// Whether `observer` says it has seen `subject` in `status`.
+    pub fn has_seen(&self, observer: &NodeId, status: MemberStatus, subject: &NodeId) -> bool {
+        self.seen
+            .get(&(status, subject.clone()))
+            .is_some_and(|seen| seen.contains(observer))
+    }
 }
 
 impl GossipView {
@@ -159,11 +173,10 @@ impl GossipView {
             }
         }
 
-        let mut seen_exiting: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
+        let mut seen: BTreeMap<(MemberStatus, NodeId), BTreeSet<NodeId>> = BTreeMap::new();
         for (writer, what) in &said {
-            for subject in &what.seen_exiting {
-                seen_exiting
-                    .entry(subject.clone())
+            for subject in &what.seen {
+                seen.entry(subject.clone())
                     .or_default()
                     .insert((*writer).clone());
             }
@@ -194,7 +207,7 @@ impl GossipView {
                 .map(|(id, _)| (*id).clone())
                 .collect(),
             down,
-            seen_exiting,
+            seen,
         }
     }
 }

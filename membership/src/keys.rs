@@ -11,6 +11,7 @@
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
+//! | `member.seen-joining.<name>#<gen>` | `1` | every other member | "I have seen this member `Joining`": the leader admits it only once every Up member says so (Akka's convergence); deleted once it is no longer `Joining` |
 //! | `member.seen-exiting.<name>#<gen>` | `1` | every other member | "I have seen this member `Exiting`": the leaver waits for these before `Removed`; deleted once it is no longer `Exiting` |
 //!
 //! `<name>#<gen>` is [`NodeId`]'s `Display` form; it is parsed with the last
@@ -35,6 +36,8 @@ pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
 pub const DOWN_PREFIX: &str = "member.down.";
 /// Prefix of an admission of a joining member: `member.admit.<name>#<gen>`.
 pub const ADMIT_PREFIX: &str = "member.admit.";
+/// Prefix of an acknowledgement of a joiner: `member.seen-joining.<name>#<gen>`.
+pub const SEEN_JOINING_PREFIX: &str = "member.seen-joining.";
 /// Prefix of an acknowledgement of a leaver's exit: `member.seen-exiting.<name>#<gen>`.
 pub const SEEN_EXITING_PREFIX: &str = "member.seen-exiting.";
 /// The value of the marker keys (observations, decisions, admissions).
@@ -53,6 +56,8 @@ pub enum MembershipKey {
     Down(NodeId),
     /// `member.admit.<id>`: the writer admits the joining `id`.
     Admit(NodeId),
+    /// `member.seen-joining.<id>`: the writer has seen `id` Joining.
+    SeenJoining(NodeId),
     /// `member.seen-exiting.<id>`: the writer has seen `id` Exiting.
     SeenExiting(NodeId),
 }
@@ -77,6 +82,8 @@ impl MembershipKey {
                 (Self::Down, rest)
             } else if let Some(rest) = key.strip_prefix(ADMIT_PREFIX) {
                 (Self::Admit, rest)
+            } else if let Some(rest) = key.strip_prefix(SEEN_JOINING_PREFIX) {
+                (Self::SeenJoining, rest)
             } else if let Some(rest) = key.strip_prefix(SEEN_EXITING_PREFIX) {
                 (Self::SeenExiting, rest)
             } else {
@@ -99,6 +106,7 @@ impl fmt::Display for MembershipKey {
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
+            Self::SeenJoining(id) => write!(f, "{SEEN_JOINING_PREFIX}{id}"),
             Self::SeenExiting(id) => write!(f, "{SEEN_EXITING_PREFIX}{id}"),
         }
     }
@@ -168,6 +176,7 @@ mod tests {
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),
             MembershipKey::Admit(id.clone()),
+            MembershipKey::SeenJoining(id.clone()),
             MembershipKey::SeenExiting(id.clone()),
         ] {
             assert_eq!(MembershipKey::decode(&key.encode()), Some(Ok(key)));

@@ -258,8 +258,13 @@ impl Membership {
             self.view
                 .members
                 .values()
-                .filter(|m| m.status == MemberStatus::Exiting && m.id != self.self_id)
-                .map(|m| marker(MembershipKey::SeenExiting(m.id.clone()))),
+                .filter(|m| m.id != self.self_id)
+                .filter_map(|m| match m.status {
+                    MemberStatus::Joining => Some(MembershipKey::SeenJoining(m.id.clone())),
+                    MemberStatus::Exiting => Some(MembershipKey::SeenExiting(m.id.clone())),
+                    _ => None,
+                })
+                .map(marker),
         );
         own
     }
@@ -307,14 +312,16 @@ impl Membership {
     /// node `Exiting`, so none of them mistakes the silence that follows for
     /// a crash, and each has seen the exit before the node is gone.
     fn every_live_member_saw_me_exiting(&self) -> bool {
-        let seen_by = self.view.seen_exiting.get(&self.self_id);
         self.view
             .members
             .values()
             .filter(|m| {
                 m.id != self.self_id && !m.status.is_gone() && self.view.live.contains(&m.id)
             })
-            .all(|m| seen_by.is_some_and(|seen| seen.contains(&m.id)))
+            .all(|m| {
+                self.view
+                    .has_seen(&m.id, MemberStatus::Exiting, &self.self_id)
+            })
     }
 
     /// The first node of a cluster: it has gossiped for a while and sees
@@ -368,10 +375,12 @@ impl Membership {
 
     /// The leader (oldest Up or Leaving member that nobody reports, or this
     /// node) admits the live, reachable joining members, and only while its
-    /// view has converged: no member (of any status short of Down) is
-    /// unreachable. Admitting during a partition would let a joiner, or a
-    /// restarted incarnation, tip one side into a false majority (Akka's
-    /// convergence rule).
+    /// view has converged (Akka's rule): no member short of Down is
+    /// unreachable, and every Up or Leaving member says it has seen the
+    /// joiner. Admitting during a partition would let a joiner, or a
+    /// restarted incarnation, tip one side into a false majority; the
+    /// second condition also covers a cut not detected yet, since members
+    /// on the far side of it cannot have seen a joiner that came after it.
     fn update_admissions(&mut self) {
         self.admits.clear();
         let converged = self
@@ -400,9 +409,18 @@ impl Membership {
                 m.status == MemberStatus::Joining
                     && m.reachability.is_reachable()
                     && self.view.live.contains(&m.id)
+                    && self.seen_by_every_counted_member(&m.id)
             })
             .map(|m| m.id.clone())
             .collect();
+    }
+
+    fn seen_by_every_counted_member(&self, joiner: &NodeId) -> bool {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status.is_counted() && m.id != self.self_id)
+            .all(|m| self.view.has_seen(&m.id, MemberStatus::Joining, joiner))
     }
 
     fn run_resolver(&mut self, now: Instant) {

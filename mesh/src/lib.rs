@@ -42,6 +42,7 @@ mod outbox;
 mod peers;
 mod pending;
 mod pipeline;
+pub mod process;
 mod send;
 pub mod service;
 mod socket;

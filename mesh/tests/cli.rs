@@ -267,7 +267,7 @@ fn start_local_cluster(tag: &str) -> (Process, Arc<Mutex<String>>, Vec<SocketAdd
         .args(["--admin-base-port", &admin.to_string()])
         .arg("--dir")
         .arg(&dir)
-        .env("RUST_LOG", "warn,mesh_node=info")
+        .env("RUST_LOG", "warn,mesh_node=info,mesh::process=info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

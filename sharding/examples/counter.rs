@@ -15,11 +15,14 @@
 //! ```
 //!
 //! The HTTP port also serves the node's admin API (`/health`, `/members`,
-//! `/cluster`, `/stats`, `/sharding`). Ctrl-C leaves the cluster gracefully:
-//! the node's shards move to the others first.
+//! `/cluster`, `/stats`, `/sharding`). SIGINT (Ctrl-C) or SIGTERM leaves the
+//! cluster gracefully, the node's shards moving to the others first, and
+//! exits 0; a node the cluster downs exits with code 3 at once, so that an
+//! orchestrator starts a new incarnation.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -102,7 +105,7 @@ struct App {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -137,14 +140,17 @@ async fn main() -> anyhow::Result<()> {
         .with_state(app);
     let router = mesh::admin::router(node.clone()).merge(routes);
     tracing::info!(http = %args.http, "counter service ready");
-    tokio::select! {
-        served = axum::serve(listener, router) => served?,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("leaving the cluster (handing shards off)");
-            node.leave().await;
+    let serve = async {
+        axum::serve(listener, router).await?;
+        Ok("the HTTP server ended")
+    };
+    let stop = async {
+        tokio::select! {
+            served = serve => served,
+            signal = mesh::process::signal() => signal.map(|()| "signal received"),
         }
-    }
-    Ok(())
+    };
+    Ok(mesh::process::serve_until_stopped(&node, stop).await?)
 }
 
 async fn read(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::ids::ShardId;
+use crate::runtime::ShardLease;
 
 /// A sharded entity: one instance per id in the whole cluster (rule 1),
 /// started on its first message in the region that hosts its shard.
@@ -61,8 +62,11 @@ pub trait Entity: Send + 'static {
     /// Its shard was fenced (lease ran out, or this node's side would lose
     /// a split-brain decision): no message reaches it until the coordinator
     /// confirms the shard, and it may be dropped for good. An entity that
-    /// works outside its handler (a spawned task) must stop that work here.
-    /// Called on idle entities only; a handler already running completes.
+    /// works outside its handler (a spawned task) must stop that work here,
+    /// or better, bind it to [`EntityContext::lease`]. Called on idle
+    /// entities only: a handler that is waiting when its lease is lost is
+    /// not polled again (its caller gets
+    /// [`crate::DeliveryError::Interrupted`]) and the instance is dropped.
     fn fenced(&mut self) {}
 }
 
@@ -70,15 +74,15 @@ pub trait Entity: Send + 'static {
 #[derive(Debug)]
 pub struct EntityContext {
     id: Arc<str>,
-    shard: ShardId,
+    lease: ShardLease,
     passivate: bool,
 }
 
 impl EntityContext {
-    pub(crate) fn new(id: Arc<str>, shard: ShardId) -> Self {
+    pub(crate) fn new(id: Arc<str>, lease: ShardLease) -> Self {
         Self {
             id,
-            shard,
+            lease,
             passivate: false,
         }
     }
@@ -95,7 +99,15 @@ impl EntityContext {
 
     /// The entity's shard.
     pub fn shard(&self) -> ShardId {
-        self.shard
+        self.lease.shard()
+    }
+
+    /// The lease this node runs the entity's shard under. The runtime stops
+    /// polling a handler once it is lost; a handler about to act outside
+    /// the cluster (say, write to a database after an await) can check
+    /// [`ShardLease::is_valid`] right before it acts.
+    pub fn lease(&self) -> &ShardLease {
+        &self.lease
     }
 
     /// Asks to be stopped once the messages already queued for it are

@@ -30,6 +30,15 @@ pub enum DeliveryError {
         /// How often it was bounced.
         hops: u8,
     },
+    /// The entity's handler had started and was stopped before it answered,
+    /// because its shard's lease was lost (the shard was fenced, handed off
+    /// or dropped): the message may or may not have taken effect. Retry
+    /// with the same idempotency key.
+    #[error("the handler for an entity of {shard} was interrupted: its shard lost its lease")]
+    Interrupted {
+        /// The shard.
+        shard: ShardId,
+    },
     /// The shard number is not below `number_of_shards` (a garbage message).
     #[error("{shard} does not exist (number_of_shards = {number_of_shards})")]
     NoSuchShard {

@@ -41,6 +41,11 @@ pub struct Region<P> {
     config: ShardingConfig,
     proxy_only: bool,
     epoch: Epoch,
+    /// The node of the coordinator of `epoch`. Two coordinators can pick
+    /// the same epoch (their hosts' generations may be equal and neither saw
+    /// the other's epoch); `(epoch, node)` then orders them, so that this
+    /// region follows exactly one and ignores the other.
+    coordinator: Option<RegionId>,
     registered: bool,
     side_survives: bool,
     lease: LeaseClock,
@@ -71,6 +76,7 @@ impl<P> Region<P> {
             config,
             proxy_only,
             epoch: Epoch(0),
+            coordinator: None,
             registered: false,
             side_survives: true,
             lease: LeaseClock::default(),
@@ -119,6 +125,20 @@ impl<P> Region<P> {
                 .shards
                 .get(&shard)
                 .is_some_and(|entry| entry.home == Home::Active)
+    }
+
+    /// Whether this region may run work of `shard` while its lease holds:
+    /// the shard lives here (active, or stopping for a handoff) and the
+    /// region is registered on a side that survives. With
+    /// [`Self::lease_valid_until`], this is what the driver's gates enforce
+    /// on every poll of an entity's step.
+    pub fn runs(&self, shard: ShardId) -> bool {
+        self.registered
+            && self.side_survives
+            && self
+                .shards
+                .get(&shard)
+                .is_some_and(|entry| matches!(entry.home, Home::Active | Home::Stopping))
     }
 
     /// Changes whenever a shard's home may have changed: after every tick
@@ -371,11 +391,15 @@ impl<P> Region<P> {
         message: Envelope<CoordinatorToRegion>,
         out: &mut Vec<RegionEffect<P>>,
     ) {
-        if message.epoch < self.epoch {
-            // Stale epoch: a coordinator that has been replaced; ignored.
+        let current = (self.epoch, self.coordinator.as_ref());
+        let incoming = (message.epoch, Some(&message.from));
+        if incoming < current {
+            // Stale epoch (or the loser of an epoch tie): a coordinator that
+            // has been replaced; ignored.
             return;
         }
-        if message.epoch > self.epoch {
+        if incoming > current {
+            self.coordinator = Some(message.from.clone());
             self.adopt_epoch(now, message.epoch);
         }
         let (epoch, id) = (message.epoch, message.request_id);
@@ -396,7 +420,7 @@ impl<P> Region<P> {
             CoordinatorToRegion::BeginHandoff { shard } => {
                 self.on_begin_handoff((epoch, id), shard, out)
             }
-            CoordinatorToRegion::Handoff { shard } => self.on_handoff((epoch, id), shard, out),
+            CoordinatorToRegion::Handoff { shard } => self.on_handoff(now, (epoch, id), shard, out),
             CoordinatorToRegion::LeaseGranted { renewal, lease } => {
                 // Duplicate: no change (the grant was consumed); late: counted
                 // from its own send time if remembered, never shortens;
@@ -594,9 +618,11 @@ impl<P> Region<P> {
     }
 
     /// Handoff: duplicate -> nothing while stopping, `ShardStopped` again
-    /// once stopped; late -> ignored; stale epoch -> ignored.
+    /// once stopped; late -> ignored; stale epoch -> ignored. A fenced shard
+    /// is dropped without `stopped()` (it holds no lease).
     fn on_handoff(
         &mut self,
+        now: Instant,
         instruction: (Epoch, RequestId),
         shard: ShardId,
         out: &mut Vec<RegionEffect<P>>,
@@ -609,12 +635,24 @@ impl<P> Region<P> {
             return;
         }
         match entry.home {
-            Home::Active | Home::Fenced => {
+            Home::Active => {
                 entry.home = Home::Stopping;
                 out.push(RegionEffect::StopShard {
                     shard,
                     reason: StopReason::Handoff,
                 });
+            }
+            // Without a lease `stopped()` must not run: the entities are
+            // dropped as they are (nothing ran since the fence), and the
+            // shard is free for its new home at once.
+            Home::Fenced => {
+                entry.home = Home::Unknown { asked_at: None };
+                out.push(RegionEffect::StopShard {
+                    shard,
+                    reason: StopReason::Dropped,
+                });
+                self.send_to_coordinator(out, RegionToCoordinator::ShardStopped { shard });
+                self.flush(now, shard, out);
             }
             Home::Stopping => {}
             Home::Unknown { .. } | Home::Remote(_) => {

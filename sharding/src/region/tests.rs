@@ -77,10 +77,22 @@ impl Fixture {
         id: RequestId,
         body: CoordinatorToRegion,
     ) -> Vec<RegionEffect<u32>> {
+        self.coordinator_on(RegionId::new("coord", 1), ms, epoch, id, body)
+    }
+
+    /// A message from the coordinator running on node `from`.
+    fn coordinator_on(
+        &mut self,
+        from: RegionId,
+        ms: u64,
+        epoch: Epoch,
+        id: RequestId,
+        body: CoordinatorToRegion,
+    ) -> Vec<RegionEffect<u32>> {
         let message = Envelope {
             epoch,
             request_id: id,
-            from: RegionId::new("coord", 1),
+            from,
             body,
         };
         let now = self.at(ms);
@@ -596,6 +608,59 @@ fn a_new_epoch_forgets_cached_homes_and_reports_everything() {
         .is_empty());
 }
 
+/// Issue 14, hole 5: two coordinators that picked the same epoch. The
+/// region follows the one on the higher node id and ignores the other's
+/// instructions, instead of taking both for one coordinator.
+#[test]
+fn two_coordinators_with_one_epoch_are_ordered_by_their_node() {
+    let mut f = Fixture::registered();
+    let (low, high) = (RegionId::new("coord", 1), RegionId::new("zed", 1));
+    // The registration came from `coord`; `zed` starts with the same epoch.
+    let effects = f.coordinator_on(
+        high.clone(),
+        10,
+        EPOCH,
+        RequestId(1),
+        CoordinatorToRegion::CoordinatorStarted,
+    );
+    assert!(
+        !f.region.is_registered(),
+        "a new coordinator: register again"
+    );
+    assert!(matches!(
+        to_coordinator(&effects)[..],
+        [RegionToCoordinator::Register { .. }]
+    ));
+    // The loser of the tie is stale now, whatever its request ids.
+    let from_low = f.coordinator_on(
+        low,
+        11,
+        EPOCH,
+        RequestId(900),
+        CoordinatorToRegion::HostShard { shard: ShardId(4) },
+    );
+    assert!(from_low.is_empty());
+    assert_eq!(f.region.shard_status(ShardId(4)), None);
+    let register = f.last_register_id();
+    let body = CoordinatorToRegion::RegisterAck {
+        register,
+        lease: Duration::from_secs(3),
+        confirmed: vec![],
+        drop: vec![],
+    };
+    f.coordinator_on(high.clone(), 12, EPOCH, RequestId(2), body);
+    assert!(f.region.is_registered());
+    let hosted = f.coordinator_on(
+        high,
+        13,
+        EPOCH,
+        RequestId(3),
+        CoordinatorToRegion::HostShard { shard: ShardId(4) },
+    );
+    assert!(!hosted.is_empty());
+    assert_eq!(f.region.shard_status(ShardId(4)), Some(ShardStatus::Active));
+}
+
 #[test]
 fn a_proxy_never_hosts_and_never_renews() {
     let mut f = Fixture::new(true);
@@ -719,4 +784,30 @@ fn a_late_shard_home_naming_a_down_region_is_not_believed() {
         f.region.shard_status(ShardId(2)),
         Some(ShardStatus::Remote(new_home))
     );
+}
+
+/// Issue 14, hole 2: a Handoff that reaches a fenced shard must not turn it
+/// into Stopping (that would run `stopped()` without a lease): the shard is
+/// dropped as it is and reported stopped.
+#[test]
+fn a_handoff_of_a_fenced_shard_drops_it_without_stopping_it() {
+    let mut f = Fixture::registered();
+    f.host(10, 1);
+    assert!(f.region.runs(ShardId(1)));
+    f.region.tick(f.at(3_000));
+    assert_eq!(f.region.shard_status(ShardId(1)), Some(ShardStatus::Fenced));
+    assert!(!f.region.runs(ShardId(1)), "no lease: nothing may run");
+    let effects = f.coordinator(3_100, CoordinatorToRegion::Handoff { shard: ShardId(1) });
+    assert!(effects.contains(&RegionEffect::StopShard {
+        shard: ShardId(1),
+        reason: StopReason::Dropped
+    }));
+    assert!(
+        to_coordinator(&effects).contains(&RegionToCoordinator::ShardStopped { shard: ShardId(1) })
+    );
+    assert_eq!(
+        f.region.shard_status(ShardId(1)),
+        Some(ShardStatus::Unknown)
+    );
+    assert!(!f.region.runs(ShardId(1)));
 }

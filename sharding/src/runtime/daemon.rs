@@ -7,8 +7,11 @@
 //! a keep-alive each `daemon_keep_alive_interval`: a worker that does not
 //! run (its shard was free, or its node went Down and the shard was
 //! allocated again) starts on the first keep-alive that reaches its new
-//! home. A worker runs as its own task while its entity lives and is
-//! aborted when the entity stops, is handed off, is fenced or is dropped.
+//! home. A worker runs as its own task while its entity lives and holds
+//! its shard's lease: it is not polled again once the lease is lost (at the
+//! lease's end on the clock, or when the shard is fenced, handed off or
+//! dropped), even while the driver itself is paused, and is aborted when
+//! the entity stops.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
+use super::lease_gate::{LeaseBound, ShardLease};
 use super::{EntityRef, RegionView, Sharding, ShardingError};
 use crate::entity::{Entity, EntityContext};
 
@@ -32,6 +36,10 @@ pub struct DaemonContext {
     pub index: usize,
     /// How many workers the daemon keeps running.
     pub count: usize,
+    /// The lease of the worker's shard on this node: check it right before
+    /// acting outside the cluster. The runtime drops the worker the moment
+    /// it is lost.
+    pub lease: ShardLease,
 }
 
 /// The message a daemon worker entity receives.
@@ -44,7 +52,9 @@ pub enum DaemonMessage {
 /// The entity behind one daemon worker (public only because
 /// [`DaemonHandle`] names it).
 pub struct DaemonWorker {
-    context: DaemonContext,
+    name: String,
+    index: usize,
+    count: usize,
     worker: WorkerFn,
     task: Option<AbortHandle>,
 }
@@ -52,26 +62,38 @@ pub struct DaemonWorker {
 impl DaemonWorker {
     pub(crate) fn new(name: &str, id: &str, count: usize, worker: WorkerFn) -> Self {
         Self {
-            context: DaemonContext {
-                name: name.trim_start_matches("daemon.").to_string(),
-                index: id.parse().unwrap_or(usize::MAX),
-                count,
-            },
+            name: name.trim_start_matches("daemon.").to_string(),
+            index: id.parse().unwrap_or(usize::MAX),
+            count,
             worker,
             task: None,
         }
     }
 
-    /// Starts the worker's task unless it runs (it may have returned).
-    fn ensure_running(&mut self) {
+    /// Starts the worker's task unless it runs (it may have returned),
+    /// bound to the lease of its shard.
+    fn ensure_running(&mut self, ctx: &EntityContext) {
         if self.task.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
-        if self.context.index >= self.context.count {
+        if self.index >= self.count {
             return;
         }
-        let run = (self.worker)(self.context.clone());
-        self.task = Some(tokio::spawn(run).abort_handle());
+        let lease = ctx.lease().clone();
+        let run = (self.worker)(DaemonContext {
+            name: self.name.clone(),
+            index: self.index,
+            count: self.count,
+            lease: lease.clone(),
+        });
+        let bound = LeaseBound::new(run, lease.clone());
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = bound => {}
+                _ = lease.lost() => {}
+            }
+        });
+        self.task = Some(task.abort_handle());
     }
 }
 
@@ -85,13 +107,13 @@ impl Entity for DaemonWorker {
     type Message = DaemonMessage;
     type Reply = ();
 
-    async fn started(&mut self, _ctx: &mut EntityContext) {
-        self.ensure_running();
+    async fn started(&mut self, ctx: &mut EntityContext) {
+        self.ensure_running(ctx);
     }
 
-    async fn handle(&mut self, _ctx: &mut EntityContext, message: DaemonMessage) {
+    async fn handle(&mut self, ctx: &mut EntityContext, message: DaemonMessage) {
         match message {
-            DaemonMessage::KeepAlive => self.ensure_running(),
+            DaemonMessage::KeepAlive => self.ensure_running(ctx),
         }
     }
 

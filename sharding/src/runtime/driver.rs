@@ -13,7 +13,9 @@ use membership::{ordering, MemberStatus, NodeId};
 use mesh::{ClusterState, Node};
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock;
 use super::host::{Host, Job};
+use super::lease_gate::Gates;
 use super::replies::Replies;
 use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
@@ -34,6 +36,10 @@ pub mod hook_points {
     pub const BEFORE_SHARD_STOPPED: &str = "sharding.region.before_shard_stopped";
     /// A region is about to hand the first message to a new entity.
     pub const BEFORE_FIRST_DELIVERY: &str = "sharding.region.before_first_delivery";
+    /// The driver is about to run its timers (lease renewal, fencing,
+    /// keep-alives): a pause here stalls the driver, not its entities'
+    /// tasks or daemon workers.
+    pub const BEFORE_TICK: &str = "sharding.driver.before_tick";
 }
 
 /// Commands taken per wake-up of the driver before it looks at its timers
@@ -103,14 +109,21 @@ pub(crate) struct Driver<E: Entity> {
     region: Region<E::Message>,
     coordinator: Option<Coordinator>,
     host: Host<E>,
+    /// What the region allows, as the host's steps see it on every poll.
+    gates: Arc<Gates>,
+    /// The region's homes version and lease last published to `gates`.
+    gates_synced: Option<(u64, Option<Instant>)>,
     replies: Arc<Replies<E::Reply>>,
     routes: Arc<Routes>,
     /// Local sends taken from the queue this round (see [`Routes`]).
     sends_taken: usize,
     statuses: BTreeMap<NodeId, MemberStatus>,
     coordinator_host: Option<HostSeen>,
-    /// When this node's coordinator was created: the host before it.
-    previous_host: Option<HostSeen>,
+    /// Rule 3 for the next coordinator started here: the latest moment a
+    /// previous coordinator may have granted a lease. That is when its host
+    /// was last seen reachable, or, for a coordinator of this node that was
+    /// superseded or moved away, when it stopped.
+    previous_grants_until: Option<Instant>,
     would_survive: bool,
     quorum_sent: Option<bool>,
     /// A hook point crashed the node: the driver stops at once.
@@ -141,10 +154,13 @@ impl<E: Entity> Driver<E> {
             .role
             .as_deref()
             .is_some_and(|role| !node.config().roles.iter().any(|r| r == role));
-        let now = Instant::now();
+        let now = clock::now();
+        let gates = Gates::new(config.number_of_shards);
         Self {
             region: Region::new(me.clone(), config.clone(), proxy_only),
-            host: Host::new(settings.factory.clone()),
+            host: Host::new(settings.factory.clone(), gates.clone()),
+            gates,
+            gates_synced: None,
             node,
             me,
             settings,
@@ -155,7 +171,7 @@ impl<E: Entity> Driver<E> {
             sends_taken: 0,
             statuses: BTreeMap::new(),
             coordinator_host: None,
-            previous_host: None,
+            previous_grants_until: None,
             would_survive: true,
             quorum_sent: None,
             crashed: false,
@@ -180,7 +196,7 @@ impl<E: Entity> Driver<E> {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
-                        self.now = Instant::now();
+                        self.now = clock::now();
                         self.on_command(command);
                         // Under load, take what else is queued in one go:
                         // one wake-up for many messages.
@@ -194,9 +210,7 @@ impl<E: Entity> Driver<E> {
                     None => break,
                 },
                 Some(finished) = self.host.running().next() => {
-                    let now = Instant::now();
-                    let region = &self.region;
-                    self.host.finished(finished, |s| region.serves(s, now));
+                    self.host.finished(finished);
                 }
                 _ = ticker.tick() => {
                     if self.node.is_stopped() {
@@ -296,18 +310,22 @@ impl<E: Entity> Driver<E> {
     }
 
     fn on_tick(&mut self) {
-        let now = Instant::now();
+        if self.node.hooks().any_armed() && self.hook(hook_points::BEFORE_TICK) {
+            return;
+        }
+        let now = clock::now();
         tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
         let effects = self.region.tick(now);
+        self.sync_gates();
         self.region_effects(effects);
         if let Some(coordinator) = &mut self.coordinator {
             let effects = coordinator.tick(now);
             self.coordinator_effects(effects);
         }
-        let region = &self.region;
-        self.host.fence(|shard| region.serves(shard, now));
-        self.host.resume(|shard| region.serves(shard, now));
+        // Leases also end by the clock alone, between two region inputs.
+        self.host.fence();
+        self.host.resume();
         if let Some(idle) = self.settings.passivate_after {
             if now >= self.next_passivation {
                 self.host.passivate_idle(now, idle);
@@ -322,9 +340,6 @@ impl<E: Entity> Driver<E> {
     /// Performs queued work until none is left (local coordinator <->
     /// region traffic is queued here instead of crossing the mesh).
     fn process(&mut self) {
-        // One clock read per round: a round takes micro- to milliseconds,
-        // far inside the lease's drift margin.
-        self.now = Instant::now();
         loop {
             self.take_outcomes();
             let Some(work) = self.work.pop_front() else {
@@ -333,10 +348,15 @@ impl<E: Entity> Driver<E> {
             if self.crashed {
                 return;
             }
-            let now = self.now;
+            // A fresh clock read per input: a pause inside a round must not
+            // leave the rest of the round deciding on an old time. (Entity
+            // steps check the lease themselves on every poll, see `Gates`.)
+            let now = clock::now();
+            self.now = now;
             match work {
                 Work::Region(input) => {
                     let effects = self.region.handle(now, input);
+                    self.sync_gates();
                     self.region_effects(effects);
                 }
                 Work::Coordinator(input) => {
@@ -349,12 +369,33 @@ impl<E: Entity> Driver<E> {
         }
     }
 
+    /// Publishes what the region now allows to the gates that every entity
+    /// step and daemon worker passes: shards it may run, and its lease.
+    /// Steps of a shard whose gate shuts are interrupted at once; shards
+    /// whose gate opens resume.
+    fn sync_gates(&mut self) {
+        let state = (self.region.homes_version(), self.region.lease_valid_until());
+        if self.gates_synced == Some(state) {
+            return;
+        }
+        self.gates_synced = Some(state);
+        self.gates.set_lease(state.1);
+        for shard in (0..self.config.number_of_shards).map(ShardId) {
+            let runs = self.region.runs(shard);
+            if self.gates.set_open(shard, runs) && !runs {
+                self.host.interrupt(shard);
+            }
+        }
+        self.host.fence();
+        self.host.resume();
+    }
+
     /// Sends the replies of entities that finished and reports shards
     /// whose entities all stopped.
     fn take_outcomes(&mut self) {
         for outcome in self.host.take_outcomes() {
             if let Some((to, result)) = outcome.reply {
-                self.reply(to, result.map_err(ShardingError::Remote));
+                self.reply(to, result);
             }
             if let Some(shard) = outcome.shard_stopped {
                 self.work
@@ -457,8 +498,7 @@ impl<E: Entity> Driver<E> {
             return false;
         }
         tracing::trace!(entity_type = %self.settings.name, entity, reply_to = ?job.reply_to, "deliver here");
-        let serving = self.region.serves(shard, self.now);
-        self.host.deliver(shard, entity, job, self.now, serving);
+        self.host.deliver(shard, entity, job, self.now);
         true
     }
 
@@ -495,7 +535,7 @@ impl<E: Entity> Driver<E> {
                     // starts above `by`.
                     self.highest_epoch = self.highest_epoch.max(by);
                     tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
-                    self.coordinator = None;
+                    self.stop_coordinator(clock::now());
                 }
             }
         }
@@ -577,8 +617,8 @@ impl<E: Entity> Driver<E> {
                 host,
                 last_reachable: now,
             });
-            if previous.as_ref().is_some_and(|p| p.host != self.me) {
-                self.previous_host = previous;
+            if let Some(previous) = previous.filter(|p| p.host != self.me) {
+                self.previous_grants_until(previous.last_reachable);
             }
         }
         let here = host.as_ref() == Some(&self.me);
@@ -586,8 +626,21 @@ impl<E: Entity> Driver<E> {
             self.start_coordinator(now);
         } else if !here && self.coordinator.is_some() {
             tracing::info!(entity_type = %self.settings.name, "the coordinator moves away from this node");
-            self.coordinator = None;
+            self.stop_coordinator(now);
         }
+    }
+
+    /// This node's coordinator stops acting (superseded, or the singleton
+    /// moved). Regions may hold leases it granted until now: a coordinator
+    /// started here later must wait them out like any predecessor's.
+    fn stop_coordinator(&mut self, now: Instant) {
+        if self.coordinator.take().is_some() {
+            self.previous_grants_until(now);
+        }
+    }
+
+    fn previous_grants_until(&mut self, at: Instant) {
+        self.previous_grants_until = Some(self.previous_grants_until.map_or(at, |t| t.max(at)));
     }
 
     fn start_coordinator(&mut self, now: Instant) {
@@ -596,7 +649,7 @@ impl<E: Entity> Driver<E> {
         let seen = self.highest_epoch.max(self.region.coordinator_epoch());
         let epoch = Epoch(self.me.generation).max(Epoch(seen.0 + 1));
         self.highest_epoch = epoch;
-        let previous_last_seen = self.previous_host.as_ref().map(|p| p.last_reachable);
+        let previous_last_seen = self.previous_grants_until;
         tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_last_seen, "coordinator starts on this node");
         self.coordinator = Some(Coordinator::new(
             self.me.clone(),
@@ -719,7 +772,7 @@ impl<E: Entity> Driver<E> {
     }
 
     fn region_view(&self) -> RegionView {
-        let now = Instant::now();
+        let now = clock::now();
         let shards: Vec<ShardRow> = self
             .region
             .local_shards()
@@ -755,7 +808,7 @@ impl<E: Entity> Driver<E> {
 
     fn coordinator_view(&self) -> Option<CoordinatorView> {
         let coordinator = self.coordinator.as_ref()?;
-        let now = Instant::now();
+        let now = clock::now();
         let allocation = coordinator.allocation();
         let mut counts: BTreeMap<&RegionId, usize> = BTreeMap::new();
         for region in allocation.values() {

@@ -6,6 +6,13 @@
 //! entries. A message for an idle entity starts one future that runs the
 //! handler (and `started` first, for a new entity); the future hands the
 //! entity back when done, and the next queued message starts the next one.
+//!
+//! Rule 1 holds per poll: every step passes its shard's gate (see
+//! [`super::lease_gate`]). A step checks the lease itself when it starts and,
+//! if it is gone, hands its message back untouched; a step that waits is
+//! polled again only while the lease holds, and is interrupted (its caller
+//! gets [`DeliveryError::Interrupted`], the instance is gone) once it is
+//! lost or its shard is fenced, handed off or dropped.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -13,12 +20,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use futures::future::{AbortHandle, Abortable, BoxFuture};
 use futures::stream::FuturesUnordered;
 use futures::FutureExt;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::lease_gate::{Gates, LeaseBound, ShardLease};
+use super::wire::ShardingError;
 use crate::entity::{Entity, EntityContext, Factory};
+use crate::error::DeliveryError;
 use crate::ids::{ReplyTo, ShardId};
 
 /// One message waiting for its entity.
@@ -46,6 +56,22 @@ pub(crate) enum Finished<E: Entity> {
         id: Arc<str>,
         reply_to: Option<ReplyTo>,
     },
+    /// The step found its shard's lease gone when it started: nothing ran;
+    /// the entity and the message (none for a stop) come back.
+    Refused {
+        shard: ShardId,
+        id: Arc<str>,
+        entity: E,
+        fresh: bool,
+        job: Option<Job<E::Message>>,
+    },
+    /// The step waited and its lease was lost meanwhile: it was not polled
+    /// again; the instance is gone.
+    Interrupted {
+        shard: ShardId,
+        id: Arc<str>,
+        reply_to: Option<ReplyTo>,
+    },
 }
 
 impl<E: Entity> Finished<E> {
@@ -54,23 +80,57 @@ impl<E: Entity> Finished<E> {
         match self {
             Finished::Handled { shard, id, .. }
             | Finished::Stopped { shard, id }
-            | Finished::Panicked { shard, id, .. } => (*shard, id),
+            | Finished::Panicked { shard, id, .. }
+            | Finished::Refused { shard, id, .. }
+            | Finished::Interrupted { shard, id, .. } => (*shard, id),
         }
     }
 
     fn kind(&self) -> (&'static str, ShardId, &str) {
-        match self {
-            Finished::Handled { shard, id, .. } => ("handled", *shard, id),
-            Finished::Stopped { shard, id } => ("stopped", *shard, id),
-            Finished::Panicked { shard, id, .. } => ("panicked", *shard, id),
-        }
+        let kind = match self {
+            Finished::Handled { .. } => "handled",
+            Finished::Stopped { .. } => "stopped",
+            Finished::Panicked { .. } => "panicked",
+            Finished::Refused { .. } => "refused",
+            Finished::Interrupted { .. } => "interrupted",
+        };
+        let (shard, id) = self.entity();
+        (kind, shard, id)
+    }
+}
+
+/// A step that waits: polled only under its shard's lease (see
+/// [`LeaseBound`]), and interrupted at once when its shard's gate is shut.
+pub(crate) struct Running<E: Entity> {
+    step: Abortable<LeaseBound<BoxFuture<'static, Finished<E>>>>,
+    shard: ShardId,
+    id: Arc<str>,
+    reply_to: Option<ReplyTo>,
+}
+
+impl<E: Entity> std::future::Future for Running<E> {
+    type Output = Finished<E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished<E>> {
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.step).poll(cx).map(|result| {
+            result
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Finished::Interrupted {
+                    shard: this.shard,
+                    id: this.id.clone(),
+                    reply_to: this.reply_to.take(),
+                })
+        })
     }
 }
 
 /// What the driver must do after an entity future finished.
 pub(crate) struct Outcome<R> {
-    /// The answer for the asker, if any (`Err` after a panic).
-    pub(crate) reply: Option<(ReplyTo, Result<R, String>)>,
+    /// The answer for the asker, if any (`Err` after a panic or an
+    /// interruption).
+    pub(crate) reply: Option<(ReplyTo, Result<R, ShardingError>)>,
     /// Every entity of this shard has stopped for a handoff.
     pub(crate) shard_stopped: Option<ShardId>,
 }
@@ -85,6 +145,8 @@ struct Slot<E: Entity> {
     stopping: bool,
     mailbox: VecDeque<Job<E::Message>>,
     last_active: Instant,
+    /// Interrupts the step that waits, if one does.
+    waiting: Option<AbortHandle>,
 }
 
 /// The entities of one shard, by id.
@@ -93,11 +155,12 @@ type Slots<E> = hashbrown::HashMap<Arc<str>, Slot<E>, FxBuildHasher>;
 /// The entities of one region.
 pub(crate) struct Host<E: Entity> {
     factory: Factory<E>,
+    gates: Arc<Gates>,
     shards: FxHashMap<ShardId, Slots<E>>,
-    running: FuturesUnordered<BoxFuture<'static, Finished<E>>>,
+    running: FuturesUnordered<Running<E>>,
     /// Shards being stopped for a handoff.
     handing_off: BTreeSet<ShardId>,
-    /// Shards with messages held back because the region did not serve them.
+    /// Shards with work held back because their gate was shut.
     paused: BTreeSet<ShardId>,
     /// Shards whose entities were told they are fenced.
     fenced: BTreeSet<ShardId>,
@@ -110,9 +173,10 @@ pub(crate) struct Host<E: Entity> {
 }
 
 impl<E: Entity> Host<E> {
-    pub(crate) fn new(factory: Factory<E>) -> Self {
+    pub(crate) fn new(factory: Factory<E>, gates: Arc<Gates>) -> Self {
         Self {
             factory,
+            gates,
             shards: FxHashMap::default(),
             running: FuturesUnordered::new(),
             handing_off: BTreeSet::new(),
@@ -125,7 +189,7 @@ impl<E: Entity> Host<E> {
     }
 
     /// The futures in flight, for the driver to poll.
-    pub(crate) fn running(&mut self) -> &mut FuturesUnordered<BoxFuture<'static, Finished<E>>> {
+    pub(crate) fn running(&mut self) -> &mut FuturesUnordered<Running<E>> {
         &mut self.running
     }
 
@@ -147,15 +211,8 @@ impl<E: Entity> Host<E> {
     }
 
     /// Queues a message for an entity (starting it if it does not run) and
-    /// runs it now if the region `serving` the shard allows it.
-    pub(crate) fn deliver(
-        &mut self,
-        shard: ShardId,
-        id: &str,
-        job: Job<E::Message>,
-        now: Instant,
-        serving: bool,
-    ) {
+    /// runs it now if the shard's gate is open.
+    pub(crate) fn deliver(&mut self, shard: ShardId, id: &str, job: Job<E::Message>, now: Instant) {
         let slot = match self.shards.entry(shard).or_default().entry_ref(id) {
             hashbrown::hash_map::EntryRef::Occupied(slot) => slot.into_mut(),
             hashbrown::hash_map::EntryRef::Vacant(vacant) => {
@@ -167,24 +224,27 @@ impl<E: Entity> Host<E> {
                     stopping: false,
                     mailbox: VecDeque::new(),
                     last_active: now,
+                    waiting: None,
                 };
                 vacant.insert_with_key(id.into(), slot)
             }
         };
         slot.mailbox.push_back(job);
         slot.last_active = now;
-        tracing::trace!(%shard, id, busy = slot.busy, stopping = slot.stopping, queued = slot.mailbox.len(), serving, "host deliver");
-        if serving {
-            self.kick(shard, id);
-        } else {
-            self.paused.insert(shard);
-        }
+        tracing::trace!(%shard, id, busy = slot.busy, stopping = slot.stopping, queued = slot.mailbox.len(), "host deliver");
+        self.kick(shard, id);
     }
 
-    /// Starts the next queued message of every paused shard that `serves`
-    /// allows again.
-    pub(crate) fn resume(&mut self, serves: impl Fn(ShardId) -> bool) {
-        let ready: Vec<ShardId> = self.paused.iter().copied().filter(|s| serves(*s)).collect();
+    /// Starts the next queued steps of every paused shard whose gate is
+    /// open again.
+    pub(crate) fn resume(&mut self) {
+        let gates = &self.gates;
+        let ready: Vec<ShardId> = self
+            .paused
+            .iter()
+            .copied()
+            .filter(|s| gates.runs(*s))
+            .collect();
         for shard in ready {
             self.paused.remove(&shard);
             let keys: Vec<Arc<str>> = self
@@ -214,7 +274,13 @@ impl<E: Entity> Host<E> {
     /// Runs the next steps of an idle entity: its queued messages, then its
     /// stop if one is due. A step that finishes at once (most handlers) is
     /// settled here and the next one runs; one that waits is left running.
+    /// With the shard's gate shut, nothing runs and the shard is paused.
     fn kick(&mut self, shard: ShardId, id: &str) {
+        if !self.gates.runs(shard) {
+            self.paused.insert(shard);
+            return;
+        }
+        let lease = self.gates.lease(shard);
         let Some((key, slot)) = self
             .shards
             .get_mut(&shard)
@@ -226,16 +292,20 @@ impl<E: Entity> Host<E> {
             if slot.busy {
                 return;
             }
-            let mut step = if let Some(job) = slot.mailbox.pop_front() {
+            let (mut step, reply_to) = if let Some(job) = slot.mailbox.pop_front() {
                 let fresh = !slot.live;
                 let entity = slot.entity.take().unwrap_or_else(|| (self.factory)(id));
                 slot.live = true;
                 slot.busy = true;
-                handle_one(shard, key.clone(), entity, fresh, job)
+                let reply_to = job.reply_to.clone();
+                let step = handle_one(shard, key.clone(), entity, fresh, job, lease.clone());
+                (step, reply_to)
             } else if slot.stopping {
                 slot.busy = true;
                 match slot.entity.take() {
-                    Some(entity) if slot.live => stop_one(shard, key.clone(), entity),
+                    Some(entity) if slot.live => {
+                        (stop_one(shard, key.clone(), entity, lease.clone()), None)
+                    }
                     _ => {
                         // Never started: nothing to stop.
                         self.remove(shard, id);
@@ -248,13 +318,26 @@ impl<E: Entity> Host<E> {
             };
             match step.as_mut().poll(&mut Context::from_waker(&self.waker)) {
                 Poll::Pending => {
-                    self.running.push(step);
+                    let (step, interrupt) =
+                        futures::future::abortable(LeaseBound::new(step, lease));
+                    slot.waiting = Some(interrupt);
+                    self.running.push(Running {
+                        step,
+                        shard,
+                        id: key.clone(),
+                        reply_to,
+                    });
                     return;
                 }
                 Poll::Ready(finished) => {
+                    let refused = matches!(finished, Finished::Refused { .. });
                     if !settle_slot(Some(slot), &mut self.outcomes, finished) {
                         self.remove(shard, id);
                         self.report_if_stopped(shard);
+                        return;
+                    }
+                    if refused {
+                        self.paused.insert(shard);
                         return;
                     }
                 }
@@ -263,17 +346,24 @@ impl<E: Entity> Host<E> {
     }
 
     /// Takes back a future that finished later (from [`Host::running`]) and
-    /// runs the entity's next steps if its shard is still served.
-    pub(crate) fn finished(&mut self, finished: Finished<E>, serving: impl Fn(ShardId) -> bool) {
+    /// runs the entity's next steps (if its shard's gate is open).
+    pub(crate) fn finished(&mut self, finished: Finished<E>) {
         let (shard, id) = finished.entity();
         let (shard, id) = (shard, id.clone());
-        if !self.settle(finished) {
-            return;
-        }
-        if serving(shard) || self.handing_off.contains(&shard) {
+        if self.settle(finished) {
             self.kick(shard, &id);
-        } else {
-            self.paused.insert(shard);
+        }
+    }
+
+    /// The gate of `shard` was shut: interrupts its steps that wait (they
+    /// come back as [`Finished::Interrupted`] at once).
+    pub(crate) fn interrupt(&mut self, shard: ShardId) {
+        if let Some(slots) = self.shards.get_mut(&shard) {
+            for slot in slots.values_mut() {
+                if let Some(waiting) = slot.waiting.take() {
+                    waiting.abort();
+                }
+            }
         }
     }
 
@@ -323,9 +413,11 @@ impl<E: Entity> Host<E> {
     }
 
     /// Discards the entities of a shard that now lives elsewhere, without
-    /// `stopped` (another instance may already run). Returns the messages
-    /// that were queued but not handled, to route again.
+    /// `stopped` (another instance may already run); steps that wait are
+    /// interrupted. Returns the messages that were queued but not handled,
+    /// to route again.
     pub(crate) fn drop_shard(&mut self, shard: ShardId) -> Vec<(Arc<str>, Job<E::Message>)> {
+        self.interrupt(shard);
         self.paused.remove(&shard);
         self.handing_off.remove(&shard);
         self.fenced.remove(&shard);
@@ -339,11 +431,11 @@ impl<E: Entity> Host<E> {
             .collect()
     }
 
-    /// Tells the idle entities of every shard that `serves` no longer
-    /// allows (once per fencing) that they are fenced.
-    pub(crate) fn fence(&mut self, serves: impl Fn(ShardId) -> bool) {
+    /// Tells the idle entities of every shard whose gate is shut (once per
+    /// fencing) that they are fenced.
+    pub(crate) fn fence(&mut self) {
         for (shard, slots) in &mut self.shards {
-            if serves(*shard) {
+            if self.gates.runs(*shard) {
                 self.fenced.remove(shard);
             } else if self.fenced.insert(*shard) {
                 for entity in slots.values_mut().filter_map(|slot| slot.entity.as_mut()) {
@@ -399,34 +491,80 @@ fn settle_slot<E: Entity>(
             reply_to,
             ..
         } => {
-            if let Some(to) = reply_to {
-                outcomes.push(Outcome {
-                    reply: Some((to, Ok(reply))),
-                    shard_stopped: None,
-                });
-            }
+            answer(outcomes, reply_to, Ok(reply));
             let Some(slot) = slot else { return false };
             slot.entity = Some(entity);
             slot.busy = false;
+            slot.waiting = None;
             slot.stopping |= passivate;
             true
         }
         Finished::Stopped { .. } => false,
         Finished::Panicked { id, reply_to, .. } => {
-            if let Some(to) = reply_to {
-                outcomes.push(Outcome {
-                    reply: Some((to, Err(format!("entity {id} panicked")))),
-                    shard_stopped: None,
-                });
-            }
-            let Some(slot) = slot else { return false };
-            // The next message starts a new instance.
-            slot.live = false;
+            let error = ShardingError::Remote(format!("entity {id} panicked"));
+            answer(outcomes, reply_to, Err(error));
+            lose_instance(slot)
+        }
+        Finished::Interrupted {
+            shard, reply_to, ..
+        } => {
+            answer(
+                outcomes,
+                reply_to,
+                Err(DeliveryError::Interrupted { shard }.into()),
+            );
+            lose_instance(slot)
+        }
+        Finished::Refused {
+            shard,
+            entity,
+            fresh,
+            job,
+            ..
+        } => {
+            let Some(slot) = slot else {
+                // The shard was dropped meanwhile: the message goes back to
+                // its sender as interrupted (it never ran).
+                if let Some(job) = job {
+                    let error = DeliveryError::Interrupted { shard };
+                    answer(outcomes, job.reply_to, Err(error.into()));
+                }
+                return false;
+            };
+            slot.entity = Some(entity);
+            slot.live = !fresh;
             slot.busy = false;
-            slot.entity = None;
+            slot.waiting = None;
+            if let Some(job) = job {
+                slot.mailbox.push_front(job);
+            }
             true
         }
     }
+}
+
+fn answer<R>(
+    outcomes: &mut Vec<Outcome<R>>,
+    reply_to: Option<ReplyTo>,
+    result: Result<R, ShardingError>,
+) {
+    if let Some(to) = reply_to {
+        outcomes.push(Outcome {
+            reply: Some((to, result)),
+            shard_stopped: None,
+        });
+    }
+}
+
+/// The instance is gone (it panicked or was interrupted): the next message
+/// starts a new one.
+fn lose_instance<E: Entity>(slot: Option<&mut Slot<E>>) -> bool {
+    let Some(slot) = slot else { return false };
+    slot.live = false;
+    slot.busy = false;
+    slot.waiting = None;
+    slot.entity = None;
+    true
 }
 
 fn handle_one<E: Entity>(
@@ -435,11 +573,24 @@ fn handle_one<E: Entity>(
     mut entity: E,
     fresh: bool,
     job: Job<E::Message>,
+    lease: ShardLease,
 ) -> BoxFuture<'static, Finished<E>> {
     let reply_to = job.reply_to.clone();
     let panic_id = id.clone();
     let run = async move {
-        let mut ctx = EntityContext::new(id, shard);
+        // Rule 1 on a fresh clock read, inside the step's first poll: a
+        // pause between the driver's decision and this point cannot let
+        // the message run after the lease.
+        if !lease.is_valid() {
+            return Finished::Refused {
+                shard,
+                id,
+                entity,
+                fresh,
+                job: Some(job),
+            };
+        }
+        let mut ctx = EntityContext::new(id, lease);
         if fresh {
             entity.started(&mut ctx).await;
         }
@@ -469,18 +620,32 @@ fn stop_one<E: Entity>(
     shard: ShardId,
     id: Arc<str>,
     mut entity: E,
+    lease: ShardLease,
 ) -> BoxFuture<'static, Finished<E>> {
     let stopped_id = id.clone();
     let run = async move {
-        let mut ctx = EntityContext::new(id, shard);
+        // `stopped` runs only under a valid lease (see `handle_one`).
+        if !lease.is_valid() {
+            return Some(Finished::Refused {
+                shard,
+                id,
+                entity,
+                fresh: false,
+                job: None,
+            });
+        }
+        let mut ctx = EntityContext::new(id, lease);
         entity.stopped(&mut ctx).await;
+        None
     };
     // A panicking `stopped` still ends the instance.
     AssertUnwindSafe(run)
         .catch_unwind()
-        .map(move |_| Finished::Stopped {
-            shard,
-            id: stopped_id,
+        .map(move |result| {
+            result.ok().flatten().unwrap_or(Finished::Stopped {
+                shard,
+                id: stopped_id,
+            })
         })
         .boxed()
 }

@@ -8,9 +8,11 @@
 //! host to the next (the next host is the next oldest member), raised above
 //! every epoch the node has seen (two processes can share a generation).
 
+mod clock;
 mod daemon;
 mod driver;
 mod host;
+mod lease_gate;
 mod replies;
 mod routes;
 mod view;
@@ -26,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
 pub use driver::hook_points;
+pub use lease_gate::ShardLease;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 

@@ -140,6 +140,17 @@ impl Cluster {
     /// Starts a new node named `name`, joining through every node started
     /// before it, behind a new relay.
     pub async fn add_node(&self, name: &str) -> Result<Node, ClusterError> {
+        self.add_node_cut_from(name, &[] as &[&str]).await
+    }
+
+    /// Starts a new node named `name` whose links to every node of
+    /// `cut_from` are cut before it sends its first packet: a node that
+    /// joins one side of a partition.
+    pub async fn add_node_cut_from<S: AsRef<str>>(
+        &self,
+        name: &str,
+        cut_from: &[S],
+    ) -> Result<Node, ClusterError> {
         if self.lock().iter().any(|slot| slot.name == name) {
             return Err(ClusterError::NodeExists(name.to_string()));
         }
@@ -148,6 +159,9 @@ impl Cluster {
             source,
         })?;
         let relay = Arc::new(self.network.spawn_relay(name, reserve_port()?).await?);
+        if !cut_from.is_empty() {
+            self.partition(&[name], cut_from)?;
+        }
         let config = self.configs.config_for(name, self.seeds_for(name));
         let node = start_behind(&relay, config, &tls, None).await?;
         let follower = self.started(&node);

@@ -4,4 +4,5 @@
 //! invariant checker of `checker.rs`.
 
 mod checker;
+mod holes;
 mod scenarios;

@@ -33,7 +33,7 @@ async fn s7_the_coordinator_node_crashes_under_load() -> TestResult {
     )
     .await?;
     world.touch_all("n2").await?;
-    let load = Load::start(&world, &["n2", "n3"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n2").await?;
     let crashed = Instant::now();
     world.cluster.crash("n1");
@@ -42,12 +42,13 @@ async fn s7_the_coordinator_node_crashes_under_load() -> TestResult {
         "s7: coordinator crash -> every entity answering after {:?} (wait took {answered:?})",
         crashed.elapsed()
     );
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s7: {} increments acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s7: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +63,7 @@ async fn s3_a_region_crashes_before_the_first_command_of_a_new_entity() -> TestR
     world
         .cluster
         .arm_hook("n3", hook_points::BEFORE_FIRST_DELIVERY, HookAction::Crash);
-    let load = Load::start(&world, &["n1", "n2"]);
+    let load = Load::everywhere(&world);
     world
         .cluster
         .wait_until(RECOVER, "n3 to crash at its first delivery", |c| {
@@ -70,12 +71,13 @@ async fn s3_a_region_crashes_before_the_first_command_of_a_new_entity() -> TestR
         })
         .await?;
     world.wait_all_answer(&["n1", "n2"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s3: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s3: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +89,7 @@ async fn s1_the_coordinator_crashes_after_begin_handoff() -> TestResult {
     };
     let world = World::start(Cluster::builder().nodes(2).start().await?, config).await?;
     world.touch_all("n2").await?;
-    let load = Load::start(&world, &["n2"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n2").await?;
     // A third node joins: the rebalance begins a handoff, and the
     // coordinator (n1) crashes right after sending `BeginHandoff`.
@@ -96,6 +98,7 @@ async fn s1_the_coordinator_crashes_after_begin_handoff() -> TestResult {
         .arm_hook("n1", hook_points::AFTER_BEGIN_HANDOFF, HookAction::Crash);
     world.cluster.add_node("n3").await?;
     world.start_node("n3").await?;
+    let load = load.with(&world, &["n3"]);
     world
         .cluster
         .wait_until(RECOVER, "n1 to crash after BeginHandoff", |c| {
@@ -103,12 +106,13 @@ async fn s1_the_coordinator_crashes_after_begin_handoff() -> TestResult {
         })
         .await?;
     world.wait_all_answer(&["n2", "n3"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s1: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s1: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +133,7 @@ async fn s5_a_region_cut_from_the_coordinator_fences_and_rejoins_after_the_heal(
     world.touch_all("n2").await?;
     let on_n3 = world.entity_ref("n3").region_state().await?.shards.len();
     assert!(on_n3 > 0, "n3 hosts nothing");
-    let load = Load::start(&world, &["n1", "n2"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n2").await?;
     world.cluster.partition(&["n3"], &["n1", "n2"])?;
     // The coordinator moves n3's shards once its lease has surely run out.
@@ -153,12 +157,13 @@ async fn s5_a_region_cut_from_the_coordinator_fences_and_rejoins_after_the_heal(
         })
         .await?;
     world.wait_all_answer(&["n1", "n2", "n3"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s5: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s5: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +175,7 @@ async fn s8_a_two_three_split_brain_under_writes_keeps_one_writer() -> TestResul
     )
     .await?;
     world.touch_all("n3").await?;
-    let load = Load::start(&world, &["n3", "n4", "n5"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n4").await?;
     // n1 (the coordinator) and n2 are the minority.
     world
@@ -183,12 +188,13 @@ async fn s8_a_two_three_split_brain_under_writes_keeps_one_writer() -> TestResul
             c.node("n1").is_stopped() && c.node("n2").is_stopped()
         })
         .await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s8: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s8: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +262,7 @@ async fn s2_the_coordinator_crashes_mid_rebalance_with_several_handoffs_in_fligh
     };
     let world = World::start(Cluster::builder().nodes(2).start().await?, config).await?;
     world.touch_all("n2").await?;
-    let load = Load::start(&world, &["n2"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n2").await?;
     // Crash the coordinator at its sixth `BeginHandoff` (three regions:
     // the second shard's round), with the first handoffs under way.
@@ -274,6 +280,7 @@ async fn s2_the_coordinator_crashes_mid_rebalance_with_several_handoffs_in_fligh
     );
     world.cluster.add_node("n3").await?;
     world.start_node("n3").await?;
+    let load = load.with(&world, &["n3"]);
     world
         .cluster
         .wait_until(RECOVER, "n1 to crash mid-rebalance", |c| {
@@ -281,12 +288,13 @@ async fn s2_the_coordinator_crashes_mid_rebalance_with_several_handoffs_in_fligh
         })
         .await?;
     world.wait_all_answer(&["n2", "n3"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s2: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s2: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +312,7 @@ async fn s4_the_old_home_crashes_after_the_acks_before_shard_stopped() -> TestRe
         .await?
         .shards
         .is_empty());
-    let load = Load::start(&world, &["n1", "n3"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n1").await?;
     // n2 leaves: its shards are handed off; it crashes once the acks are
     // in and its first shard's entities stopped, before `ShardStopped`.
@@ -320,12 +328,13 @@ async fn s4_the_old_home_crashes_after_the_acks_before_shard_stopped() -> TestRe
         })
         .await?;
     world.wait_all_answer(&["n1", "n3"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s4: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s4: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +388,7 @@ async fn s6_a_daemon_worker_cut_off_with_a_minority_stops_before_it_runs_elsewhe
 /// Daemon workers running now, and the most instances of one index that
 /// ever ran at the same time.
 #[derive(Default)]
-struct Workers {
+pub struct Workers {
     state: Mutex<WorkersState>,
 }
 
@@ -390,7 +399,7 @@ struct WorkersState {
 }
 
 impl Workers {
-    fn start(self: &Arc<Self>, index: usize, node: &str) -> WorkerGuard {
+    pub fn start(self: &Arc<Self>, index: usize, node: &str) -> WorkerGuard {
         let mut state = self.state.lock().unwrap();
         let nodes = state.running.entry(index).or_default();
         nodes.push(node.to_string());
@@ -403,7 +412,7 @@ impl Workers {
         }
     }
 
-    fn running(&self) -> usize {
+    pub fn running(&self) -> usize {
         self.state
             .lock()
             .unwrap()
@@ -413,7 +422,7 @@ impl Workers {
             .sum()
     }
 
-    fn node_of(&self, index: usize) -> Option<String> {
+    pub fn node_of(&self, index: usize) -> Option<String> {
         let state = self.state.lock().unwrap();
         state
             .running
@@ -421,14 +430,14 @@ impl Workers {
             .and_then(|nodes| nodes.last().cloned())
     }
 
-    fn most_at_once(&self) -> usize {
+    pub fn most_at_once(&self) -> usize {
         self.state.lock().unwrap().most_at_once
     }
 }
 
 /// Counts a worker as running until its future is dropped (stopped, fenced
 /// or aborted).
-struct WorkerGuard {
+pub struct WorkerGuard {
     workers: Arc<Workers>,
     index: usize,
     node: String,
@@ -457,7 +466,7 @@ async fn s8_a_one_way_cut_from_the_coordinator_keeps_one_writer() -> TestResult 
     )
     .await?;
     world.touch_all("n2").await?;
-    let load = Load::start(&world, &["n2", "n4", "n5"]);
+    let load = Load::everywhere(&world);
     under_load(&world, "n4").await?;
     // n1 (the coordinator) no longer hears n3; n3 still hears n1. Both
     // ends of a cut link are downed (indirectly connected), the rest go on.
@@ -469,10 +478,11 @@ async fn s8_a_one_way_cut_from_the_coordinator_keeps_one_writer() -> TestResult 
         })
         .await?;
     world.wait_all_answer(&["n2", "n4", "n5"]).await?;
-    let (acked, retries) = load.stop().await?;
+    let history = load.stop().await?;
     eprintln!(
-        "s8 one-way: {} acknowledged, {retries} retries",
-        acked.values().sum::<u64>()
+        "s8 one-way: {} acknowledged, {} retries",
+        history.acked_count(),
+        history.retries
     );
-    world.verify(&acked)
+    world.verify(&history)
 }

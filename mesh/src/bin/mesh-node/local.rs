@@ -69,7 +69,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     let exited = tokio::select! {
-        signal = crate::run::wait_for_signal() => {
+        signal = mesh::process::signal() => {
             signal?;
             None
         }
@@ -80,7 +80,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     }
     tokio::select! {
         () = leave_all(&mut children) => {}
-        signal = crate::run::wait_for_signal() => {
+        signal = mesh::process::signal() => {
             signal?;
             eprintln!("second signal: killing the nodes");
         }

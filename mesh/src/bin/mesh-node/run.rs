@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use mesh::{MemberStatus, Node, NodeConfig, TlsSettings};
+use mesh::{Node, NodeConfig, TlsSettings};
 
 /// Flags of `mesh-node run`.
 #[derive(Args, Clone)]
@@ -83,12 +83,9 @@ impl RunArgs {
     }
 }
 
-/// Exit code of `mesh-node run` when the cluster downed the node (2 is bad input).
-pub const EXIT_DOWNED: u8 = 3;
-
 /// Runs one node until SIGINT or SIGTERM (or, if asked, the end of standard
 /// input), then leaves the cluster gracefully (a signal then stops it at once). If the cluster downs the node, it
-/// exits with [`EXIT_DOWNED`].
+/// exits with [`mesh::process::EXIT_DOWNED`].
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.node_config()?;
     let tls = args.tls()?;
@@ -110,30 +107,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(node = %node.id(), %addr, "admin API listening");
         tokio::spawn(mesh::admin::serve(listener, node.clone()));
     }
-    tokio::select! {
-        stop = stop_requested(args.leave_when_stdin_closes) => {
-            let reason = stop?;
-            tracing::info!(node = %node.id(), "{reason}, leaving the cluster (a second signal stops at once)");
-            tokio::select! {
-                () = node.leave() => {}
-                signal = wait_for_signal() => {
-                    signal?;
-                    tracing::warn!(node = %node.id(), "second signal, stopping without finishing the leave");
-                    node.shutdown().await;
-                }
-            }
-            if node.self_status() == MemberStatus::Down {
-                tracing::error!(node = %node.id(), "this node was downed by the cluster while leaving");
-                return Ok(ExitCode::from(EXIT_DOWNED));
-            }
-            tracing::info!(node = %node.id(), "left the cluster");
-            Ok(ExitCode::SUCCESS)
-        }
-        downed = node.downed() => {
-            tracing::error!(node = %node.id(), "this node was downed by the cluster: {downed}; exiting");
-            Ok(ExitCode::from(EXIT_DOWNED))
-        }
-    }
+    let stop = async {
+        stop_requested(args.leave_when_stdin_closes)
+            .await
+            .map_err(std::io::Error::other)
+    };
+    Ok(mesh::process::serve_until_stopped(&node, stop).await?)
 }
 
 /// Waits for SIGINT or SIGTERM or, with `stdin_too`, the end of standard
@@ -147,7 +126,7 @@ async fn stop_requested(stdin_too: bool) -> anyhow::Result<&'static str> {
         }
     };
     tokio::select! {
-        signal = wait_for_signal() => signal.map(|()| "signal received"),
+        signal = mesh::process::signal() => signal.map(|()| "signal received").map_err(Into::into),
         () = stdin_closed => Ok("standard input closed"),
     }
 }
@@ -162,15 +141,4 @@ async fn stdin_closed() {
         drop(closed);
     });
     let _ = on_close.await;
-}
-
-pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }
