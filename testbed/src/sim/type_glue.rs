@@ -1,21 +1,21 @@
 //! The sharding of one entity type on one simulated node: the production
-//! [`Region`] and [`Coordinator`], and the decisions the async driver
-//! (`sharding/src/runtime/driver.rs`) makes around them: member tracking,
-//! following the coordinator's host, the epoch of a new coordinator, rule
-//! 3's previous-last-seen, quorum and the daemon keep-alive.
+//! [`Region`], [`Coordinator`] and [`TypeCore`] (the decisions the async
+//! driver makes around them: member tracking, the coordinator's host and
+//! epoch, rule 3's previous-last-seen, quorum, keep-alives), performed the
+//! way `sharding/src/runtime/driver.rs` performs them.
 //!
 //! Local coordinator <-> region traffic is looped here, as the driver's
 //! work queue does; everything that leaves the node comes out as a
 //! [`GlueAction`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use membership::{ordering, Member, MemberStatus, NodeId};
+use membership::{Member, NodeId};
 use sharding::{
     Coordinator, CoordinatorEffect, CoordinatorInput, CoordinatorToRegion, Delivery, DeliveryError,
     EntityId, Envelope, Epoch, Region, RegionEffect, RegionId, RegionInput, RegionToCoordinator,
-    RegionToRegion, ReplyTo, ShardId, ShardingConfig, StopReason,
+    RegionToRegion, ReplyTo, ShardId, ShardingConfig, StopReason, TypeAction, TypeCore,
 };
 
 /// Something the node must do for its sharding.
@@ -78,12 +78,6 @@ enum Work<P> {
     Coordinator(CoordinatorInput),
 }
 
-/// The coordinator's host as this node saw it, for rule 3.
-struct HostSeen {
-    host: NodeId,
-    last_reachable: Instant,
-}
-
 /// The daemon keep-alive: while this node hosts the coordinator, each
 /// worker entity gets `message` every `every`.
 pub struct KeepAlive<P> {
@@ -101,16 +95,9 @@ pub struct TypeGlue<P> {
     config: ShardingConfig,
     region: Region<P>,
     coordinator: Option<Coordinator>,
-    statuses: BTreeMap<NodeId, MemberStatus>,
-    coordinator_host: Option<HostSeen>,
-    previous_host: Option<HostSeen>,
-    would_survive: bool,
-    quorum_sent: Option<bool>,
-    highest_epoch: Epoch,
+    core: TypeCore,
     handed_off: bool,
-    keep_alive: Option<KeepAlive<P>>,
-    next_keep_alive: Instant,
-    keep_alive_deadline: Instant,
+    keep_alive_message: Option<P>,
     work: VecDeque<Work<P>>,
     actions: Vec<GlueAction<P>>,
 }
@@ -123,21 +110,21 @@ impl<P: Clone> TypeGlue<P> {
         keep_alive: Option<KeepAlive<P>>,
         now: Instant,
     ) -> Self {
+        let (schedule, keep_alive_message) = match keep_alive {
+            Some(keep_alive) => (
+                Some((keep_alive.every, keep_alive.workers)),
+                Some(keep_alive.message),
+            ),
+            None => (None, None),
+        };
         Self {
             region: Region::new(me.clone(), config.clone(), false),
+            core: TypeCore::new(me.clone(), None, schedule, now),
             me,
             config,
             coordinator: None,
-            statuses: BTreeMap::new(),
-            coordinator_host: None,
-            previous_host: None,
-            would_survive: true,
-            quorum_sent: None,
-            highest_epoch: Epoch(0),
             handed_off: false,
-            keep_alive,
-            next_keep_alive: now,
-            keep_alive_deadline: now,
+            keep_alive_message,
             work: VecDeque::new(),
             actions: Vec::new(),
         }
@@ -165,14 +152,21 @@ impl<P: Clone> TypeGlue<P> {
         members: &[Member],
         would_survive: bool,
     ) -> Vec<GlueAction<P>> {
-        self.follow_membership(now, members, would_survive);
+        let epoch = self.region.coordinator_epoch();
+        let actions = self.core.on_cluster(now, members, would_survive, epoch);
+        self.core_actions(now, actions);
         let effects = self.region.tick(now);
         self.region_effects(effects);
         if let Some(coordinator) = &mut self.coordinator {
             let effects = coordinator.tick(now);
-            self.coordinator_effects(effects);
+            self.coordinator_effects(now, effects);
         }
-        self.keep_alive(now);
+        let registered = self
+            .coordinator
+            .as_ref()
+            .map_or(0, |coordinator| coordinator.registered_regions().len());
+        let actions = self.core.tick(now, registered);
+        self.core_actions(now, actions);
         self.process(now)
     }
 
@@ -228,7 +222,7 @@ impl<P: Clone> TypeGlue<P> {
                 Work::Coordinator(input) => {
                     if let Some(coordinator) = &mut self.coordinator {
                         let effects = coordinator.handle(now, input);
-                        self.coordinator_effects(effects);
+                        self.coordinator_effects(now, effects);
                     }
                 }
             }
@@ -243,10 +237,10 @@ impl<P: Clone> TypeGlue<P> {
                     if self.coordinator.is_some() {
                         self.work
                             .push_back(Work::Coordinator(CoordinatorInput::Message(message)));
-                    } else if let Some(seen) = &self.coordinator_host {
-                        if seen.host != self.me {
+                    } else if let Some(host) = self.core.coordinator_host() {
+                        if *host != self.me {
                             self.actions.push(GlueAction::ToCoordinator {
-                                host: seen.host.clone(),
+                                host: host.clone(),
                                 message,
                             });
                         }
@@ -275,7 +269,7 @@ impl<P: Clone> TypeGlue<P> {
         }
     }
 
-    fn coordinator_effects(&mut self, effects: Vec<CoordinatorEffect>) {
+    fn coordinator_effects(&mut self, now: Instant, effects: Vec<CoordinatorEffect>) {
         for effect in effects {
             match effect {
                 CoordinatorEffect::Send { to, message } => {
@@ -295,159 +289,43 @@ impl<P: Clone> TypeGlue<P> {
                     }
                 }
                 CoordinatorEffect::Superseded { by } => {
-                    self.highest_epoch = self.highest_epoch.max(by);
-                    self.coordinator = None;
+                    let actions = self.core.on_superseded(now, by);
+                    self.core_actions(now, actions);
                 }
             }
         }
     }
 
-    fn follow_membership(&mut self, now: Instant, members: &[Member], would_survive: bool) {
-        self.member_changes(members);
-        self.follow_coordinator_host(members, now);
-        if would_survive != self.would_survive {
-            self.would_survive = would_survive;
-            let input = if would_survive {
-                RegionInput::SideSurvives
-            } else {
-                RegionInput::FenceAll
-            };
-            self.work.push_back(Work::Region(input));
-        }
-        if self.coordinator.is_some() && self.quorum_sent != Some(would_survive) {
-            self.quorum_sent = Some(would_survive);
-            self.work
-                .push_back(Work::Coordinator(CoordinatorInput::Quorum(would_survive)));
-        }
-    }
-
-    fn member_changes(&mut self, members: &[Member]) {
-        let mut seen = BTreeMap::new();
-        for member in members {
-            seen.insert(member.id.clone(), member.status);
-            if self.statuses.get(&member.id) != Some(&member.status) {
-                self.member_input(&member.id, member.status);
+    /// Performs the core's decisions, as the driver does.
+    fn core_actions(&mut self, now: Instant, actions: Vec<TypeAction>) {
+        for action in actions {
+            match action {
+                TypeAction::Region(signal) => self.work.push_back(Work::Region(signal.input())),
+                TypeAction::Coordinator(input) => self.work.push_back(Work::Coordinator(input)),
+                TypeAction::StartCoordinator {
+                    epoch,
+                    previous_grants_until,
+                } => {
+                    self.coordinator = Some(Coordinator::new(
+                        self.me.clone(),
+                        epoch,
+                        self.config.clone(),
+                        now,
+                        previous_grants_until,
+                    ));
+                    self.actions.push(GlueAction::CoordinatorStarted { epoch });
+                }
+                TypeAction::StopCoordinator => self.coordinator = None,
+                TypeAction::KeepAlive { worker } => {
+                    if let Some(message) = &self.keep_alive_message {
+                        self.work.push_back(Work::Region(RegionInput::Send {
+                            entity: worker,
+                            payload: message.clone(),
+                            reply_to: None,
+                        }));
+                    }
+                }
             }
-        }
-        let vanished: Vec<NodeId> = self
-            .statuses
-            .keys()
-            .filter(|id| !seen.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in vanished {
-            self.member_input(&id, MemberStatus::Removed);
-        }
-        self.statuses = seen;
-    }
-
-    fn member_input(&mut self, id: &NodeId, status: MemberStatus) {
-        if let Some(input) = coordinator_member_input(id, status) {
-            if self.coordinator.is_some() {
-                self.work.push_back(Work::Coordinator(input));
-            }
-        }
-        if status.is_gone() {
-            self.work
-                .push_back(Work::Region(RegionInput::MemberDown(id.clone())));
-        }
-    }
-
-    fn follow_coordinator_host(&mut self, members: &[Member], now: Instant) {
-        let host = ordering::singleton_host(members, None);
-        if let Some(seen) = &mut self.coordinator_host {
-            let reachable = members
-                .iter()
-                .any(|m| m.id == seen.host && !m.status.is_gone() && m.reachability.is_reachable());
-            if reachable {
-                seen.last_reachable = now;
-            }
-        }
-        let moved = self.coordinator_host.as_ref().map(|seen| &seen.host) != host.as_ref();
-        if moved {
-            let previous = self.coordinator_host.take();
-            self.coordinator_host = host.clone().map(|host| HostSeen {
-                host,
-                last_reachable: now,
-            });
-            if previous.as_ref().is_some_and(|p| p.host != self.me) {
-                self.previous_host = previous;
-            }
-        }
-        let here = host.as_ref() == Some(&self.me);
-        if here && self.coordinator.is_none() {
-            self.start_coordinator(now);
-        } else if !here && self.coordinator.is_some() {
-            self.coordinator = None;
-        }
-    }
-
-    fn start_coordinator(&mut self, now: Instant) {
-        let seen = self.highest_epoch.max(self.region.coordinator_epoch());
-        let epoch = Epoch(self.me.generation).max(Epoch(seen.0 + 1));
-        self.highest_epoch = epoch;
-        let previous_last_seen = self.previous_host.as_ref().map(|p| p.last_reachable);
-        self.coordinator = Some(Coordinator::new(
-            self.me.clone(),
-            epoch,
-            self.config.clone(),
-            now,
-            previous_last_seen,
-        ));
-        self.actions.push(GlueAction::CoordinatorStarted { epoch });
-        self.quorum_sent = None;
-        if let Some(keep_alive) = &self.keep_alive {
-            self.keep_alive_deadline = now + keep_alive.every;
-        }
-        let members: Vec<(NodeId, MemberStatus)> = self
-            .statuses
-            .iter()
-            .map(|(id, status)| (id.clone(), *status))
-            .collect();
-        for (id, status) in members {
-            if let Some(input) = coordinator_member_input(&id, status) {
-                self.work.push_back(Work::Coordinator(input));
-            }
-        }
-    }
-
-    fn keep_alive(&mut self, now: Instant) {
-        let Some(keep_alive) = &self.keep_alive else {
-            return;
-        };
-        let Some(coordinator) = &self.coordinator else {
-            return;
-        };
-        let up = self
-            .statuses
-            .values()
-            .filter(|status| **status == MemberStatus::Up)
-            .count();
-        let all_registered = coordinator.registered_regions().len() >= up;
-        if now < self.next_keep_alive || !(all_registered || now >= self.keep_alive_deadline) {
-            return;
-        }
-        self.next_keep_alive = now + keep_alive.every;
-        for worker in &keep_alive.workers {
-            self.work.push_back(Work::Region(RegionInput::Send {
-                entity: worker.clone(),
-                payload: keep_alive.message.clone(),
-                reply_to: None,
-            }));
-        }
-    }
-}
-
-/// What a member's status means to the coordinator.
-fn coordinator_member_input(id: &NodeId, status: MemberStatus) -> Option<CoordinatorInput> {
-    match status {
-        MemberStatus::Joining => None,
-        MemberStatus::Up => Some(CoordinatorInput::MemberUp(id.clone())),
-        MemberStatus::Leaving | MemberStatus::Exiting => {
-            Some(CoordinatorInput::MemberLeaving(id.clone()))
-        }
-        MemberStatus::Down | MemberStatus::Removed => {
-            Some(CoordinatorInput::MemberDown(id.clone()))
         }
     }
 }
