@@ -6,6 +6,7 @@
 //! the nodes (in any order, duplicates merged) and the Down decisions adopted
 //! earlier, so two nodes that see the same gossip see the same members.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -131,7 +132,7 @@ impl GossipView {
         let nodes = merge_duplicates(nodes);
         let said: BTreeMap<&NodeId, Said> = nodes
             .iter()
-            .map(|(id, node)| (id, Said::read(node)))
+            .map(|(id, node)| (*id, Said::read(node)))
             .collect();
 
         let mut down = known_down.clone();
@@ -148,7 +149,7 @@ impl GossipView {
                 .get(id.name.as_str())
                 .is_some_and(|g| *g > id.generation)
             {
-                down.insert(id.clone());
+                down.insert((*id).clone());
             }
         }
 
@@ -188,7 +189,7 @@ impl GossipView {
             .iter()
             .map(|(id, node)| {
                 let member = Member {
-                    id: id.clone(),
+                    id: (*id).clone(),
                     addr: node.addr,
                     status: status_of(id),
                     roles: said.get(id).map(|s| s.roles.clone()).unwrap_or_default(),
@@ -196,7 +197,7 @@ impl GossipView {
                         observers.remove(id).unwrap_or_default(),
                     ),
                 };
-                (id.clone(), member)
+                ((*id).clone(), member)
             })
             .collect();
 
@@ -206,7 +207,7 @@ impl GossipView {
             live: nodes
                 .iter()
                 .filter(|(_, node)| node.live)
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| (*id).clone())
                 .collect(),
             down,
             seen,
@@ -216,16 +217,19 @@ impl GossipView {
 
 /// The same id twice (a caller merging sources): keys are united, a conflict
 /// keeps the larger value, so the result does not depend on the order.
+/// One entry per node id; a node listed twice is merged (live if either
+/// says so, the larger value of each key). Borrows the nodes listed once.
 fn merge_duplicates<'a>(
     nodes: impl IntoIterator<Item = &'a GossipNode>,
-) -> BTreeMap<NodeId, GossipNode> {
-    let mut merged: BTreeMap<NodeId, GossipNode> = BTreeMap::new();
+) -> BTreeMap<&'a NodeId, Cow<'a, GossipNode>> {
+    let mut merged: BTreeMap<&'a NodeId, Cow<'a, GossipNode>> = BTreeMap::new();
     for node in nodes {
         match merged.get_mut(&node.id) {
             None => {
-                merged.insert(node.id.clone(), node.clone());
+                merged.insert(&node.id, Cow::Borrowed(node));
             }
             Some(existing) => {
+                let existing = existing.to_mut();
                 existing.live |= node.live;
                 existing.addr = existing.addr.min(node.addr);
                 for (key, value) in &node.keys {

@@ -104,5 +104,6 @@ pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator,
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 pub use runtime::{
     hook_points, CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef,
-    RegionLease, RegionView, ShardLease, ShardRow, Sharding, ShardingError, TypeView,
+    RegionLease, RegionSignal, RegionView, ShardLease, ShardRow, Sharding, ShardingError,
+    TypeAction, TypeCore, TypeView,
 };

@@ -7,11 +7,15 @@
 //! - [`cluster`]: the in-process multi-node harness, [`Cluster`]: N mesh
 //!   nodes behind the proxy, faults by node name, crash/restart/leave, waits
 //!   with deadlines that fail with every node's view, and a timeline.
+//! - [`sim`]: the deterministic simulation: every node's production cores
+//!   in virtual time under a seeded nemesis, invariants after every step,
+//!   replay from a seed and shrinking.
 
 #![warn(missing_docs)]
 
 pub mod cluster;
 pub mod experiment;
 pub mod proxy;
+pub mod sim;
 
 pub use cluster::{Cluster, Direction};

@@ -1,19 +1,20 @@
 //! The driver of one entity type on one node: one task that owns the
 //! [`Region`], the [`Coordinator`] while this node hosts it, and the
 //! entities, and moves inputs and effects between them, the mesh and the
-//! clock. All protocol decisions are in the state machines; this file only
-//! performs them.
+//! clock. All protocol decisions are in the state machines and in the
+//! [`TypeCore`] (member tracking, the coordinator's host and epoch, quorum,
+//! keep-alives); this file only performs them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use membership::{ordering, MemberStatus, NodeId};
-use mesh::{ClusterState, Node};
+use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock;
+use super::core::{TypeAction, TypeCore};
 use super::host::{Host, Job};
 use super::lease_gate::Gates;
 use super::replies::Replies;
@@ -95,12 +96,6 @@ enum Work<M> {
     Coordinator(CoordinatorInput),
 }
 
-/// The coordinator's host as this node saw it, for rule 3.
-struct HostSeen {
-    host: NodeId,
-    last_reachable: Instant,
-}
-
 pub(crate) struct Driver<E: Entity> {
     node: Node,
     me: RegionId,
@@ -117,25 +112,13 @@ pub(crate) struct Driver<E: Entity> {
     routes: Arc<Routes>,
     /// Local sends taken from the queue this round (see [`Routes`]).
     sends_taken: usize,
-    statuses: BTreeMap<NodeId, MemberStatus>,
-    coordinator_host: Option<HostSeen>,
-    /// Rule 3 for the next coordinator started here: the latest moment a
-    /// previous coordinator may have granted a lease. That is when its host
-    /// was last seen reachable, or, for a coordinator of this node that was
-    /// superseded or moved away, when it stopped.
-    previous_grants_until: Option<Instant>,
-    would_survive: bool,
-    quorum_sent: Option<bool>,
+    /// The decisions around the two state machines.
+    core: TypeCore,
     /// A hook point crashed the node: the driver stops at once.
     crashed: bool,
-    /// The highest coordinator epoch this driver has started or heard of.
-    highest_epoch: Epoch,
     leaving: Vec<oneshot::Sender<()>>,
     handed_off: bool,
     next_passivation: Instant,
-    next_keep_alive: Instant,
-    /// The first keep-alive of a new coordinator goes out by then at the latest.
-    keep_alive_deadline: Instant,
     work: VecDeque<Work<E::Message>>,
     /// The time of the current round of work (see `process`).
     now: Instant,
@@ -156,7 +139,12 @@ impl<E: Entity> Driver<E> {
             .is_some_and(|role| !node.config().roles.iter().any(|r| r == role));
         let now = clock::now();
         let gates = Gates::new(config.number_of_shards);
+        let keep_alive = settings
+            .keep_alive
+            .as_ref()
+            .map(|keep_alive| (keep_alive.every, keep_alive.workers.clone()));
         Self {
+            core: TypeCore::new(me.clone(), settings.role.clone(), keep_alive, now),
             region: Region::new(me.clone(), config.clone(), proxy_only),
             host: Host::new(settings.factory.clone(), gates.clone()),
             gates,
@@ -169,18 +157,10 @@ impl<E: Entity> Driver<E> {
             replies,
             routes,
             sends_taken: 0,
-            statuses: BTreeMap::new(),
-            coordinator_host: None,
-            previous_grants_until: None,
-            would_survive: true,
-            quorum_sent: None,
             crashed: false,
-            highest_epoch: Epoch(0),
             leaving: Vec::new(),
             handed_off: false,
             next_passivation: now,
-            next_keep_alive: now,
-            keep_alive_deadline: now,
             work: VecDeque::new(),
             now,
         }
@@ -531,181 +511,79 @@ impl<E: Entity> Driver<E> {
                     }
                 }
                 CoordinatorEffect::Superseded { by } => {
-                    // If this node is still the host, the next coordinator
-                    // starts above `by`.
-                    self.highest_epoch = self.highest_epoch.max(by);
                     tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
-                    self.stop_coordinator(clock::now());
+                    let now = clock::now();
+                    let actions = self.core.on_superseded(now, by);
+                    self.core_actions(now, actions);
                 }
             }
         }
     }
 
-    /// Reads the cluster state: member changes for both state machines,
-    /// where the coordinator runs (starting or stopping ours), quorum and
-    /// the fencing fast path.
+    /// Reads the cluster state and lets the core decide: member changes for
+    /// both state machines, where the coordinator runs (starting or stopping
+    /// ours), quorum and the fencing fast path.
     fn follow_membership(&mut self, now: Instant) {
         let state = self.node.cluster_state();
-        self.member_changes(&state);
-        self.follow_coordinator_host(&state, now);
-        if state.would_survive != self.would_survive {
-            tracing::info!(node = %self.me, entity_type = %self.settings.name, would_survive = state.would_survive, "this side's survival changed: fencing or resuming");
-            self.would_survive = state.would_survive;
-            let input = if state.would_survive {
-                RegionInput::SideSurvives
-            } else {
-                RegionInput::FenceAll
-            };
-            self.work.push_back(Work::Region(input));
-        }
-        if self.coordinator.is_some() && self.quorum_sent != Some(state.would_survive) {
-            self.quorum_sent = Some(state.would_survive);
-            self.work
-                .push_back(Work::Coordinator(CoordinatorInput::Quorum(
-                    state.would_survive,
-                )));
-        }
+        let epoch = self.region.coordinator_epoch();
+        let actions = self
+            .core
+            .on_cluster(now, &state.members, state.would_survive, epoch);
+        self.core_actions(now, actions);
     }
 
-    fn member_changes(&mut self, state: &ClusterState) {
-        let mut seen = BTreeMap::new();
-        for member in &state.members {
-            seen.insert(member.id.clone(), member.status);
-            if self.statuses.get(&member.id) != Some(&member.status) {
-                self.member_input(&member.id, member.status);
-            }
-        }
-        let vanished: Vec<NodeId> = self
-            .statuses
-            .keys()
-            .filter(|id| !seen.contains_key(*id))
-            .cloned()
-            .collect();
-        for id in vanished {
-            self.member_input(&id, MemberStatus::Removed);
-        }
-        self.statuses = seen;
-    }
-
-    fn member_input(&mut self, id: &NodeId, status: MemberStatus) {
-        if let Some(input) = coordinator_member_input(id, status) {
-            if self.coordinator.is_some() {
-                self.work.push_back(Work::Coordinator(input));
-            }
-        }
-        if status.is_gone() {
-            self.work
-                .push_back(Work::Region(RegionInput::MemberDown(id.clone())));
-        }
-    }
-
-    fn follow_coordinator_host(&mut self, state: &ClusterState, now: Instant) {
-        let host = ordering::singleton_host(&state.members, self.settings.role.as_deref());
-        if let Some(seen) = &mut self.coordinator_host {
-            let reachable = state
-                .members
-                .iter()
-                .any(|m| m.id == seen.host && !m.status.is_gone() && m.reachability.is_reachable());
-            if reachable {
-                seen.last_reachable = now;
-            }
-        }
-        let moved = self.coordinator_host.as_ref().map(|seen| &seen.host) != host.as_ref();
-        if moved {
-            let previous = self.coordinator_host.take();
-            self.coordinator_host = host.clone().map(|host| HostSeen {
-                host,
-                last_reachable: now,
-            });
-            if let Some(previous) = previous.filter(|p| p.host != self.me) {
-                self.previous_grants_until(previous.last_reachable);
-            }
-        }
-        let here = host.as_ref() == Some(&self.me);
-        if here && self.coordinator.is_none() {
-            self.start_coordinator(now);
-        } else if !here && self.coordinator.is_some() {
-            tracing::info!(entity_type = %self.settings.name, "the coordinator moves away from this node");
-            self.stop_coordinator(now);
-        }
-    }
-
-    /// This node's coordinator stops acting (superseded, or the singleton
-    /// moved). Regions may hold leases it granted until now: a coordinator
-    /// started here later must wait them out like any predecessor's.
-    fn stop_coordinator(&mut self, now: Instant) {
-        if self.coordinator.take().is_some() {
-            self.previous_grants_until(now);
-        }
-    }
-
-    fn previous_grants_until(&mut self, at: Instant) {
-        self.previous_grants_until = Some(self.previous_grants_until.map_or(at, |t| t.max(at)));
-    }
-
-    fn start_coordinator(&mut self, now: Instant) {
-        // Above every epoch seen here: the generation orders hosts, but two
-        // processes may share a generation (same millisecond).
-        let seen = self.highest_epoch.max(self.region.coordinator_epoch());
-        let epoch = Epoch(self.me.generation).max(Epoch(seen.0 + 1));
-        self.highest_epoch = epoch;
-        let previous_last_seen = self.previous_grants_until;
-        tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_last_seen, "coordinator starts on this node");
-        self.coordinator = Some(Coordinator::new(
-            self.me.clone(),
-            epoch,
-            self.config.clone(),
-            now,
-            previous_last_seen,
-        ));
-        self.quorum_sent = None;
-        if let Some(keep_alive) = &self.settings.keep_alive {
-            self.keep_alive_deadline = now + keep_alive.every;
-        }
-        let members: Vec<(NodeId, MemberStatus)> = self
-            .statuses
-            .iter()
-            .map(|(id, status)| (id.clone(), *status))
-            .collect();
-        for (id, status) in members {
-            if let Some(input) = coordinator_member_input(&id, status) {
-                self.work.push_back(Work::Coordinator(input));
+    /// Performs the core's decisions: inputs are queued behind the work
+    /// already queued, a coordinator starts or stops at once.
+    fn core_actions(&mut self, now: Instant, actions: Vec<TypeAction>) {
+        for action in actions {
+            match action {
+                TypeAction::Region(signal) => {
+                    tracing::debug!(node = %self.me, entity_type = %self.settings.name, ?signal, "region signal");
+                    self.work.push_back(Work::Region(signal.input()));
+                }
+                TypeAction::Coordinator(input) => self.work.push_back(Work::Coordinator(input)),
+                TypeAction::StartCoordinator {
+                    epoch,
+                    previous_grants_until,
+                } => {
+                    tracing::info!(entity_type = %self.settings.name, %epoch, ?previous_grants_until, "coordinator starts on this node");
+                    self.coordinator = Some(Coordinator::new(
+                        self.me.clone(),
+                        epoch,
+                        self.config.clone(),
+                        now,
+                        previous_grants_until,
+                    ));
+                }
+                TypeAction::StopCoordinator => {
+                    tracing::info!(entity_type = %self.settings.name, "the coordinator stops on this node");
+                    self.coordinator = None;
+                }
+                TypeAction::KeepAlive { worker } => {
+                    if let Some(keep_alive) = &self.settings.keep_alive {
+                        self.work.push_back(Work::Region(RegionInput::Send {
+                            entity: worker,
+                            payload: (keep_alive.message)(),
+                            reply_to: None,
+                        }));
+                    }
+                }
             }
         }
     }
 
     /// The node the coordinator runs on, as this node sees it.
-    fn coordinator_node(&self) -> Option<NodeId> {
-        self.coordinator_host.as_ref().map(|seen| seen.host.clone())
+    fn coordinator_node(&self) -> Option<RegionId> {
+        self.core.coordinator_host().cloned()
     }
 
     fn keep_alive(&mut self, now: Instant) {
-        let Some(keep_alive) = &self.settings.keep_alive else {
-            return;
-        };
-        let Some(coordinator) = &self.coordinator else {
-            return;
-        };
-        // A new coordinator waits until every Up region registered (or one
-        // interval), so that the workers spread instead of all starting on
-        // the first region to register.
-        let up = self
-            .statuses
-            .values()
-            .filter(|status| **status == MemberStatus::Up)
-            .count();
-        let all_registered = coordinator.registered_regions().len() >= up;
-        if now < self.next_keep_alive || !(all_registered || now >= self.keep_alive_deadline) {
-            return;
-        }
-        self.next_keep_alive = now + keep_alive.every;
-        for worker in &keep_alive.workers {
-            self.work.push_back(Work::Region(RegionInput::Send {
-                entity: worker.clone(),
-                payload: (keep_alive.message)(),
-                reply_to: None,
-            }));
-        }
+        let registered = self
+            .coordinator
+            .as_ref()
+            .map_or(0, |coordinator| coordinator.registered_regions().len());
+        let actions = self.core.tick(now, registered);
+        self.core_actions(now, actions);
     }
 
     /// Fires a hook point; true if the node crashed there (do nothing more).
@@ -836,19 +714,5 @@ impl<E: Entity> Driver<E> {
                 .collect(),
             regions,
         })
-    }
-}
-
-/// What a member's status means to the coordinator.
-fn coordinator_member_input(id: &NodeId, status: MemberStatus) -> Option<CoordinatorInput> {
-    match status {
-        MemberStatus::Joining => None,
-        MemberStatus::Up => Some(CoordinatorInput::MemberUp(id.clone())),
-        MemberStatus::Leaving | MemberStatus::Exiting => {
-            Some(CoordinatorInput::MemberLeaving(id.clone()))
-        }
-        MemberStatus::Down | MemberStatus::Removed => {
-            Some(CoordinatorInput::MemberDown(id.clone()))
-        }
     }
 }

@@ -9,6 +9,7 @@
 //! every epoch the node has seen (two processes can share a generation).
 
 mod clock;
+mod core;
 mod daemon;
 mod driver;
 mod host;
@@ -26,6 +27,7 @@ use futures::future::BoxFuture;
 use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
 
+pub use self::core::{RegionSignal, TypeAction, TypeCore};
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
 pub use driver::hook_points;
 pub use lease_gate::ShardLease;
