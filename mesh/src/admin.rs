@@ -2,7 +2,9 @@
 //!
 //! - `GET /health` -> `{"status":"ok"}`
 //! - `GET /members` -> one [`MemberRow`] per member, oldest first:
-//!   `[{"name","addr","generation","status","reachable","unreachable_by","roles"}]`
+//!   `[{"name","addr","generation","status","reachable","unreachable_by","roles"}]`;
+//!   `GET /members?all=true` also lists the departed incarnations still in
+//!   gossip (status `removed`)
 //! - `GET /cluster` -> [`ClusterView`]: this node's status, the oldest member,
 //!   the singleton hosts, the downing strategy and its timers, and the pending
 //!   split-brain decision with the time left before it is taken
@@ -16,12 +18,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterState, DowningSettings};
 use crate::node::Node;
@@ -36,7 +38,8 @@ pub struct MemberRow {
     pub addr: String,
     /// Generation (start time in ms).
     pub generation: u64,
-    /// Lifecycle status: `joining`, `up`, `leaving`, `exiting` or `down`.
+    /// Lifecycle status: `joining`, `up`, `leaving`, `exiting` or `down`
+    /// (and `removed` under `?all=true`).
     pub status: MemberStatus,
     /// Whether no observer reports the member unreachable.
     pub reachable: bool,
@@ -173,13 +176,24 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-async fn members(State(node): State<Node>) -> Json<Vec<MemberRow>> {
-    Json(
-        node.cluster_members()
-            .into_iter()
-            .map(MemberRow::from)
-            .collect(),
-    )
+/// The query of `GET /members`.
+#[derive(Debug, Default, Deserialize)]
+struct MembersQuery {
+    /// Also the departed incarnations still in gossip.
+    #[serde(default)]
+    all: bool,
+}
+
+async fn members(
+    State(node): State<Node>,
+    Query(query): Query<MembersQuery>,
+) -> Json<Vec<MemberRow>> {
+    let mut members = node.cluster_members();
+    if query.all {
+        members.extend(node.cluster_state().departed);
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Json(members.into_iter().map(MemberRow::from).collect())
 }
 
 async fn cluster(State(node): State<Node>) -> Json<ClusterView> {

@@ -466,3 +466,55 @@ async fn admin_members_and_cluster_show_status_reachability_and_the_pending_deci
         node.shutdown().await;
     }
 }
+
+/// Issue 19: a crashed node is Down, then Removed: gone from `/members`
+/// within 10 s of the Down, and listed as `removed` under `?all=true` while
+/// its gossip lingers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downed_node_leaves_members_and_shows_only_under_all() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster_up(&ca, &["n1", "n2", "n3"]).await;
+    let victim = nodes[2].id().clone();
+    nodes[2].crash();
+    let survivors: Vec<&Node> = nodes[..2].iter().collect();
+    wait_until(
+        Duration::from_secs(10),
+        "n3 Down on both survivors",
+        &survivors,
+        || {
+            survivors
+                .iter()
+                .all(|n| status_of(n, &victim) == Some(MemberStatus::Down))
+        },
+    )
+    .await;
+    let downed = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "n3 out of both member lists",
+        &survivors,
+        || survivors.iter().all(|n| status_of(n, &victim).is_none()),
+    )
+    .await;
+    eprintln!("Down -> Removed took {:?}", downed.elapsed());
+    let named = |rows: &serde_json::Value| -> Vec<(String, String)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let members = named(&get_json(&nodes[0], "/members").await);
+    assert!(members.iter().all(|(name, _)| name != "n3"), "{members:?}");
+    let all = named(&get_json(&nodes[0], "/members?all=true").await);
+    assert!(
+        all.contains(&("n3".to_string(), "removed".to_string())),
+        "{all:?}"
+    );
+}

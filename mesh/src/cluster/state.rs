@@ -44,6 +44,9 @@ pub struct ClusterState {
     pub self_status: MemberStatus,
     /// The members, oldest first, Removed ones left out.
     pub members: Vec<Member>,
+    /// Departed incarnations still in gossip (Removed after a leave, or
+    /// after a Down every member has seen), oldest first.
+    pub departed: Vec<Member>,
     /// The oldest member that is neither Down nor Removed.
     pub oldest: Option<NodeId>,
     /// Where a singleton for any role runs: the oldest Up member.
@@ -83,6 +86,7 @@ impl ClusterState {
             pending_decision: membership.pending_decision(),
             monitored: membership.monitored(),
             would_survive: membership.would_survive(),
+            departed: membership.departed(),
             members,
         }
     }
