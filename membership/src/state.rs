@@ -147,6 +147,23 @@ impl Membership {
         self.tick(now)
     }
 
+    /// An operator's manual Down of `member` (Akka's `Cluster.down`): this
+    /// node publishes the decision like one of its resolver's, and every
+    /// node adopts it. Final. Unknown or already gone members change
+    /// nothing; returns whether the decision was taken.
+    pub fn down(&mut self, now: Instant, member: &NodeId) -> (bool, Vec<MembershipEffect>) {
+        let known = self
+            .view
+            .members
+            .get(member)
+            .is_some_and(|m| !m.status.is_gone());
+        if known && !self.finished {
+            self.decided.entry(member.clone()).or_insert(None);
+            self.down.insert(member.clone());
+        }
+        (known, self.tick(now))
+    }
+
     /// The services have handed off: move on from `Leaving` to `Exiting`.
     /// Ignored in any other status.
     pub fn leave_handoff_done(&mut self, now: Instant) -> Vec<MembershipEffect> {

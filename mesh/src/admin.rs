@@ -1,6 +1,17 @@
 //! The admin HTTP API of a node.
 //!
-//! - `GET /health` -> `{"status":"ok"}`
+//! - `GET /health`, `GET /alive` -> `{"status":"ok"}`: the process serves
+//!   (a Kubernetes liveness probe)
+//! - `GET /ready` -> 200 `{"ready":true}` while this node is Up and every
+//!   registered readiness check passes (sharding: every entity type's
+//!   region is registered with a coordinator), else 503 with the reasons
+//!   (a readiness probe)
+//! - `POST /leave` -> 202: the node leaves the cluster gracefully;
+//!   `POST /down/{member}` -> 202 `{"downed":"name#gen"}` (404 if no live
+//!   member has that name): an operator's manual Down. Both need
+//!   `Authorization: Bearer <token>` with the node's
+//!   [`crate::NodeConfig::admin_token`]; without it (or with none set) they
+//!   answer 401. Reads stay open.
 //! - `GET /members` -> one [`MemberRow`] per member, oldest first:
 //!   `[{"name","addr","generation","status","reachable","unreachable_by","roles"}]`;
 //!   `GET /members?all=true` also lists the departed incarnations still in
@@ -19,8 +30,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use membership::{Decision, Member, MemberStatus, NodeId, PendingDecision};
 use serde::{Deserialize, Serialize};
@@ -162,10 +174,11 @@ fn ids<'a>(ids: impl IntoIterator<Item = &'a NodeId>) -> Vec<String> {
 /// The admin routes for `node`.
 pub fn router(node: Node) -> Router {
     Router::new()
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(alive))
+        .route("/alive", get(alive))
+        .route("/ready", get(ready))
+        .route("/leave", post(leave))
+        .route("/down/{member}", post(down))
         .route("/members", get(members))
         .route("/cluster", get(cluster))
         .route(
@@ -194,6 +207,90 @@ async fn members(
         members.sort_by(|a, b| a.id.cmp(&b.id));
     }
     Json(members.into_iter().map(MemberRow::from).collect())
+}
+
+async fn alive() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(node): State<Node>) -> (StatusCode, Json<serde_json::Value>) {
+    let mut reasons = Vec::new();
+    let status = node.self_status();
+    if status != MemberStatus::Up {
+        reasons.push(format!("this node is {status}, not up"));
+    }
+    for (name, check) in node.readiness_checks() {
+        if let Err(reason) = check().await {
+            reasons.push(format!("{name}: {reason}"));
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(serde_json::json!({"ready": true})))
+    } else {
+        let body = serde_json::json!({"ready": false, "reasons": reasons});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+    }
+}
+
+/// Whether the request carries the node's management token.
+fn authorized(
+    node: &Node,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, Json<serde_json::Value>)> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let token = node.config().admin_token.as_ref();
+    match (token, presented) {
+        (Some(token), Some(presented)) if token.matches(presented) => Ok(()),
+        (None, _) => Err(unauthorized("no admin token is configured on this node")),
+        _ => Err(unauthorized(
+            "a valid `Authorization: Bearer <token>` is required",
+        )),
+    }
+}
+
+fn unauthorized(message: &str) -> (StatusCode, Json<serde_json::Value>) {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(serde_json::json!({ "error": message })),
+    )
+}
+
+async fn leave(
+    State(node): State<Node>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
+    if let Err(refused) = authorized(&node, &headers) {
+        return refused;
+    }
+    let id = node.id().to_string();
+    tokio::spawn(async move { node.leave().await });
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "leaving": id })),
+    )
+}
+
+async fn down(
+    State(node): State<Node>,
+    Path(member): Path<String>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<serde_json::Value>) {
+    if let Err(refused) = authorized(&node, &headers) {
+        return refused;
+    }
+    match node.down_member(&member).await {
+        Some(id) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "downed": id.to_string() })),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no live member named {member:?}") })),
+        ),
+    }
 }
 
 async fn cluster(State(node): State<Node>) -> Json<ClusterView> {

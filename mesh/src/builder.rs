@@ -26,7 +26,7 @@ use crate::transport::reader::Dispatch;
 use crate::transport::socket::{bind_udp, CrashableSocket};
 use crate::transport::writer::Backoff;
 use crate::transport::{LinkLimits, Transport};
-use crate::views::AdminViews;
+use crate::views::{AdminViews, ReadinessChecks};
 
 /// Builds a [`Node`].
 ///
@@ -204,6 +204,7 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
         hooks,
         tasks,
         admin_views: AdminViews::default(),
+        readiness: ReadinessChecks::default(),
         next_ask: AtomicU64::new(1),
         chitchat: Mutex::new(Some(chitchat)),
         members,

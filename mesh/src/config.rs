@@ -49,6 +49,39 @@ pub struct NodeConfig {
     /// `[membership]` table in TOML; every field has a default, see
     /// [`membership::MembershipConfig`]).
     pub membership: membership::MembershipConfig,
+    /// The bearer token the admin API's management endpoints (`POST
+    /// /leave`, `POST /down/{member}`) require; without one they answer
+    /// 401. Never read from or written to TOML: set it from a file or an
+    /// environment variable (`mesh-node --admin-token-file`, `MESH_ADMIN_TOKEN`).
+    #[serde(skip)]
+    pub admin_token: Option<AdminToken>,
+}
+
+/// A bearer token for the admin API's management endpoints. Its `Debug`
+/// form does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token from its text (surrounding whitespace, such as a file's
+    /// final newline, is dropped); `None` if nothing is left.
+    pub fn new(text: &str) -> Option<Self> {
+        let token = text.trim();
+        (!token.is_empty()).then(|| Self(token.to_string()))
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on
+    /// where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 impl Default for NodeConfig {
@@ -67,6 +100,7 @@ impl Default for NodeConfig {
             reconnect_max: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(5),
             membership: membership::MembershipConfig::default(),
+            admin_token: None,
         }
     }
 }

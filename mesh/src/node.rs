@@ -30,7 +30,7 @@ use crate::stats::NodeStats;
 use crate::sync::lock;
 use crate::tasks::Tasks;
 use crate::transport::{ConnectionEvent, Transport};
-use crate::views::{AdminView, AdminViews};
+use crate::views::{AdminView, AdminViews, ReadinessCheck, ReadinessChecks};
 
 /// A running mesh node. Cheap to clone; all clones are the same node.
 #[derive(Clone)]
@@ -46,6 +46,7 @@ pub(crate) struct NodeParts {
     pub(crate) hooks: Hooks,
     pub(crate) tasks: Arc<Tasks>,
     pub(crate) admin_views: AdminViews,
+    pub(crate) readiness: ReadinessChecks,
     /// Numbers this node's remote asks (and pipelines, see
     /// [`crate::link::answers::AnswerReader`]).
     pub(crate) next_ask: AtomicU64,
@@ -198,7 +199,8 @@ impl Node {
     /// Serves `GET /{name}` on the admin API (see [`crate::admin`]) with
     /// the JSON that `view` produces at each request (a later registration
     /// of the same name replaces the earlier one). The fixed routes
-    /// (`health`, `members`, `cluster`, `stats`) cannot be replaced.
+    /// (`health`, `alive`, `ready`, `members`, `cluster`, `stats`) cannot
+    /// be replaced.
     pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -206,6 +208,20 @@ impl Node {
     {
         let view: AdminView = Arc::new(move || Box::pin(view()));
         self.parts.admin_views.insert(name, view);
+    }
+
+    /// Adds `check` to `GET /ready` (see [`crate::admin`]): the node is
+    /// ready while it is Up and every check answers `Ok` (a later
+    /// registration of the same name replaces the earlier one). Sharding
+    /// registers one per entity type: its region is registered with a
+    /// coordinator.
+    pub fn register_readiness<F, Fut>(&self, name: &str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let check: ReadinessCheck = Arc::new(move || Box::pin(check()));
+        self.parts.readiness.insert(name, check);
     }
 
     /// Fails with [`SendError::Shutdown`] once the node stopped.
@@ -266,6 +282,11 @@ impl Node {
     /// The admin view named `name`.
     pub(crate) fn admin_view(&self, name: &str) -> Option<AdminView> {
         self.parts.admin_views.get(name)
+    }
+
+    /// Every registered readiness check, by name.
+    pub(crate) fn readiness_checks(&self) -> Vec<(String, ReadinessCheck)> {
+        self.parts.readiness.all()
     }
 
     /// The node's side of the membership driver.

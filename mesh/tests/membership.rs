@@ -518,3 +518,84 @@ async fn a_downed_node_leaves_members_and_shows_only_under_all() {
         "{all:?}"
     );
 }
+
+/// One admin request; the status and the JSON body.
+async fn admin_request(
+    node: &Node,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = HttpRequest::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = mesh::admin::router(node.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Issue 17: `/ready` turns true once the node is Up; `POST /down/{member}`
+/// and `POST /leave` need the node's bearer token (401 without it, or when
+/// the node has none), and do what they say with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_then_management_endpoints_behind_the_token() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let config = mesh::NodeConfig {
+        name: "n1".into(),
+        admin_token: mesh::config::AdminToken::new("s3cret\n"),
+        ..mesh::NodeConfig::default()
+    };
+    let n1 = Node::builder("n1")
+        .config(config)
+        .tls(TlsSettings::issued_by(&ca, "n1").unwrap())
+        .start()
+        .await
+        .unwrap();
+    let (status, body) = admin_request(&n1, "GET", "/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ready"], false);
+    let n2 = start_node(&ca, "n2", &[&n1]).await;
+    let n3 = start_node(&ca, "n3", &[&n1]).await;
+    let nodes = [&n1, &n2, &n3];
+    wait_until(Duration::from_secs(10), "three members Up", &nodes, || {
+        nodes.iter().all(|n| support::sees_all_up(n, 3))
+    })
+    .await;
+    let (status, body) = admin_request(&n1, "GET", "/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for token in [None, Some("wrong")] {
+        let (status, _) = admin_request(&n1, "POST", "/down/n3", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "token {token:?}");
+    }
+    let (status, _) = admin_request(&n2, "POST", "/leave", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "n2 has no token");
+    let (status, _) = admin_request(&n1, "POST", "/down/n9", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = admin_request(&n1, "POST", "/down/n3", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["downed"], n3.id().to_string());
+    wait_until(
+        Duration::from_secs(10),
+        "n3 to stop, downed",
+        &nodes,
+        || n3.is_stopped(),
+    )
+    .await;
+
+    let (status, _) = admin_request(&n1, "POST", "/leave", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_until(Duration::from_secs(15), "n1 to leave", &nodes, || {
+        n1.is_stopped()
+    })
+    .await;
+    assert_eq!(n1.self_status(), MemberStatus::Removed);
+}

@@ -100,6 +100,20 @@ impl Node {
         let _ = exit.wait_for(Option::is_some).await;
     }
 
+    /// An operator's manual Down of the member named `name` (its youngest
+    /// incarnation still listed): this node publishes the decision and every
+    /// node adopts it (final; the member stops once it learns it). Returns
+    /// the member downed, or `None` if no live member has that name.
+    pub async fn down_member(&self, name: &str) -> Option<NodeId> {
+        let member = self.cluster_state().member_named(name)?.id.clone();
+        let (answer, known) = tokio::sync::oneshot::channel();
+        self.cluster()
+            .commands
+            .send(Command::Down(member.clone(), answer))
+            .ok()?;
+        known.await.unwrap_or(false).then_some(member)
+    }
+
     /// Resolves once the cluster has downed this node and the node has left
     /// the mesh (its services stopped the moment it learned it was Down).
     /// Never resolves if the node stops for another reason (leave, shutdown,

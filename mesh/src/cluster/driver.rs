@@ -170,6 +170,14 @@ impl Driver {
                 tracing::info!("leave handoff done");
                 self.membership.leave_handoff_done(Instant::now())
             }
+            Command::Down(member, answer) => {
+                let (known, effects) = self.membership.down(Instant::now(), &member);
+                if known {
+                    tracing::warn!(%member, "downed by an operator");
+                }
+                let _ = answer.send(known);
+                effects
+            }
         };
         self.apply(effects).await
     }

@@ -1,7 +1,7 @@
 //! What a [`crate::Node`] holds of its driver: the receiving ends of the
 //! driver's outputs and the way to send it commands.
 
-use membership::{Member, MemberEvent, MemberStatus, Membership};
+use membership::{Member, MemberEvent, MemberStatus, Membership, NodeId};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::leave::LeaveHandoffs;
@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Leave,
     /// Every leave handoff has finished.
     HandoffDone,
+    /// An operator downs a member; the answer says whether it was known.
+    Down(NodeId, tokio::sync::oneshot::Sender<bool>),
 }
 
 /// The node's side of the driver.

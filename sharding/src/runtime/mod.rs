@@ -81,12 +81,15 @@ trait TypeControl: Send + Sync {
     fn leave(&self) -> BoxFuture<'static, ()>;
     /// This node's region and the coordinator.
     fn view(&self) -> BoxFuture<'static, Option<TypeView>>;
+    /// `Ok` once this node's region is registered with a coordinator.
+    fn ready(&self) -> BoxFuture<'static, Result<(), String>>;
 }
 
 impl Sharding {
     /// Starts sharding on `node`: checks the config, hands off every shard
-    /// when the node leaves ([`mesh::Node::leave`]) and serves
-    /// `GET /sharding` on the node's admin API.
+    /// when the node leaves ([`mesh::Node::leave`]), serves
+    /// `GET /sharding` on the node's admin API and adds to its `GET /ready`
+    /// that every entity type's region is registered with a coordinator.
     pub async fn start(node: &Node, config: ShardingConfig) -> Result<Self, ShardingError> {
         config
             .validate()
@@ -101,6 +104,27 @@ impl Sharding {
             let Some(inner) = weak.upgrade() else { return };
             let leaving: Vec<_> = inner.types().values().map(|t| t.leave()).collect();
             futures::future::join_all(leaving).await;
+        });
+        let weak = Arc::downgrade(&inner);
+        node.register_readiness("sharding", move || {
+            let inner = weak.upgrade();
+            async move {
+                let Some(inner) = inner else {
+                    return Err("sharding has stopped".to_string());
+                };
+                let types: Vec<(String, Arc<dyn TypeControl>)> = inner
+                    .types()
+                    .iter()
+                    .map(|(name, control)| (name.clone(), control.clone()))
+                    .collect();
+                for (name, control) in types {
+                    control
+                        .ready()
+                        .await
+                        .map_err(|reason| format!("{name}: {reason}"))?;
+                }
+                Ok(())
+            }
         });
         let weak = Arc::downgrade(&inner);
         node.register_admin_view("sharding", move || {
@@ -435,6 +459,18 @@ impl<E: Entity> TypeControl for EntityRef<E> {
                 region,
                 coordinator,
             })
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'static, Result<(), String>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let region = this.region_state().await.map_err(|e| e.to_string())?;
+            if region.registered {
+                Ok(())
+            } else {
+                Err("the region is not registered with a coordinator".to_string())
+            }
         })
     }
 }

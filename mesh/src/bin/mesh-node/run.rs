@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use mesh::config::AdminToken;
 use mesh::{Node, NodeConfig, TlsSettings};
 
 /// Flags of `mesh-node run`.
@@ -42,6 +43,14 @@ pub struct RunArgs {
     /// TOML file with node settings (flags override it).
     #[arg(long, env = "MESH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// File holding the bearer token of the admin API's management
+    /// endpoints (POST /leave, POST /down/{member}); without a token they
+    /// answer 401.
+    #[arg(long, env = "MESH_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The bearer token itself, from the environment only.
+    #[arg(long, env = "MESH_ADMIN_TOKEN", hide = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Leave the cluster when standard input closes, as on SIGTERM: how the
     /// children of `mesh-node local` follow their parent even if it is killed.
     #[arg(long, hide = true)]
@@ -70,6 +79,16 @@ impl RunArgs {
         }
         if !self.roles.is_empty() {
             config.roles = self.roles.clone();
+        }
+        let token = match (&self.admin_token_file, &self.admin_token) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read admin token file {}", path.display()))?,
+            ),
+            (None, token) => token.clone(),
+        };
+        if let Some(text) = token {
+            config.admin_token = Some(AdminToken::new(&text).context("the admin token is empty")?);
         }
         config.validate()?;
         Ok(config)
