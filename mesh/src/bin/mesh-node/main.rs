@@ -28,7 +28,7 @@ enum Command {
     },
     /// Run one node. SIGINT/SIGTERM leave the cluster gracefully (exit 0); a
     /// node downed by the cluster exits with code 3.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run a cluster of nodes on loopback as child processes (Ctrl-C makes all
     /// leave the cluster and exit).
     Local(local::LocalArgs),
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
                     cluster,
                 },
         } => certs_init(&dir, &cluster, &nodes),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run::run(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run::run(*args))),
         Command::Local(args) => runtime().and_then(|rt| rt.block_on(local::local(args))),
     };
     match result {
