@@ -58,8 +58,8 @@ pub struct Witness {
     pub blocking: usize,
     /// How many operations that prefix holds.
     pub prefix_len: usize,
-    /// The operations that were candidates at that point: called, not yet
-    /// linearized, none of which fits the state (at most eight).
+    /// The other operations that were candidates at that point: called, not
+    /// yet linearized, none of which fits the state (at most eight).
     pub candidates: Vec<usize>,
     /// The model state after the prefix, for the report.
     pub state: String,
@@ -181,7 +181,10 @@ pub fn check<M: Model>(model: &M, ops: &[SearchOp], budget: u64) -> SearchResult
                 best = Some(Witness {
                     blocking: current.op,
                     prefix_len: calls.len(),
-                    candidates: candidates_before(&entries, entry),
+                    candidates: candidates_before(&entries, entry)
+                        .into_iter()
+                        .filter(|&op| op != current.op)
+                        .collect(),
                     state: format!("{state:?}"),
                 });
             }

@@ -623,9 +623,20 @@ async fn fault_loop(
                 nodes.dedup();
                 let span = {
                     let mut faults = lock(&shared.faults);
+                    // Process events are instants; cuts, rules, kills and
+                    // pauses last until undone (or the end).
+                    let instant = matches!(
+                        fault.action,
+                        FaultAction::Heal
+                            | FaultAction::Restart { .. }
+                            | FaultAction::Resume { .. }
+                            | FaultAction::Leave { .. }
+                            | FaultAction::Join { .. }
+                    );
+                    let now = shared.now();
                     faults.push(FaultSpan {
-                        start: shared.now(),
-                        end: None,
+                        start: now,
+                        end: instant.then_some(now),
                         text: resolved_text(&text, &done),
                         nodes,
                     });
