@@ -56,6 +56,15 @@ pub struct MembershipConfig {
     /// itself: it is the first node of a cluster. Default 1 s.
     #[serde(with = "crate::duration::human")]
     pub seed_self_admit_after: Duration,
+    /// Whether this node may start a new cluster when it finds none (it
+    /// admits itself). Only the node that bootstraps a cluster should: a
+    /// node meant to join an existing cluster that admitted itself while
+    /// cut off from it (say, restarted after being downed during a split)
+    /// would start a second cluster beside it. `mesh` sets it from the
+    /// seeds: a node started without seeds, or whose first seed is its own
+    /// address, may start a cluster; any other waits to be admitted.
+    /// Default true.
+    pub may_start_cluster: bool,
     /// A leaving node moves on from `Leaving` to `Exiting` after this long even
     /// if the driver never reported the handoff done. Default 10 s.
     #[serde(with = "crate::duration::human")]
@@ -92,6 +101,7 @@ impl Default for MembershipConfig {
             downing: DowningStrategy::KeepMajority,
             down_all_when_unstable: Some(Duration::from_secs(4)),
             seed_self_admit_after: Duration::from_secs(1),
+            may_start_cluster: true,
             leave_handoff_timeout: Duration::from_secs(10),
             exiting_timeout: Duration::from_secs(3),
             down_key_retention: Duration::from_secs(600),

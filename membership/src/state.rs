@@ -408,7 +408,8 @@ impl Membership {
     /// (say it joined through the losing side of a split), a cluster of its
     /// own would run beside the surviving side.
     fn may_admit_itself(&self, now: Instant) -> bool {
-        if self.gossip_rounds == 0
+        if !self.config.may_start_cluster
+            || self.gossip_rounds == 0
             || now.saturating_duration_since(self.started) < self.config.seed_self_admit_after
         {
             return false;

@@ -480,3 +480,29 @@ fn the_leader_admits_nobody_while_a_member_is_unreachable() {
     let effects = tick(&mut m, now);
     assert_eq!(set_keys(&effects)[&admitted], keys::MARKER);
 }
+
+/// A node that may not start a cluster (it was given seeds of an existing
+/// one) never admits itself, alone or with other joiners: restarted on the
+/// cut-off side of a split, it waits for the cluster instead of starting a
+/// second one beside it.
+#[test]
+fn a_node_that_may_not_start_a_cluster_waits_to_be_admitted() {
+    let start = Instant::now();
+    let config = MembershipConfig {
+        may_start_cluster: false,
+        ..MembershipConfig::default()
+    };
+    let mut m = Membership::new(
+        id(1),
+        ([127, 0, 0, 1], 7001).into(),
+        BTreeSet::new(),
+        config,
+        start,
+    );
+    for t in (0..5_000).step_by(100) {
+        let now = start + ms(t);
+        m.on_gossip(now, vec![node(2, true, &[status("joining")])]);
+        tick(&mut m, now);
+    }
+    assert_eq!(m.status(), MemberStatus::Joining);
+}

@@ -195,8 +195,10 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
     let chitchat = start_gossip(&transport, &config, &roles, gossip_rx).await?;
     let members = spawn_members_view(&transport, &tasks, &chitchat, &roles).await;
     let gossip_state = chitchat.chitchat();
-    let (cluster, driver) =
-        crate::cluster::prepare(id.clone(), advertise, roles, config.membership.clone());
+    let mut membership = config.membership.clone();
+    membership.may_start_cluster &=
+        config.seeds.is_empty() || config.seeds.first() == Some(&advertise);
+    let (cluster, driver) = crate::cluster::prepare(id.clone(), advertise, roles, membership);
     let node = Node::from(NodeParts {
         config,
         transport,

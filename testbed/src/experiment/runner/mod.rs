@@ -203,6 +203,12 @@ impl Shared {
     }
 
     async fn start_node(&self, name: &str) -> Result<(), RunError> {
+        self.start_node_as(name, false).await
+    }
+
+    /// Starts `name`, as the node that bootstraps the cluster or not (see
+    /// [`nodes::NodeProcess::start`]).
+    async fn start_node_as(&self, name: &str, bootstrap: bool) -> Result<(), RunError> {
         let mut nodes = self.nodes.lock().await;
         let Some(node) = nodes.get_mut(name) else {
             return Err(RunError::Setup(format!("no node {name}")));
@@ -210,7 +216,7 @@ impl Shared {
         if node.is_running() {
             return Ok(());
         }
-        node.start(&self.launch, &self.seeds)?;
+        node.start(&self.launch, &self.seeds, bootstrap)?;
         lock(&self.started).insert(name.to_string());
         self.node_event(name, "started");
         Ok(())
@@ -388,12 +394,13 @@ async fn experiment(
 
     // n1 first, alone until it answers (its generation, the start time, is
     // then taken): it is surely the oldest member and hosts the coordinator,
-    // which the scenarios' splits rely on. (Alone it cannot be Up: a node
-    // admits itself only once it has gossiped with another.)
+    // which the scenarios' splits rely on. It alone may start the cluster.
+    // (Alone it cannot be Up: a node admits itself only once it has
+    // gossiped with another.)
     let deadline = Instant::now() + options.ready_timeout;
     for (first, group) in [(true, &initial[..1]), (false, &initial[..])] {
         for name in group {
-            shared.start_node(name).await?;
+            shared.start_node_as(name, first).await?;
         }
         loop {
             let latest = latest_samples(shared);

@@ -69,8 +69,18 @@ impl NodeProcess {
         self.paused
     }
 
-    /// Starts a new incarnation that joins through `seeds`.
-    pub fn start(&mut self, launch: &Launch, seeds: &[SocketAddr]) -> Result<(), RunError> {
+    /// Starts a new incarnation that joins through `seeds`; with
+    /// `bootstrap`, its own address is its first seed, which lets it start
+    /// the cluster (only the first node's first start does: any other
+    /// start, a restart of that node included, only joins, so a node
+    /// restarted on the cut-off side of a split cannot start a second
+    /// cluster).
+    pub fn start(
+        &mut self,
+        launch: &Launch,
+        seeds: &[SocketAddr],
+        bootstrap: bool,
+    ) -> Result<(), RunError> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -79,9 +89,10 @@ impl NodeProcess {
         let err = log
             .try_clone()
             .map_err(|source| RunError::io(&self.spec.log, source))?;
-        let seeds: Vec<String> = seeds
-            .iter()
-            .filter(|s| **s != self.spec.advertise)
+        let own = bootstrap.then_some(&self.spec.advertise);
+        let seeds: Vec<String> = own
+            .into_iter()
+            .chain(seeds.iter().filter(|s| **s != self.spec.advertise))
             .map(|s| s.to_string())
             .collect();
         let mut command = Command::new(&launch.exe);
