@@ -235,9 +235,7 @@ impl Sharding {
 
 impl Inner {
     fn types(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<dyn TypeControl>>> {
-        self.types
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        mesh::sync::lock(&self.types)
     }
 }
 

@@ -61,8 +61,6 @@ impl<R> Replies<R> {
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, FxHashMap<u64, ReplySender<R>>> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        mesh::sync::lock(&self.waiting)
     }
 }

@@ -20,7 +20,7 @@
 //! the driver's way too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 
 use mesh::{Node, PeerRef};
 use rustc_hash::FxHashMap;
@@ -66,7 +66,7 @@ impl Routes {
             .remote_homes()
             .filter_map(|(shard, home)| Some((shard, node.peer(&home.name).ok()?)))
             .collect();
-        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Table {
+        *mesh::sync::write(&self.table) = Table {
             version: Some(version),
             homes,
             sender: Some((region.id().clone(), region.coordinator_epoch())),
@@ -75,7 +75,7 @@ impl Routes {
 
     /// The driver stopped: every send goes its way (and finds it closed).
     pub(crate) fn clear(&self) {
-        *self.table.write().unwrap_or_else(PoisonError::into_inner) = Table::default();
+        *mesh::sync::write(&self.table) = Table::default();
     }
 
     /// Runs `send` on `message` with the home of `shard` if a caller may
@@ -116,6 +116,6 @@ impl Routes {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(PoisonError::into_inner)
+        mesh::sync::read(&self.table)
     }
 }

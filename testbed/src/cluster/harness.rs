@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mesh::tls::ClusterCa;
@@ -369,7 +369,7 @@ impl Cluster {
 
     /// The slots, for the other modules of the harness.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        mesh::sync::lock(&self.slots)
     }
 }
 

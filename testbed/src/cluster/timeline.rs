@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mesh::{ConnectionEvent, Node, NodeId};
@@ -251,7 +251,7 @@ impl Recorder {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<TimelineEntry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        mesh::sync::lock(&self.entries)
     }
 
     /// Records `node`'s connection events and member list changes until the

@@ -28,7 +28,7 @@ pub fn out_dir(name: &str) -> PathBuf {
 
 /// Runs `scenario` with the `testbed` binary hosting the nodes.
 pub fn run_scenario(scenario: &Scenario, out: &Path) -> RunOutcome {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = mesh::sync::lock(&ONE_AT_A_TIME);
     let options = RunOptions {
         out: Some(out.to_path_buf()),
         seed: None,

@@ -93,11 +93,7 @@ impl Drop for Peer {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use mesh::sync::lock;
 
 /// Sends `count` datagrams holding 0, 1, 2... from `peer` to `to`, in batches
 /// that the relay must have judged (link `from -> relay_node`) before the

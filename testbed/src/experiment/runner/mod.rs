@@ -170,9 +170,7 @@ struct Shared {
     restart_downed: bool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+use mesh::sync::lock;
 
 impl Shared {
     fn now(&self) -> u64 {

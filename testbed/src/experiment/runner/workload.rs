@@ -43,7 +43,7 @@ impl Recorder {
 
     /// Appends an event, stamping its index and time.
     fn push(&self, mut event: Event) -> Event {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = mesh::sync::lock(&self.events);
         event.index = events.len() as u64;
         event.time = self.start.elapsed().as_nanos() as u64;
         events.push(event.clone());
@@ -52,7 +52,7 @@ impl Recorder {
 
     /// Completed operations so far.
     pub fn totals(&self) -> Totals {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let events = mesh::sync::lock(&self.events);
         let mut totals = Totals::default();
         for event in events.iter() {
             match event.kind {
@@ -67,7 +67,7 @@ impl Recorder {
 
     /// The history, with an `info` for every operation still open.
     pub fn finish(&self) -> Vec<Event> {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = mesh::sync::lock(&self.events);
         let mut open: BTreeMap<u64, Event> = BTreeMap::new();
         for event in events.iter() {
             if event.kind == EventKind::Invoke {
