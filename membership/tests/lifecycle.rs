@@ -436,3 +436,47 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     let effects = tick(&mut m, now);
     assert_eq!(set_keys(&effects)[&admitted], keys::MARKER);
 }
+
+/// Akka's convergence, the other half: a joiner every Up member has seen is
+/// still not admitted while any member is unreachable (the cut came after
+/// everyone saw the joiner).
+#[test]
+fn the_leader_admits_nobody_while_a_member_is_unreachable() {
+    let start = Instant::now();
+    let mut m = new_node(1, start);
+    m.on_gossip(start, vec![]);
+    let mut now = start;
+    while m.status() != MemberStatus::Up {
+        now += ms(100);
+        tick(&mut m, now);
+        assert!(now < start + ms(2_000), "bootstraps");
+    }
+    let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
+    let seen_3 = (format!("{}{}", keys::SEEN_JOINING_PREFIX, id(3)), "1");
+    let n2_unreachable = (format!("{}{}", keys::UNREACHABLE_PREFIX, id(2)), "1");
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            node(2, true, &[status("up"), seen_3.clone()]),
+            node(3, true, &[status("joining")]),
+            node(4, true, &[status("up"), seen_3.clone(), n2_unreachable]),
+        ],
+    );
+    let effects = tick(&mut m, now);
+    assert!(
+        !set_keys(&effects).contains_key(&admitted),
+        "n2 is unreachable"
+    );
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            node(2, true, &[status("up"), seen_3.clone()]),
+            node(3, true, &[status("joining")]),
+            node(4, true, &[status("up"), seen_3]),
+        ],
+    );
+    let effects = tick(&mut m, now);
+    assert_eq!(set_keys(&effects)[&admitted], keys::MARKER);
+}

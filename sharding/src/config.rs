@@ -49,16 +49,24 @@ pub struct ShardingConfig {
     /// Default 300 ms (10% of the lease).
     #[serde(with = "membership::duration::human")]
     pub clock_drift_margin: Duration,
-    /// How often the coordinator asks its strategy for rebalance moves.
-    /// Default 10 s (Akka's).
+    /// How often the coordinator asks its strategy for rebalance moves when
+    /// nothing changes (a safety net). Default 10 s (Akka's).
     #[serde(with = "membership::duration::human")]
     pub rebalance_interval: Duration,
+    /// When a region registers, leaves or goes Down, the coordinator
+    /// rebalances this long after the last such change (so that nodes that
+    /// join within this window are all counted and no shard moves twice),
+    /// and then keeps moving, tick by tick, until the strategy has nothing
+    /// more to move. Default 1 s.
+    #[serde(with = "membership::duration::human")]
+    pub rebalance_after_change: Duration,
     /// The allocation strategy. Default `least-shards`.
     pub allocation_strategy: AllocationKind,
-    /// At most this many shards move in one rebalance round. Default 20.
+    /// At most this many shards are in a rebalance handoff at once.
+    /// Default 20.
     pub rebalance_absolute_limit: usize,
-    /// At most this fraction of all shards moves in one rebalance round
-    /// (the smaller of both limits applies, at least 1). Default 0.1.
+    /// At most this fraction of all shards is in a rebalance handoff at
+    /// once (the smaller of both limits applies, at least 1). Default 0.1.
     pub rebalance_relative_limit: f64,
     /// Messages buffered per shard while its home is unknown, moving or
     /// fenced; one more is refused with [`crate::DeliveryError::BufferFull`].
@@ -98,6 +106,7 @@ impl Default for ShardingConfig {
             lease_renewal_interval: Duration::from_secs(1),
             clock_drift_margin: Duration::from_millis(300),
             rebalance_interval: Duration::from_secs(10),
+            rebalance_after_change: Duration::from_secs(1),
             allocation_strategy: AllocationKind::LeastShards,
             rebalance_absolute_limit: 20,
             rebalance_relative_limit: 0.1,

@@ -21,7 +21,10 @@
 //! 1. **Single writer.** A region delivers to a shard only while it holds a
 //!    valid lease, counted from when it *sent* the granted request, checked
 //!    before every delivery ([`Region::serves`]); an expired lease fences.
-//!    The coordinator treats a shard as free only at [`shard_free_at`].
+//!    The runtime enforces it again on every poll of an entity's step and
+//!    of a daemon worker ([`ShardLease`], on `CLOCK_BOOTTIME`): a step does
+//!    not start, and a waiting step is not polled again, once the lease is
+//!    lost. The coordinator treats a shard as free only at [`shard_free_at`].
 //! 2. **Quorum.** [`CoordinatorInput::Quorum`]: without it the coordinator
 //!    allocates, moves and renews nothing; [`RegionInput::FenceAll`] is the
 //!    region's fast path.
@@ -53,12 +56,13 @@
 //! | coordinator: any message from an unregistered or lapsed region | `CoordinatorStarted` hint only | same | same |
 //! | coordinator: any message from a Down region | ignored (Down is final) | same | same |
 //! | coordinator: any message with a *higher* epoch | [`CoordinatorEffect::Superseded`]: this coordinator stops acting | | |
+//! | region: any coordinator message | | | (epoch, coordinator node) below the newest seen: ignored; two coordinators that chose one epoch are ordered by their node, and the region follows the higher one only |
 //! | region: `CoordinatorStarted` | `Register` again only if not registered (rate-limited) | same | ignored |
 //! | region: `RegisterAck` | ignored (consumed) | not our latest `Register`: ignored; per shard older than the newest instruction: ignored | ignored |
 //! | region: `ShardHome` | no change | older than the newest instruction for the shard: ignored; naming a region known to be Down: the home stays unknown and is asked again | ignored |
 //! | region: `HostShard` | `ShardStarted` again | older than the newest instruction for the shard, or than the `RegisterAck` of the current registration (sent before a lapse): ignored | ignored |
 //! | region: `BeginHandoff` | `BeginHandoffAck` again | ignored | ignored |
-//! | region: `Handoff` | nothing while stopping; `ShardStopped` again once stopped | ignored | ignored |
+//! | region: `Handoff` | nothing while stopping; `ShardStopped` again once stopped; for a fenced shard (no lease): dropped without `stopped()`, `ShardStopped` at once | ignored | ignored |
 //! | region: `LeaseGranted` | no change (grant consumed) | counted from that renewal's own send time, never shortens; after the lease lapsed: ignored | ignored |
 //! | region: `Deliver` | delivered again (at-least-once; entities de-duplicate by idempotency key) | not the home any more: `NotHere` with the message | not checked (routing only) |
 //! | region: `NotHere` | the message is routed again | same; `max_hops` bounds loops | not checked |

@@ -14,7 +14,7 @@ use crate::ids::{RegionId, ShardId};
 const POINTS_PER_REGION: u32 = 128;
 
 /// Consistent-hashing allocation; rebalance moves the shards whose home is
-/// not their ring position, at most `rebalance_limit` per round.
+/// not their ring position, at most `rebalance_limit` moving at once.
 #[derive(Clone, Debug, Default)]
 pub struct ConsistentHashing {
     rebalance_limit: usize,
@@ -23,7 +23,7 @@ pub struct ConsistentHashing {
 }
 
 impl ConsistentHashing {
-    /// A strategy moving at most `rebalance_limit` (at least 1) shards per round.
+    /// A strategy moving at most `rebalance_limit` (at least 1) shards moving at once.
     pub fn new(rebalance_limit: usize) -> Self {
         Self {
             rebalance_limit: rebalance_limit.max(1),
@@ -91,9 +91,10 @@ impl AllocationStrategy for ConsistentHashing {
         in_progress: &BTreeSet<ShardId>,
     ) -> BTreeSet<ShardId> {
         let mut moves = BTreeSet::new();
+        let budget = self.rebalance_limit.saturating_sub(in_progress.len());
         for current in regions {
             for shard in current.shards.iter() {
-                if moves.len() >= self.rebalance_limit {
+                if moves.len() >= budget {
                     return moves;
                 }
                 if in_progress.contains(shard) {

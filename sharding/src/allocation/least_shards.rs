@@ -9,15 +9,17 @@ use crate::ids::{RegionId, ShardId};
 
 /// Least-shards allocation with rebalance limits (the default strategy).
 ///
-/// Rebalance, one round at a time (nothing happens while a move is in progress):
+/// Rebalance (shards already moving count against their old home's excess
+/// and against the limit):
 /// 1. `optimal = ceil(total / regions)`; every region above it gives its
 ///    excess.
 /// 2. If none is above, but some region is at least two below the optimum,
 ///    regions at the optimum give one shard each, as many as are missing
 ///    below `optimal - 1`.
 ///
-/// Both phases move at most `max(1, min(relative_limit * total, absolute_limit))`
-/// shards per round.
+/// At most `max(1, min(relative_limit * total, absolute_limit))` shards are
+/// moving at once. A freed shard goes to the region with the fewest shards,
+/// so a shard moves once per change, straight to its new home.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeastShardAllocation {
     absolute_limit: usize,
@@ -40,7 +42,7 @@ impl LeastShardAllocation {
         }
     }
 
-    /// How many shards may move in one round when there are `total` shards.
+    /// How many shards may be moving at once when there are `total` shards.
     pub fn limit(&self, total: usize) -> usize {
         // Truncation is the intent (Akka's `.toInt`); negative or NaN become 0.
         let relative = (self.relative_limit * total as f64) as usize;
@@ -66,7 +68,7 @@ impl AllocationStrategy for LeastShardAllocation {
         regions: &[RegionShards<'_>],
         in_progress: &BTreeSet<ShardId>,
     ) -> BTreeSet<ShardId> {
-        if !in_progress.is_empty() || regions.is_empty() {
+        if regions.is_empty() {
             return BTreeSet::new();
         }
         let total: usize = regions.iter().map(|r| r.shards.len()).sum();
@@ -74,19 +76,34 @@ impl AllocationStrategy for LeastShardAllocation {
             return BTreeSet::new();
         }
         let optimal = total.div_ceil(regions.len());
-        let limit = self.limit(total);
+        let budget = self.limit(total).saturating_sub(in_progress.len());
+        if budget == 0 {
+            return BTreeSet::new();
+        }
+        // A region's shards once its moves in flight have left.
+        let staying = |r: &RegionShards<'_>| -> Vec<ShardId> {
+            r.shards
+                .iter()
+                .filter(|s| !in_progress.contains(s))
+                .copied()
+                .collect()
+        };
 
         // Most loaded first, so that the limit takes from the worst ones.
-        let mut sorted: Vec<&RegionShards<'_>> = regions.iter().collect();
-        sorted.sort_by(|a, b| (b.shards.len(), a.region).cmp(&(a.shards.len(), b.region)));
+        let mut sorted: Vec<(&RegionShards<'_>, Vec<ShardId>)> =
+            regions.iter().map(|r| (r, staying(r))).collect();
+        sorted.sort_by(|(a, a_staying), (b, b_staying)| {
+            (b_staying.len(), a.region).cmp(&(a_staying.len(), b.region))
+        });
 
         let phase_one: BTreeSet<ShardId> = sorted
             .iter()
-            .flat_map(|r| r.shards.iter().take(r.shards.len().saturating_sub(optimal)))
-            .take(limit)
+            .flat_map(|(_, staying)| staying.iter().take(staying.len().saturating_sub(optimal)))
+            .take(budget)
             .copied()
             .collect();
-        if !phase_one.is_empty() {
+        if !phase_one.is_empty() || !in_progress.is_empty() {
+            // Phase two only once phase one's moves have landed.
             return phase_one;
         }
 
@@ -99,9 +116,9 @@ impl AllocationStrategy for LeastShardAllocation {
         }
         sorted
             .iter()
-            .filter(|r| r.shards.len() >= optimal)
-            .filter_map(|r| r.shards.iter().next())
-            .take(below_optimal.min(limit))
+            .filter(|(_, staying)| staying.len() >= optimal)
+            .filter_map(|(_, staying)| staying.first())
+            .take(below_optimal.min(budget))
             .copied()
             .collect()
     }
@@ -182,7 +199,24 @@ mod tests {
     }
 
     #[test]
-    fn balanced_or_in_progress_means_no_moves() {
+    fn moves_in_flight_count_against_the_limit_and_their_home_s_excess() {
+        // Limit 10, four already moving from r0: six more.
+        let (ids, shards) = regions(&[100, 0, 0, 0, 0]);
+        let mut strategy = LeastShardAllocation::default();
+        let moving: BTreeSet<ShardId> = shards[0].iter().take(4).copied().collect();
+        let moves = strategy.rebalance(&view(&ids, &shards), &moving);
+        assert_eq!(moves.len(), 6);
+        assert!(moves.is_disjoint(&moving));
+        // 30 + 0, optimal 15, ten of r0's already leaving: five more, not 15.
+        let (ids, shards) = regions(&[30, 0]);
+        let mut strategy = LeastShardAllocation::new(20, 1.0);
+        let moving: BTreeSet<ShardId> = shards[0].iter().take(10).copied().collect();
+        let moves = strategy.rebalance(&view(&ids, &shards), &moving);
+        assert_eq!(moves.len(), 5);
+    }
+
+    #[test]
+    fn balanced_or_at_the_limit_means_no_moves() {
         let (ids, shards) = regions(&[3, 3, 2]);
         let mut strategy = LeastShardAllocation::default();
         assert!(strategy

@@ -38,6 +38,9 @@ pub struct Coordinator {
     /// Shards whose new home every region should hear about once started.
     announce: BTreeSet<ShardId>,
     next_rebalance: Instant,
+    /// A rebalance after a change is under way: the strategy is asked every
+    /// tick (topping up the moves in flight) until it has nothing to move.
+    rebalancing: bool,
 }
 
 impl Coordinator {
@@ -86,6 +89,7 @@ impl Coordinator {
             requesters: BTreeMap::new(),
             reallocate: BTreeSet::new(),
             announce: BTreeSet::new(),
+            rebalancing: false,
         }
     }
 
@@ -288,9 +292,13 @@ impl Coordinator {
             }
         }
         entry.up = true;
+        let joins = !entry.registered && !report.proxy_only;
         entry.registered = true;
         entry.proxy_only = report.proxy_only;
         entry.last_answer = Some(now);
+        if joins {
+            self.rebalance_after_change(now);
+        }
 
         let mut confirmed = Vec::new();
         let mut drop = Vec::new();
@@ -589,6 +597,7 @@ impl Coordinator {
             return;
         }
         entry.leaving = true;
+        self.rebalance_after_change(now);
         self.hand_off_leaving_regions(now, out);
     }
 
@@ -604,6 +613,7 @@ impl Coordinator {
             own_last_answer: entry.last_answer,
             previous_coordinator_last_seen: self.previous_coordinator_last_seen,
         };
+        self.rebalance_after_change(now);
         let free_at = shard_free_at(grant, self.config.lease, self.config.clock_drift_margin);
         let owned: Vec<ShardId> = self
             .table
@@ -820,22 +830,37 @@ impl Coordinator {
         }
     }
 
+    /// A region registered, is leaving or went Down: rebalance once the
+    /// changes have settled for `rebalance_after_change` (every change
+    /// pushes the round back, so that nodes joining together are moved to
+    /// together and no shard moves twice).
+    fn rebalance_after_change(&mut self, now: Instant) {
+        self.next_rebalance = now + self.config.rebalance_after_change;
+    }
+
     fn rebalance(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
-        if now < self.next_rebalance {
+        if now < self.next_rebalance && !self.rebalancing {
             return;
         }
-        self.next_rebalance = now + self.config.rebalance_interval;
+        if now >= self.next_rebalance {
+            self.next_rebalance = now + self.config.rebalance_interval;
+            self.rebalancing = true;
+        }
         if !self.quorum {
             return;
         }
         let hosts = self.hosts();
         if hosts.len() < 2 {
+            self.rebalancing = false;
             return;
         }
         let moves = {
             let view = view(&self.table, &hosts);
             self.strategy.rebalance(&view, self.table.moving())
         };
+        if moves.is_empty() && self.table.moving().is_empty() && self.reallocate.is_empty() {
+            self.rebalancing = false;
+        }
         for shard in moves {
             if let Some(ShardState::Hosted { region }) = self.table.get(shard) {
                 let region = region.clone();

@@ -13,6 +13,7 @@ use membership::{ordering, MemberStatus, NodeId};
 use mesh::{ClusterState, Node};
 use tokio::sync::{mpsc, oneshot};
 
+use super::clock;
 use super::host::{Host, Job};
 use super::lease_gate::Gates;
 use super::replies::Replies;
@@ -153,7 +154,7 @@ impl<E: Entity> Driver<E> {
             .role
             .as_deref()
             .is_some_and(|role| !node.config().roles.iter().any(|r| r == role));
-        let now = Instant::now();
+        let now = clock::now();
         let gates = Gates::new(config.number_of_shards);
         Self {
             region: Region::new(me.clone(), config.clone(), proxy_only),
@@ -195,7 +196,7 @@ impl<E: Entity> Driver<E> {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => {
-                        self.now = Instant::now();
+                        self.now = clock::now();
                         self.on_command(command);
                         // Under load, take what else is queued in one go:
                         // one wake-up for many messages.
@@ -312,7 +313,7 @@ impl<E: Entity> Driver<E> {
         if self.node.hooks().any_armed() && self.hook(hook_points::BEFORE_TICK) {
             return;
         }
-        let now = Instant::now();
+        let now = clock::now();
         tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
         let effects = self.region.tick(now);
@@ -350,7 +351,7 @@ impl<E: Entity> Driver<E> {
             // A fresh clock read per input: a pause inside a round must not
             // leave the rest of the round deciding on an old time. (Entity
             // steps check the lease themselves on every poll, see `Gates`.)
-            let now = Instant::now();
+            let now = clock::now();
             self.now = now;
             match work {
                 Work::Region(input) => {
@@ -534,7 +535,7 @@ impl<E: Entity> Driver<E> {
                     // starts above `by`.
                     self.highest_epoch = self.highest_epoch.max(by);
                     tracing::info!(entity_type = %self.settings.name, %by, "coordinator superseded by a newer epoch; stopping it");
-                    self.stop_coordinator(Instant::now());
+                    self.stop_coordinator(clock::now());
                 }
             }
         }
@@ -771,7 +772,7 @@ impl<E: Entity> Driver<E> {
     }
 
     fn region_view(&self) -> RegionView {
-        let now = Instant::now();
+        let now = clock::now();
         let shards: Vec<ShardRow> = self
             .region
             .local_shards()
@@ -807,7 +808,7 @@ impl<E: Entity> Driver<E> {
 
     fn coordinator_view(&self) -> Option<CoordinatorView> {
         let coordinator = self.coordinator.as_ref()?;
-        let now = Instant::now();
+        let now = clock::now();
         let allocation = coordinator.allocation();
         let mut counts: BTreeMap<&RegionId, usize> = BTreeMap::new();
         for region in allocation.values() {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::clock;
 use crate::ids::ShardId;
 
 /// The gates of every shard of one region.
@@ -34,7 +35,7 @@ pub(crate) struct Gates {
 impl Gates {
     pub(crate) fn new(number_of_shards: u32) -> Arc<Self> {
         Arc::new(Self {
-            base: Instant::now(),
+            base: clock::now(),
             lease_until: AtomicU64::new(0),
             open: (0..number_of_shards)
                 .map(|_| AtomicBool::new(false))
@@ -71,7 +72,7 @@ impl Gates {
     /// Whether work of `shard` may run at this very moment (a fresh clock read).
     pub(crate) fn runs(&self, shard: ShardId) -> bool {
         self.valid_until(shard)
-            .is_some_and(|until| Instant::now() < until)
+            .is_some_and(|until| clock::now() < until)
     }
 
     fn valid_until(&self, shard: ShardId) -> Option<Instant> {
@@ -147,11 +148,16 @@ impl ShardLease {
             let Some(until) = self.valid_until() else {
                 return;
             };
-            if Instant::now() >= until {
+            let Some(left) = until
+                .checked_duration_since(clock::now())
+                .filter(|d| !d.is_zero())
+            else {
                 return;
-            }
+            };
+            // A timer on tokio's clock for the time left on the lease clock;
+            // the loop checks the lease clock again when it fires.
             tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = tokio::time::sleep(left) => {}
                 _ = closed => {}
             }
         }
@@ -192,14 +198,14 @@ mod tests {
         let gates = Gates::new(4);
         let lease = gates.lease(ShardId(2));
         assert!(!lease.is_valid(), "closed and no lease");
-        gates.set_lease(Some(Instant::now() + Duration::from_secs(10)));
+        gates.set_lease(Some(clock::now() + Duration::from_secs(10)));
         assert!(!lease.is_valid(), "a lease, but the gate is closed");
         assert!(gates.set_open(ShardId(2), true));
         assert!(lease.is_valid());
         assert!(!gates.lease(ShardId(1)).is_valid(), "one gate per shard");
-        gates.set_lease(Some(Instant::now() - Duration::from_millis(1)));
+        gates.set_lease(Some(clock::now() - Duration::from_millis(1)));
         assert!(!lease.is_valid(), "the lease ended");
-        gates.set_lease(Some(Instant::now() + Duration::from_secs(10)));
+        gates.set_lease(Some(clock::now() + Duration::from_secs(10)));
         assert!(gates.set_open(ShardId(2), false));
         assert!(!lease.is_valid());
         assert_eq!(lease.valid_until(), None);
@@ -211,7 +217,7 @@ mod tests {
         let gates = Gates::new(1);
         let lease = gates.lease(ShardId(0));
         gates.set_open(ShardId(0), true);
-        let start = Instant::now();
+        let start = clock::now();
         gates.set_lease(Some(start + Duration::from_millis(100)));
         let renewed = start + Duration::from_millis(300);
         let renew = {
@@ -222,7 +228,7 @@ mod tests {
             }
         };
         tokio::join!(lease.lost(), renew);
-        assert!(Instant::now() >= renewed, "lost before the renewed end");
+        assert!(clock::now() >= renewed, "lost before the renewed end");
         assert!(!lease.is_valid());
     }
 
@@ -231,7 +237,7 @@ mod tests {
         let gates = Gates::new(1);
         let lease = gates.lease(ShardId(0));
         gates.set_open(ShardId(0), true);
-        gates.set_lease(Some(Instant::now() + Duration::from_secs(60)));
+        gates.set_lease(Some(clock::now() + Duration::from_secs(60)));
         let close = async {
             tokio::task::yield_now().await;
             gates.set_open(ShardId(0), false);
@@ -247,7 +253,7 @@ mod tests {
     fn a_lease_bound_future_is_not_polled_after_the_lease() {
         let gates = Gates::new(1);
         gates.set_open(ShardId(0), true);
-        gates.set_lease(Some(Instant::now() + Duration::from_secs(60)));
+        gates.set_lease(Some(clock::now() + Duration::from_secs(60)));
         let polls = std::cell::Cell::new(0);
         let inner = std::future::poll_fn(|_| {
             polls.set(polls.get() + 1);
@@ -258,7 +264,7 @@ mod tests {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(bound.as_mut().poll(&mut cx).is_pending());
-        gates.set_lease(Some(Instant::now() - Duration::from_millis(1)));
+        gates.set_lease(Some(clock::now() - Duration::from_millis(1)));
         assert_eq!(bound.as_mut().poll(&mut cx), Poll::Ready(None));
         assert_eq!(polls.get(), 1);
     }

@@ -8,6 +8,7 @@
 //! host to the next (the next host is the next oldest member), raised above
 //! every epoch the node has seen (two processes can share a generation).
 
+mod clock;
 mod daemon;
 mod driver;
 mod host;

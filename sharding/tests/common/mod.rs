@@ -42,6 +42,9 @@ pub struct Sim {
     pub now: Instant,
     pub config: ShardingConfig,
     pub coordinator: Coordinator,
+    /// Replaced coordinators that still act (they have not seen the newer
+    /// epoch, and believe they have quorum) until the instant given.
+    pub superseded: Vec<(Coordinator, Instant)>,
     pub epoch: u64,
     pub nodes: BTreeMap<String, Node>,
     pub crashed: BTreeMap<String, u64>,
@@ -71,6 +74,7 @@ impl Sim {
             now: t0,
             config: config.clone(),
             coordinator,
+            superseded: Vec::new(),
             epoch: 1,
             nodes: BTreeMap::new(),
             crashed: BTreeMap::new(),
@@ -153,9 +157,17 @@ impl Sim {
         let now = self.now;
         match packet {
             Packet::ToCoordinator(message) => {
-                let effects = self
-                    .coordinator
-                    .handle(now, CoordinatorInput::Message(message));
+                // Every coordinator still running gets it: the region sent it
+                // to the host it knew, which may be the replaced one.
+                let mut effects = Vec::new();
+                for (old, _) in &mut self.superseded {
+                    effects.extend(old.handle(now, CoordinatorInput::Message(message.clone())));
+                }
+                self.superseded.retain(|(old, _)| !old.is_superseded());
+                effects.extend(
+                    self.coordinator
+                        .handle(now, CoordinatorInput::Message(message)),
+                );
                 self.coordinator_effects(effects);
             }
             Packet::FromCoordinator { to, message } => {
@@ -208,6 +220,18 @@ impl Sim {
 
     pub fn advance(&mut self, ms: u64) {
         self.now += Duration::from_millis(ms);
+        let now = self.now;
+        let mut effects = Vec::new();
+        for (old, acts_until) in &mut self.superseded {
+            if now >= *acts_until {
+                // Its node saw it lost quorum: it acts no more.
+                effects.extend(old.handle(now, CoordinatorInput::Quorum(false)));
+            }
+            effects.extend(old.tick(now));
+        }
+        self.superseded
+            .retain(|(old, acts_until)| now < *acts_until && !old.is_superseded());
+        self.coordinator_effects(effects);
         let effects = self.coordinator.tick(self.now);
         self.coordinator_effects(effects);
         let ids = self.ids();
@@ -349,6 +373,14 @@ impl Sim {
     /// The coordinator's node crashes; a new coordinator with a higher
     /// epoch starts elsewhere. Its predecessor was last seen now.
     pub fn replace_coordinator(&mut self) {
+        self.replace_coordinator_acting_on(Duration::ZERO);
+    }
+
+    /// A new coordinator with a higher epoch starts elsewhere, its
+    /// predecessor last seen now; the predecessor goes on acting for
+    /// `overlap` (it has not yet seen that it lost quorum): two
+    /// coordinators act at once.
+    pub fn replace_coordinator_acting_on(&mut self, overlap: Duration) {
         self.epoch += 1;
         let me = region_id("coord", self.epoch);
         let mut coordinator = Coordinator::new(
@@ -367,7 +399,10 @@ impl Sim {
             };
             effects.extend(coordinator.handle(self.now, input));
         }
-        self.coordinator = coordinator;
+        let old = std::mem::replace(&mut self.coordinator, coordinator);
+        if !overlap.is_zero() {
+            self.superseded.push((old, self.now + overlap));
+        }
         self.coordinator_effects(effects);
     }
 

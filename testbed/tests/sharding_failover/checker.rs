@@ -2,9 +2,10 @@
 //!
 //! The entity under test is an account that keeps its state in memory
 //! (loaded from the [`Store`] when it starts) and, between reading that
-//! state and writing the next record, awaits a random 0-50 ms as a stand-in
-//! for I/O. Two live instances of one account therefore disagree about its
-//! state, and the store shows it.
+//! state and writing the next record, usually awaits a random 1-50 ms as a
+//! stand-in for I/O (a quarter of the writes happen at once, in the step's
+//! first poll). Two live instances of one account therefore disagree about
+//! its state, and the store shows it.
 //!
 //! - (i) single writer, seen three ways: two instances busy at overlapping
 //!   times (every pair of intervals is compared); store records whose
@@ -180,6 +181,8 @@ pub enum AccountMsg {
     Add { key: u64 },
     /// Like `Add`, with a fixed wait between reading and writing.
     SlowAdd { key: u64, io_ms: u64 },
+    /// Like `Add`, writing at once (in the step's first poll).
+    AddNow { key: u64 },
     /// Answers the count of records.
     Get,
 }
@@ -190,7 +193,9 @@ impl Account {
             return *seq;
         }
         let seq = self.applied.len() as u64 + 1;
-        tokio::time::sleep(io).await;
+        if !io.is_zero() {
+            tokio::time::sleep(io).await;
+        }
         let record = Record {
             seq,
             key,
@@ -214,9 +219,17 @@ impl Entity for Account {
         let start = Instant::now();
         let answer = match message {
             AccountMsg::Add { key } => {
-                let io = rand::thread_rng().gen_range(Duration::ZERO..=IO);
+                let io = {
+                    let mut rng = rand::thread_rng();
+                    if rng.gen_bool(0.25) {
+                        Duration::ZERO
+                    } else {
+                        rng.gen_range(Duration::from_millis(1)..=IO)
+                    }
+                };
                 self.add(key, io).await
             }
+            AccountMsg::AddNow { key } => self.add(key, Duration::ZERO).await,
             AccountMsg::SlowAdd { key, io_ms } => {
                 self.store.slow.lock().unwrap().insert(self.id.clone());
                 self.add(key, Duration::from_millis(io_ms)).await
