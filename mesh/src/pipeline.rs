@@ -9,7 +9,7 @@
 //! makes a round of replies and new requests take that fourth step. A
 //! pipeline belongs to one task, so while it is the only waiter on its peer
 //! it reads its answers off the stream itself (as a lone ask does, see
-//! [`crate::incoming`]), puts them in its own inbox without waking anyone,
+//! [`crate::link::incoming`]), puts them in its own inbox without waking anyone,
 //! and writes the requests its owner sent meanwhile in one go when it waits.
 
 use std::collections::VecDeque;
