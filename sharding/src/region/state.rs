@@ -94,6 +94,11 @@ impl<P> Region<P> {
         &self.me
     }
 
+    /// A proxy region hosts nothing and only routes.
+    pub fn is_proxy_only(&self) -> bool {
+        self.proxy_only
+    }
+
     /// The highest coordinator epoch seen.
     pub fn coordinator_epoch(&self) -> Epoch {
         self.epoch

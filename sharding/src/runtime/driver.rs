@@ -20,7 +20,7 @@ use super::lease_gate::Gates;
 use super::replies::Replies;
 use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
-use super::wire::{ShardingError, Wire};
+use super::wire::{Protocol, ShardingError, Wire};
 use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
 use crate::entity::{Entity, Factory};
 use crate::ids::{EntityId, Epoch, RegionId, ReplyTo, ShardId};
@@ -55,7 +55,7 @@ pub(crate) enum Command<E: Entity> {
     Send(LocalSend<E>),
     /// From another node's driver (boxed: it is large, and local sends,
     /// the common case, should not pay its size in the queue).
-    Wire(Box<Wire<E::Message, E::Reply>>),
+    Wire(Box<Protocol<E::Message>>),
     /// This node leaves: answer once everything hosted here is handed off.
     Leave(oneshot::Sender<()>),
     RegionView(oneshot::Sender<RegionView>),
@@ -254,33 +254,27 @@ impl<E: Entity> Driver<E> {
         }
     }
 
-    fn on_wire(&mut self, wire: Wire<E::Message, E::Reply>) {
-        match wire {
+    fn on_wire(&mut self, protocol: Protocol<E::Message>) {
+        match protocol {
             // Only the coordinator of this node takes it; with none here
             // (not started yet, or moved away) the region retries.
-            Wire::ToCoordinator(message) => {
+            Protocol::ToCoordinator(message) => {
                 if self.coordinator.is_some() {
                     self.work
                         .push_back(Work::Coordinator(CoordinatorInput::Message(message)));
                 }
             }
             // Meant for an earlier incarnation of this node: not ours.
-            Wire::ToRegion { to, message } => {
+            Protocol::ToRegion { to, message } => {
                 if to == self.me {
                     self.work
                         .push_back(Work::Region(RegionInput::FromCoordinator(message)));
                 }
             }
-            Wire::Region(message) => self
+            Protocol::Region(message) => self
                 .work
                 .push_back(Work::Region(RegionInput::FromRegion(message))),
-            // The mesh service completes answers before they reach the
-            // queue; one that got here is completed the same way.
-            Wire::Reply {
-                correlation,
-                result,
-            } => self.replies.complete_remote(correlation, result),
-            Wire::HandedOff { to, epoch } => {
+            Protocol::HandedOff { to, epoch } => {
                 if to == self.me && epoch >= self.region.coordinator_epoch() {
                     self.handed_off = true;
                     self.check_left();
@@ -402,7 +396,7 @@ impl<E: Entity> Driver<E> {
                     } else if let Some(host) = self.coordinator_node() {
                         if host != self.me {
                             // Lost on a broken link: the region retries.
-                            let _ = self.send(&host.name, Wire::ToCoordinator(message));
+                            let _ = self.send(&host.name, Protocol::ToCoordinator(message));
                         }
                     }
                 }
@@ -418,7 +412,7 @@ impl<E: Entity> Driver<E> {
                         }
                     };
                     tracing::trace!(entity_type = %self.settings.name, %to, body = ?message.body.kind(), "to region");
-                    if let Err(error) = self.send(&to.name, Wire::Region(message)) {
+                    if let Err(error) = self.send(&to.name, Protocol::Region(message)) {
                         if let (_, Some(reply_to)) = returned {
                             self.reply(reply_to, Err(error));
                         } else {
@@ -495,7 +489,7 @@ impl<E: Entity> Driver<E> {
                         self.work
                             .push_back(Work::Region(RegionInput::FromCoordinator(message)));
                     } else {
-                        let _ = self.send(&to.name.clone(), Wire::ToRegion { to, message });
+                        let _ = self.send(&to.name.clone(), Protocol::ToRegion { to, message });
                     }
                     if begin_handoff && self.hook(hook_points::AFTER_BEGIN_HANDOFF) {
                         return;
@@ -506,8 +500,10 @@ impl<E: Entity> Driver<E> {
                     if region == self.me {
                         self.handed_off = true;
                     } else {
-                        let _ =
-                            self.send(&region.name.clone(), Wire::HandedOff { to: region, epoch });
+                        let _ = self.send(
+                            &region.name.clone(),
+                            Protocol::HandedOff { to: region, epoch },
+                        );
                     }
                 }
                 CoordinatorEffect::Superseded { by } => {
@@ -608,12 +604,16 @@ impl<E: Entity> Driver<E> {
             correlation: to.correlation,
             result: result.map_err(|error| error.to_string()),
         };
-        if let Err(error) = self.send(&to.node.name, wire) {
+        if let Err(error) = self.send_wire(&to.node.name, wire) {
             tracing::debug!(to = %to.node, %error, "reply lost; the asker times out");
         }
     }
 
-    fn send(&self, to: &str, wire: Wire<E::Message, E::Reply>) -> Result<(), ShardingError> {
+    fn send(&self, to: &str, protocol: Protocol<E::Message>) -> Result<(), ShardingError> {
+        self.send_wire(to, Wire::Protocol(protocol))
+    }
+
+    fn send_wire(&self, to: &str, wire: Wire<E::Message, E::Reply>) -> Result<(), ShardingError> {
         self.node
             .tell(to, &self.settings.service, wire)
             .map_err(|error| ShardingError::from_mesh(&self.settings.name, error))
@@ -628,7 +628,7 @@ impl<E: Entity> Driver<E> {
         let empty = self.region.local_shards().is_empty()
             && self.host.entity_count() == 0
             && self.buffered() == 0;
-        if empty && (self.handed_off || self.is_proxy()) {
+        if empty && (self.handed_off || self.region.is_proxy_only()) {
             for done in self.leaving.drain(..) {
                 let _ = done.send(());
             }
@@ -640,13 +640,6 @@ impl<E: Entity> Driver<E> {
         (0..self.config.number_of_shards)
             .map(|shard| self.region.buffered(ShardId(shard)))
             .sum()
-    }
-
-    fn is_proxy(&self) -> bool {
-        self.settings
-            .role
-            .as_deref()
-            .is_some_and(|role| !self.node.config().roles.iter().any(|r| r == role))
     }
 
     fn region_view(&self) -> RegionView {
@@ -671,7 +664,7 @@ impl<E: Entity> Driver<E> {
         RegionView {
             entity_type: self.settings.name.clone(),
             node: self.me.to_string(),
-            proxy_only: self.is_proxy(),
+            proxy_only: self.region.is_proxy_only(),
             coordinator_epoch: self.region.coordinator_epoch().0,
             registered: self.region.is_registered(),
             lease_left_ms: self

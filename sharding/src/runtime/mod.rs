@@ -42,7 +42,7 @@ use crate::ShardingConfig;
 use driver::{Command, Driver, KeepAlive, LocalSend, ReplySender, TypeSettings};
 use replies::Replies;
 use routes::Routes;
-use wire::{service_name, view_service_name, Wire};
+use wire::{service_name, view_service_name, Protocol, Wire};
 
 /// How many commands (local sends and messages from the mesh) wait for a
 /// driver before `tell` reports backpressure.
@@ -191,11 +191,14 @@ impl Sharding {
             let (wire, _) = request.into_parts();
             // An answer to one of this node's asks needs nothing of the
             // driver: complete it here, one hop sooner.
-            if let Wire::Reply { correlation, result } = wire {
-                answers.complete_remote(correlation, result);
-                return;
-            }
-            if inbound.try_send(Command::Wire(Box::new(wire))).is_err() {
+            let protocol = match wire {
+                Wire::Reply { correlation, result } => {
+                    answers.complete_remote(correlation, result);
+                    return;
+                }
+                Wire::Protocol(protocol) => protocol,
+            };
+            if inbound.try_send(Command::Wire(Box::new(protocol))).is_err() {
                 tracing::warn!("sharding driver queue full or stopped; message dropped (its sender retries or times out)");
             }
         })
@@ -328,11 +331,12 @@ impl<E: Entity> RefInner<E> {
                 reply_to,
                 hops: 0,
             };
-            let wire: Wire<E::Message, E::Reply> = Wire::Region(Envelope::entity_traffic(
+            let deliver = Envelope::entity_traffic(
                 to.epoch,
                 to.from.clone(),
                 RegionToRegion::Deliver(delivery),
-            ));
+            );
+            let wire: Wire<E::Message, E::Reply> = Wire::Protocol(Protocol::Region(deliver));
             let sent = to
                 .home
                 .tell(&self.service, wire)

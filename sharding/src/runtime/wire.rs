@@ -9,9 +9,22 @@ use crate::error::DeliveryError;
 use crate::ids::{Epoch, RegionId};
 use crate::messages::{CoordinatorToRegion, Envelope, RegionToCoordinator, RegionToRegion};
 
-/// One message between the drivers of an entity type on two nodes.
+/// One message between the nodes of an entity type.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Wire<M, R> {
+    /// For the driver of the receiving node.
+    Protocol(Protocol<M>),
+    /// The answer to an `ask`, to the asking node: the service handler
+    /// completes it there, the driver never sees it.
+    Reply {
+        correlation: u64,
+        result: Result<R, String>,
+    },
+}
+
+/// What the drivers of an entity type on two nodes tell each other.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Protocol<M> {
     /// To the coordinator, wherever it runs now.
     ToCoordinator(Envelope<RegionToCoordinator>),
     /// From the coordinator to one region incarnation.
@@ -21,11 +34,6 @@ pub(crate) enum Wire<M, R> {
     },
     /// Between regions (entity traffic).
     Region(Envelope<RegionToRegion<M>>),
-    /// The answer to an `ask`, to the asking node.
-    Reply {
-        correlation: u64,
-        result: Result<R, String>,
-    },
     /// The coordinator of `epoch` has handed off everything the leaving
     /// region `to` hosted: its node may exit.
     HandedOff { to: RegionId, epoch: Epoch },
