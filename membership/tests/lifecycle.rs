@@ -48,6 +48,20 @@ fn seen_exiting(n: u64) -> (String, &'static str) {
     )
 }
 
+/// Node 1, Up on its own: the first node of a cluster; and the time.
+fn bootstrapped() -> (Membership, Instant) {
+    let start = Instant::now();
+    let mut m = new_node(1, start);
+    m.on_gossip(start, vec![]);
+    let mut now = start;
+    while m.status() != MemberStatus::Up {
+        now += ms(100);
+        tick(&mut m, now);
+        assert!(now < start + ms(2_000), "bootstraps");
+    }
+    (m, now)
+}
+
 fn new_node(n: u64, start: Instant) -> Membership {
     Membership::new(
         id(n),
@@ -155,15 +169,7 @@ fn an_admission_by_a_joining_node_does_not_count() {
 
 #[test]
 fn the_leader_admits_live_reachable_joining_nodes_and_cleans_up() {
-    let start = Instant::now();
-    let mut m = new_node(1, start);
-    m.on_gossip(start, vec![]);
-    let mut now = start;
-    while m.status() != MemberStatus::Up {
-        now += ms(100);
-        tick(&mut m, now);
-        assert!(now < start + ms(2_000), "bootstraps");
-    }
+    let (mut m, mut now) = bootstrapped();
     now += ms(100);
     m.on_gossip(
         now,
@@ -396,15 +402,7 @@ fn unreachable_then_reachable_emits_both_events_and_keys() {
 /// cannot have, so a joiner never tips a side it joined during a cut.
 #[test]
 fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
-    let start = Instant::now();
-    let mut m = new_node(1, start);
-    m.on_gossip(start, vec![]);
-    let mut now = start;
-    while m.status() != MemberStatus::Up {
-        now += ms(100);
-        tick(&mut m, now);
-        assert!(now < start + ms(2_000), "bootstraps");
-    }
+    let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
     let seen_3 = (format!("{}{}", keys::SEEN_JOINING_PREFIX, id(3)), "1");
     now += ms(100);
@@ -442,15 +440,7 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
 /// everyone saw the joiner).
 #[test]
 fn the_leader_admits_nobody_while_a_member_is_unreachable() {
-    let start = Instant::now();
-    let mut m = new_node(1, start);
-    m.on_gossip(start, vec![]);
-    let mut now = start;
-    while m.status() != MemberStatus::Up {
-        now += ms(100);
-        tick(&mut m, now);
-        assert!(now < start + ms(2_000), "bootstraps");
-    }
+    let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
     let seen_3 = (format!("{}{}", keys::SEEN_JOINING_PREFIX, id(3)), "1");
     let n2_unreachable = (format!("{}{}", keys::UNREACHABLE_PREFIX, id(2)), "1");

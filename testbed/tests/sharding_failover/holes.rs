@@ -3,17 +3,15 @@
 //! read and write, and a checker that fails when two instances write.
 //! Every one of them failed before its fix (see the closing note).
 
-use std::sync::Arc;
-
 use mesh::{HookAction, MemberStatus, NodeConfig};
-use sharding::{hook_points, shard_id, Sharding};
+use sharding::{hook_points, shard_id};
 use testbed::Cluster;
 
 use crate::checker::{
     entity, init_tracing, sharding_config, AccountMsg, Load, TestResult, World, ASK, ENTITIES,
     RECOVER,
 };
-use crate::scenarios::Workers;
+use crate::scenarios::three_daemon_workers;
 
 /// An entity among the clients' whose shard lives on `node` now.
 async fn entity_hosted_on(world: &World, node: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -46,6 +44,15 @@ async fn until_or_violation(
         })
         .await?;
     Ok(())
+}
+
+/// Three nodes whose downing decision waits longer than any test: what
+/// happens is up to the leases alone.
+async fn three_nodes_without_downing() -> Result<World, Box<dyn std::error::Error>> {
+    let mut node = NodeConfig::default();
+    node.membership.stable_after = RECOVER;
+    let cluster = Cluster::builder().nodes(3).config(node).start().await?;
+    World::start(cluster, sharding_config()).await
 }
 
 fn stopped(cluster: &Cluster, names: &[&str]) -> bool {
@@ -158,15 +165,8 @@ async fn h1_a_restarted_node_rejoining_during_a_two_two_cut_keeps_one_writer() -
 async fn h3_a_pause_inside_a_delivery_round_past_the_lease_keeps_one_writer() -> TestResult {
     init_tracing();
     // The stall blocks one worker thread of the process that runs every
-    // node, which can delay heartbeats too: no downing within the test, so
-    // that only the lease decides.
-    let mut node = NodeConfig::default();
-    node.membership.stable_after = RECOVER;
-    let world = World::start(
-        Cluster::builder().nodes(3).config(node).start().await?,
-        sharding_config(),
-    )
-    .await?;
+    // node, which can delay heartbeats too: only the lease may decide.
+    let world = three_nodes_without_downing().await?;
     // n3 serves its entities, idle now; the others have not routed to them.
     world.touch_all("n3").await?;
     let on_n3: Vec<u32> = world
@@ -256,16 +256,9 @@ async fn h3_a_pause_inside_a_delivery_round_past_the_lease_keeps_one_writer() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_a_handler_mid_await_when_its_node_is_cut_off_never_writes_after() -> TestResult {
     init_tracing();
-    // No downing within the test: the cut-off node lives on (fenced) long
-    // after the majority moved its shards, as a node on the losing side of
-    // a slow decision would.
-    let mut node = NodeConfig::default();
-    node.membership.stable_after = RECOVER;
-    let world = World::start(
-        Cluster::builder().nodes(3).config(node).start().await?,
-        sharding_config(),
-    )
-    .await?;
+    // The cut-off node lives on (fenced) long after the majority moved its
+    // shards, as a node on the losing side of a slow decision would.
+    let world = three_nodes_without_downing().await?;
     world.touch_all("n1").await?;
     let target = entity_hosted_on(&world, "n3").await?;
     let load = Load::everywhere(&world);
@@ -317,25 +310,7 @@ async fn h2_a_handler_mid_await_when_its_node_is_cut_off_never_writes_after() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h4_a_daemon_worker_stops_at_its_lease_end_while_its_driver_is_paused() -> TestResult {
     init_tracing();
-    let cluster = Cluster::builder().nodes(3).start().await?;
-    let workers = Arc::new(Workers::default());
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let sharding = Sharding::start(&cluster.node(&name), sharding_config()).await?;
-        let workers = workers.clone();
-        let node = name.clone();
-        sharding.daemon("worker", 3, move |ctx| {
-            let guard = workers.start(ctx.index, &node);
-            async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            }
-        })?;
-        keep.push(sharding);
-    }
-    cluster
-        .wait_until(RECOVER, "three workers", |_| workers.running() == 3)
-        .await?;
+    let (cluster, workers, _keep) = three_daemon_workers().await?;
     // A worker that does not run on the coordinator's node (n1).
     let (index, victim) = (0..3)
         .find_map(|i| workers.node_of(i).filter(|n| n != "n1").map(|n| (i, n)))

@@ -340,25 +340,7 @@ async fn s4_the_old_home_crashes_after_the_acks_before_shard_stopped() -> TestRe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s6_a_daemon_worker_cut_off_with_a_minority_stops_before_it_runs_elsewhere() -> TestResult {
     init_tracing();
-    let cluster = Cluster::builder().nodes(3).start().await?;
-    let workers = Arc::new(Workers::default());
-    let mut keep = Vec::new();
-    for name in cluster.names() {
-        let sharding = Sharding::start(&cluster.node(&name), sharding_config()).await?;
-        let workers = workers.clone();
-        let node = name.clone();
-        sharding.daemon("worker", 3, move |ctx| {
-            let guard = workers.start(ctx.index, &node);
-            async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            }
-        })?;
-        keep.push(sharding);
-    }
-    cluster
-        .wait_until(RECOVER, "three workers", |_| workers.running() == 3)
-        .await?;
+    let (cluster, workers, _keep) = three_daemon_workers().await?;
     let victim = workers.node_of(0).ok_or("worker 0 not running")?;
     let others: Vec<String> = cluster
         .names()
@@ -383,6 +365,33 @@ async fn s6_a_daemon_worker_cut_off_with_a_minority_stops_before_it_runs_elsewhe
         .await?;
     assert_eq!(workers.most_at_once(), 1, "a worker ran twice at once");
     Ok(())
+}
+
+/// A 3-node cluster running daemon `worker` with three workers that each
+/// hold a [`WorkerGuard`] while they run; returns once all three run (keep
+/// the `Sharding`s alive).
+pub async fn three_daemon_workers(
+) -> Result<(Cluster, Arc<Workers>, Vec<Sharding>), Box<dyn std::error::Error>> {
+    let cluster = Cluster::builder().nodes(3).start().await?;
+    let workers = Arc::new(Workers::default());
+    let mut keep = Vec::new();
+    for name in cluster.names() {
+        let sharding = Sharding::start(&cluster.node(&name), sharding_config()).await?;
+        let workers = workers.clone();
+        let node = name.clone();
+        sharding.daemon("worker", 3, move |ctx| {
+            let guard = workers.start(ctx.index, &node);
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }
+        })?;
+        keep.push(sharding);
+    }
+    cluster
+        .wait_until(RECOVER, "three workers", |_| workers.running() == 3)
+        .await?;
+    Ok((cluster, workers, keep))
 }
 
 /// Daemon workers running now, and the most instances of one index that
