@@ -749,11 +749,6 @@ impl World {
             return;
         };
         self.note(|| format!("n{slot} resumes"));
-        if !self.config.host.fresh_clock_per_delivery {
-            // The round the pause interrupted goes on with its clock read.
-            let since = self.slots[slot].clock.instant(self.base, paused.since);
-            self.slots[slot].round_clock = Some(since);
-        }
         // Daemon workers are tasks of their own: they run as soon as the
         // process does, before the driver's next round.
         let (workers, rest): (Vec<Event>, Vec<Event>) = paused
@@ -762,6 +757,11 @@ impl World {
             .partition(|event| matches!(event, Event::WorkerAct { .. }));
         for event in workers {
             self.dispatch(event);
+        }
+        if !self.config.host.fresh_clock_per_delivery {
+            // The round the pause interrupted goes on with its clock read.
+            let since = self.slots[slot].clock.instant(self.base, paused.since);
+            self.slots[slot].round_clock = Some(since);
         }
         let (arrivals, others): (Vec<Event>, Vec<Event>) = rest
             .into_iter()
