@@ -71,6 +71,12 @@ pub struct MembershipConfig {
     /// Default 10 min.
     #[serde(with = "crate::duration::human")]
     pub down_key_retention: Duration,
+    /// A Down member leaves the member list (becomes Removed) once every
+    /// Up, reachable member has seen the decision and this node has known
+    /// it for this long (so that whoever watches for the Down sees it).
+    /// Default 5 s.
+    #[serde(with = "crate::duration::human")]
+    pub down_removal_after: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -89,6 +95,7 @@ impl Default for MembershipConfig {
             leave_handoff_timeout: Duration::from_secs(10),
             exiting_timeout: Duration::from_secs(3),
             down_key_retention: Duration::from_secs(600),
+            down_removal_after: Duration::from_secs(5),
         }
     }
 }

@@ -83,6 +83,9 @@ impl Said {
                 MembershipKey::SeenExiting(id) => {
                     said.seen.insert((MemberStatus::Exiting, id));
                 }
+                MembershipKey::SeenDown(id) => {
+                    said.seen.insert((MemberStatus::Down, id));
+                }
             }
         }
         said
@@ -100,8 +103,8 @@ pub struct GossipView {
     pub down: BTreeSet<NodeId>,
     /// Members chitchat considers live.
     pub live: BTreeSet<NodeId>,
-    /// For each member and status (`Joining`, `Exiting`), the members that
-    /// say they have seen it in that status.
+    /// For each member and status (`Joining`, `Exiting`, `Down`), the
+    /// members that say they have seen it in that status.
     pub seen: BTreeMap<(MemberStatus, NodeId), BTreeSet<NodeId>>,
 }
 

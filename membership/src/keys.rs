@@ -13,6 +13,7 @@
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
 //! | `member.seen-joining.<name>#<gen>` | `1` | every other member | "I have seen this member `Joining`": the leader admits it only once every Up member says so (Akka's convergence); deleted once it is no longer `Joining` |
 //! | `member.seen-exiting.<name>#<gen>` | `1` | every other member | "I have seen this member `Exiting`": the leaver waits for these before `Removed`; deleted once it is no longer `Exiting` |
+//! | `member.seen-down.<name>#<gen>` | `1` | every other member | "I have seen this member `Down`": once every Up, reachable member says so, the member is `Removed` everywhere; deleted once it is out of gossip |
 //!
 //! `<name>#<gen>` is [`NodeId`]'s `Display` form; it is parsed with the last
 //! `#`, so names may contain dots. Keys and values that do not decode are
@@ -40,6 +41,8 @@ pub const ADMIT_PREFIX: &str = "member.admit.";
 pub const SEEN_JOINING_PREFIX: &str = "member.seen-joining.";
 /// Prefix of an acknowledgement of a leaver's exit: `member.seen-exiting.<name>#<gen>`.
 pub const SEEN_EXITING_PREFIX: &str = "member.seen-exiting.";
+/// Prefix of an acknowledgement of a Down decision: `member.seen-down.<name>#<gen>`.
+pub const SEEN_DOWN_PREFIX: &str = "member.seen-down.";
 /// The value of the marker keys (observations, decisions, admissions).
 pub const MARKER: &str = "1";
 
@@ -60,6 +63,8 @@ pub enum MembershipKey {
     SeenJoining(NodeId),
     /// `member.seen-exiting.<id>`: the writer has seen `id` Exiting.
     SeenExiting(NodeId),
+    /// `member.seen-down.<id>`: the writer has seen `id` Down.
+    SeenDown(NodeId),
 }
 
 impl MembershipKey {
@@ -86,6 +91,8 @@ impl MembershipKey {
                 (Self::SeenJoining, rest)
             } else if let Some(rest) = key.strip_prefix(SEEN_EXITING_PREFIX) {
                 (Self::SeenExiting, rest)
+            } else if let Some(rest) = key.strip_prefix(SEEN_DOWN_PREFIX) {
+                (Self::SeenDown, rest)
             } else {
                 return None;
             };
@@ -108,6 +115,7 @@ impl fmt::Display for MembershipKey {
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
             Self::SeenJoining(id) => write!(f, "{SEEN_JOINING_PREFIX}{id}"),
             Self::SeenExiting(id) => write!(f, "{SEEN_EXITING_PREFIX}{id}"),
+            Self::SeenDown(id) => write!(f, "{SEEN_DOWN_PREFIX}{id}"),
         }
     }
 }
@@ -178,6 +186,7 @@ mod tests {
             MembershipKey::Admit(id.clone()),
             MembershipKey::SeenJoining(id.clone()),
             MembershipKey::SeenExiting(id.clone()),
+            MembershipKey::SeenDown(id.clone()),
         ] {
             assert_eq!(MembershipKey::decode(&key.encode()), Some(Ok(key)));
         }

@@ -31,6 +31,8 @@ pub struct Membership {
     gossip_rounds: u64,
     /// Every Down decision ever adopted: final.
     down: BTreeSet<NodeId>,
+    /// When this node learned of each Down member still in gossip.
+    down_since: BTreeMap<NodeId, Instant>,
     /// Down decisions this node published, with since when their subject has
     /// been absent from gossip.
     decided: BTreeMap<NodeId, Option<Instant>>,
@@ -75,6 +77,7 @@ impl Membership {
             gossip: Vec::new(),
             gossip_rounds: 0,
             down: BTreeSet::new(),
+            down_since: BTreeMap::new(),
             decided: BTreeMap::new(),
             admits: BTreeSet::new(),
             monitor,
@@ -155,12 +158,24 @@ impl Membership {
     }
 
     /// The members, oldest first, Removed ones left out: the same on every
-    /// node that has the same gossip.
+    /// node that has the same gossip. A Down member is Removed once every
+    /// Up, reachable member has seen it Down.
     pub fn members(&self) -> Vec<Member> {
         self.view
             .members
             .values()
             .filter(|m| m.status != MemberStatus::Removed)
+            .cloned()
+            .collect()
+    }
+
+    /// The departed incarnations still in gossip: Removed after a leave, or
+    /// after a Down that everyone has seen.
+    pub fn departed(&self) -> Vec<Member> {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status == MemberStatus::Removed)
             .cloned()
             .collect()
     }
@@ -262,6 +277,7 @@ impl Membership {
                 .filter_map(|m| match m.status {
                     MemberStatus::Joining => Some(MembershipKey::SeenJoining(m.id.clone())),
                     MemberStatus::Exiting => Some(MembershipKey::SeenExiting(m.id.clone())),
+                    _ if self.down.contains(&m.id) => Some(MembershipKey::SeenDown(m.id.clone())),
                     _ => None,
                 })
                 .map(marker),
@@ -278,6 +294,50 @@ impl Membership {
         };
         self.view = GossipView::build(self.gossip.iter().chain([&me]), &self.down);
         self.down.clone_from(&self.view.down);
+        self.remove_seen_downs();
+    }
+
+    /// Akka's Down -> Removed: a Down member that every Up, reachable member
+    /// (this node included) has seen Down leaves the member list, once this
+    /// node has known the decision for `down_removal_after`. Every node
+    /// keeps saying it saw the Down while the member is in gossip, so this
+    /// depends on the gossip and the time only, not on the order.
+    fn remove_seen_downs(&mut self) {
+        let now = self.now;
+        let members = &self.view.members;
+        self.down_since.retain(|id, _| members.contains_key(id));
+        for member in members.values() {
+            if member.status == MemberStatus::Down {
+                self.down_since.entry(member.id.clone()).or_insert(now);
+            }
+        }
+        let settled = |id: &NodeId| {
+            self.down_since.get(id).is_some_and(|since| {
+                now.saturating_duration_since(*since) >= self.config.down_removal_after
+            })
+        };
+        let seen_by_all = |subject: &NodeId| {
+            self.view
+                .members
+                .values()
+                .filter(|m| {
+                    m.status.is_counted() && m.reachability.is_reachable() && m.id != self.self_id
+                })
+                .all(|m| self.view.has_seen(&m.id, MemberStatus::Down, subject))
+        };
+        let removed: Vec<NodeId> = self
+            .view
+            .members
+            .values()
+            .filter(|m| m.status == MemberStatus::Down && m.id != self.self_id)
+            .filter(|m| settled(&m.id) && seen_by_all(&m.id))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in removed {
+            if let Some(member) = self.view.members.get_mut(&id) {
+                member.status = MemberStatus::Removed;
+            }
+        }
     }
 
     fn progress_lifecycle(&mut self, now: Instant) {

@@ -161,8 +161,45 @@ fn a_cut_link_between_two_members_downs_both_ends_only() {
         let m = &sim.nodes[&node].membership;
         assert!(sim.nodes[&node].running);
         assert_eq!(m.status(), MemberStatus::Up);
-        assert_eq!(m.member(&id(2)).map(|x| x.status), Some(MemberStatus::Down));
-        assert_eq!(m.member(&id(4)).map(|x| x.status), Some(MemberStatus::Down));
+        for gone in [2, 4].map(id) {
+            assert!(m.member(&gone).is_some_and(|x| x.status.is_gone()));
+        }
+    }
+}
+
+/// Issue 19: a Down member is Removed (out of the member list, and a
+/// `MemberRemoved` event) once every Up, reachable member has seen it Down
+/// and `down_removal_after` has passed; the departed list still has it.
+#[test]
+fn a_down_member_is_removed_once_everyone_has_seen_the_decision() {
+    let mut sim = Sim::with_nodes(4);
+    sim.converge();
+    sim.run_for(secs(2.0));
+    let survivors = [1, 2, 3].map(id);
+    let downed = crash_to_down_everywhere(&mut sim, &id(4));
+    let removed = sim
+        .run_until(secs(10.0), |sim| {
+            survivors.iter().all(|s| {
+                sim.nodes[s]
+                    .membership
+                    .members()
+                    .iter()
+                    .all(|m| m.id != id(4))
+            })
+        })
+        .expect("n4 leaves every member list");
+    let delay = membership::MembershipConfig::default().down_removal_after;
+    assert!(
+        removed >= delay && removed <= delay + secs(2.0),
+        "removed {removed:?} after the Down ({downed:?})"
+    );
+    for survivor in &survivors {
+        let node = &sim.nodes[survivor];
+        assert!(node
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, MemberEvent::MemberRemoved(m) if m.id == id(4))));
+        assert!(node.membership.departed().iter().any(|m| m.id == id(4)));
     }
 }
 

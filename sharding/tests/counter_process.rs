@@ -24,31 +24,32 @@ fn counter_binary() -> PathBuf {
 /// A counter process, killed when the test ends, pass or fail.
 struct Counter {
     name: String,
-    child: Child,
+    /// `None` for a client of a node only.
+    child: Option<Child>,
     http: SocketAddr,
 }
 
 impl Drop for Counter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Counter {
     fn start(name: &str, seeds: &[SocketAddr]) -> (Self, SocketAddr) {
-        let listen = local(
-            UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        );
-        let http = local(
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        );
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let listen = local(udp.local_addr().unwrap());
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = local(tcp.local_addr().unwrap());
+        drop((udp, tcp));
+        (Self::restart(name, listen, http, seeds), listen)
+    }
+
+    /// A process on the given addresses (a new incarnation of `name`).
+    fn restart(name: &str, listen: SocketAddr, http: SocketAddr, seeds: &[SocketAddr]) -> Self {
         let seeds: Vec<String> = seeds.iter().map(ToString::to_string).collect();
         let mut command = Command::new(counter_binary());
         command
@@ -64,23 +65,40 @@ impl Counter {
             command.arg("--seeds").arg(seeds.join(","));
         }
         let child = command.spawn().expect("the counter example starts");
-        let counter = Self {
+        Self {
             name: name.to_string(),
-            child,
+            child: Some(child),
             http,
-        };
-        (counter, listen)
+        }
+    }
+
+    /// An HTTP client of a node, without the process.
+    fn client(http: SocketAddr) -> Self {
+        Self {
+            name: http.to_string(),
+            child: None,
+            http,
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("a process this test started")
     }
 
     fn signal(&self, signal: libc::c_int) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("a process this test started")
+            .id() as i32;
         // SAFETY: kill(2) on a child this test spawned and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 return status;
             }
             assert!(Instant::now() < deadline, "{} did not exit", self.name);
@@ -188,4 +206,103 @@ fn a_downed_counter_exits_with_3_and_sigterm_leaves_gracefully() {
         },
         || format!("{:?}", n1.http("GET", "/members")),
     );
+}
+
+/// Issue 19: a rolling restart by SIGTERM, one node after the other, under
+/// load from every node: each leaves gracefully (exit 0), comes back as a
+/// new incarnation, and no ask through a node that is not restarting fails.
+#[test]
+fn a_rolling_restart_by_sigterm_fails_no_ask_on_the_other_nodes() {
+    const NODES: usize = 5;
+    let names: Vec<String> = (1..=NODES).map(|i| format!("n{i}")).collect();
+    let mut nodes: Vec<Counter> = Vec::new();
+    let mut listens = Vec::new();
+    for name in &names {
+        let (counter, listen) = Counter::start(name, &listens);
+        nodes.push(counter);
+        listens.push(listen);
+    }
+    let all_up = |nodes: &[Counter]| {
+        nodes.iter().all(|observer| {
+            names
+                .iter()
+                .all(|m| observer.status_of(m).as_deref() == Some("up"))
+        })
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !all_up(&nodes) {
+        assert!(Instant::now() < deadline, "the cluster did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // One client per node, pausing while its node restarts.
+    let https: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+    let restarting = std::sync::Arc::new(std::sync::Mutex::new(None::<usize>));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = https
+        .iter()
+        .enumerate()
+        .map(|(index, http)| {
+            let (http, restarting, stop) = (*http, restarting.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let probe = Counter::client(http);
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                let mut next = index;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if *restarting.lock().unwrap() == Some(index) {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    next += 1;
+                    let path = format!("/counter/c-{}?add=1", next % 50);
+                    let answered = probe.http("POST", &path).is_some();
+                    // A failure counts only if the node was not restarting
+                    // meanwhile.
+                    if answered {
+                        ok += 1;
+                    } else if *restarting.lock().unwrap() != Some(index) {
+                        failed.push(path);
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    for index in (0..NODES).rev() {
+        *restarting.lock().unwrap() = Some(index);
+        nodes[index].signal(libc::SIGTERM);
+        let status = nodes[index].wait_exit();
+        assert_eq!(status.code(), Some(0), "{} left and exited 0", names[index]);
+        let seeds: Vec<SocketAddr> = listens
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, addr)| *addr)
+            .collect();
+        nodes[index] = Counter::restart(&names[index], listens[index], https[index], &seeds);
+        let deadline = Instant::now() + DEADLINE;
+        while !all_up(&nodes) || nodes[index].http("GET", "/counter/c-0").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not come back: {:?}",
+                names[index],
+                nodes[0].http("GET", "/members")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        *restarting.lock().unwrap() = None;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        let (ok, failed) = client.join().expect("a client thread");
+        assert!(
+            failed.is_empty(),
+            "failed asks on a node not restarting: {failed:?}"
+        );
+        answered += ok;
+    }
+    assert!(answered > 0, "the clients got answers");
+    eprintln!("rolling restart: {answered} asks answered, none failed");
 }
