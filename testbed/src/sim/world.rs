@@ -423,11 +423,6 @@ impl World {
         self
     }
 
-    /// The log lines kept by [`Self::with_log`].
-    pub fn log(&self) -> &[String] {
-        self.log.as_deref().unwrap_or_default()
-    }
-
     /// Runs to the end or the first violation.
     pub fn run(mut self) -> (Outcome, Vec<String>) {
         self.begin();
