@@ -77,6 +77,12 @@
 //! returned effects in order. [`CoordinatorEffect::Send`] and
 //! [`RegionEffect::ToRegion`] go over the mesh; [`RegionEffect::ToCoordinator`]
 //! goes to the node that currently hosts the coordinator singleton.
+//!
+//! What the driver decides around the two state machines (member changes,
+//! where the coordinator runs and with which epoch, rule 3's previous
+//! grants, quorum, the fencing fast path, daemon keep-alives) is the
+//! sans-IO [`TypeCore`]: the async driver and the simulator
+//! (`testbed::sim`) run the same decisions.
 
 #![warn(missing_docs)]
 

@@ -187,11 +187,6 @@ impl TypeCore {
         self.coordinator_here
     }
 
-    /// Members and their statuses as of the last view.
-    pub fn statuses(&self) -> &BTreeMap<NodeId, MemberStatus> {
-        &self.statuses
-    }
-
     /// A membership view: `members` (any status, as `Membership::members`
     /// gives them), whether this node's side would survive the downing
     /// strategy, and the highest coordinator epoch the region has seen.

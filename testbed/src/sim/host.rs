@@ -10,7 +10,7 @@
 //! looser ones of the code before the single-writer fixes (issue 14), so
 //! that the simulation can show it would have caught each hole.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sharding::{EntityId, ReplyTo, ShardId};
 
@@ -119,7 +119,7 @@ pub struct HostModel {
     rules: HostRules,
     entities: BTreeMap<EntityId, Slot>,
     steps: BTreeMap<u64, Step>,
-    handing_off: BTreeMap<ShardId, ()>,
+    handing_off: BTreeSet<ShardId>,
 }
 
 /// Ids of steps and worker instances, unique in a world.
@@ -139,25 +139,8 @@ impl HostModel {
             rules,
             entities: BTreeMap::new(),
             steps: BTreeMap::new(),
-            handing_off: BTreeMap::new(),
+            handing_off: BTreeSet::new(),
         }
-    }
-
-    /// The rules in force.
-    pub fn rules(&self) -> HostRules {
-        self.rules
-    }
-
-    /// A step in flight.
-    pub fn step(&self, id: u64) -> Option<&Step> {
-        self.steps.get(&id)
-    }
-
-    /// Whether worker `instance` of `entity` still runs here.
-    pub fn worker_runs(&self, entity: &str, instance: u64) -> bool {
-        self.entities
-            .get(entity)
-            .is_some_and(|slot| slot.worker == Some(instance))
     }
 
     /// Queues a message for its entity and runs what `serves` allows.
@@ -225,7 +208,7 @@ impl HostModel {
             return out;
         };
         let entity = step.entity.clone();
-        let handing_off = self.handing_off.contains_key(&step.shard);
+        let handing_off = self.handing_off.contains(&step.shard);
         let commit = !self.rules.steps_check_lease || (serves(step.shard) && !handing_off);
         if let Some(slot) = self.entities.get_mut(&entity) {
             slot.busy = None;
@@ -261,7 +244,7 @@ impl HostModel {
     /// Handoff: stop the entities of `shard` once idle.
     pub fn stop_shard(&mut self, shard: ShardId) -> HostOutput {
         let mut out = HostOutput::default();
-        self.handing_off.insert(shard, ());
+        self.handing_off.insert(shard);
         for (id, slot) in self.entities.iter_mut().filter(|(_, s)| s.shard == shard) {
             slot.stopping = true;
             slot.worker = None;
@@ -361,7 +344,7 @@ impl HostModel {
     /// Removes the stopped entities of handed-off shards and reports the
     /// shards whose entities are all gone.
     fn finish_handoffs(&mut self, out: &mut HostOutput) {
-        let shards: Vec<ShardId> = self.handing_off.keys().copied().collect();
+        let shards: Vec<ShardId> = self.handing_off.iter().copied().collect();
         for shard in shards {
             let pending = self.entities.values().any(|slot| {
                 slot.shard == shard && (slot.busy.is_some() || !slot.mailbox.is_empty())

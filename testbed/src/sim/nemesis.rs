@@ -67,6 +67,14 @@ pub enum Fault {
         /// How long.
         ms: u64,
     },
+    /// Stop the process for `ms` the next time one of its handler steps
+    /// awaits (a pause that catches a step mid-await).
+    PauseMidStep {
+        /// The node.
+        node: usize,
+        /// How long.
+        ms: u64,
+    },
     /// Kill the process: no goodbye.
     Crash {
         /// The node.
@@ -98,6 +106,7 @@ impl Fault {
             Fault::Link { .. } => "link",
             Fault::Heal => "heal",
             Fault::Pause { .. } => "pause",
+            Fault::PauseMidStep { .. } => "pause-mid-step",
             Fault::Crash { .. } => "crash",
             Fault::Restart { .. } => "restart",
             Fault::Join { .. } => "join",
@@ -117,6 +126,9 @@ impl fmt::Display for Fault {
             Fault::Link { from, to, rule } => write!(f, "link n{from} -> n{to}: {rule}"),
             Fault::Heal => f.write_str("heal"),
             Fault::Pause { node, ms } => write!(f, "pause n{node} for {ms} ms"),
+            Fault::PauseMidStep { node, ms } => {
+                write!(f, "pause n{node} for {ms} ms once a step awaits")
+            }
             Fault::Crash { node } => write!(f, "crash n{node}"),
             Fault::Restart { node } => write!(f, "restart n{node}"),
             Fault::Join { node } => write!(f, "join n{node}"),
@@ -206,9 +218,16 @@ impl Schedule {
                         },
                     });
                 }
-                47..=64 => faults.push(Timed {
+                47..=58 => faults.push(Timed {
                     at_ms,
                     fault: Fault::Pause {
+                        node,
+                        ms: rng.gen_range(500..9_000),
+                    },
+                }),
+                59..=64 => faults.push(Timed {
+                    at_ms,
+                    fault: Fault::PauseMidStep {
                         node,
                         ms: rng.gen_range(500..9_000),
                     },
@@ -254,6 +273,7 @@ impl Schedule {
             Fault::OneWay { from, to } | Fault::Link { from, to, .. } => vec![*from, *to],
             Fault::Heal => Vec::new(),
             Fault::Pause { node, .. }
+            | Fault::PauseMidStep { node, .. }
             | Fault::Crash { node }
             | Fault::Restart { node }
             | Fault::Join { node }

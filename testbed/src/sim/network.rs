@@ -70,11 +70,6 @@ impl Network {
         self.rules.clear();
     }
 
-    /// Whether any rule is in force.
-    pub fn is_healed(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Whether messages pass both ways between `a` and `b` (a lossy or slow
     /// link counts as connected; a cut in either direction does not).
     pub fn connected(&self, a: usize, b: usize) -> bool {

@@ -52,7 +52,7 @@ pub fn known_cases() -> Vec<KnownCase> {
         KnownCase {
             name: "async-step-across-a-fence",
             nodes: 5,
-            schedule: Schedule::new(vec![at(8_000, Fault::Pause { node: 2, ms: 6_000 })]),
+            schedule: Schedule::new(vec![at(8_000, Fault::PauseMidStep { node: 2, ms: 6_000 })]),
             legacy_host: HostRules {
                 steps_check_lease: false,
                 ..HostRules::DESIGN

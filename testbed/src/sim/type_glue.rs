@@ -135,11 +135,6 @@ impl<P: Clone> TypeGlue<P> {
         &self.region
     }
 
-    /// The coordinator, while this node hosts one.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.coordinator.as_ref()
-    }
-
     /// A coordinator told this (leaving) node that it hosts nothing any more.
     pub fn handed_off(&self) -> bool {
         self.handed_off

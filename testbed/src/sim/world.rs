@@ -271,6 +271,8 @@ struct Slot {
     paused: Option<Paused>,
     /// The clock of a round a pause interrupted (pre-fix host rules).
     round_clock: Option<Instant>,
+    /// Pause for this long once a handler step awaits.
+    pause_mid_step: Option<u64>,
     ever_ran: bool,
 }
 
@@ -381,6 +383,7 @@ impl World {
                 process: None,
                 paused: None,
                 round_clock: None,
+                pause_mid_step: None,
                 ever_ran: false,
             })
             .collect();
@@ -418,11 +421,6 @@ impl World {
     pub fn with_log(mut self) -> Self {
         self.log = Some(Vec::new());
         self
-    }
-
-    /// The log lines kept by [`Self::with_log`].
-    pub fn log(&self) -> &[String] {
-        self.log.as_deref().unwrap_or_default()
     }
 
     /// Runs to the end or the first violation.
@@ -697,14 +695,10 @@ impl World {
                 self.network.heal();
                 self.checker.set_split(self.now, None);
             }
-            Fault::Pause { node, ms } => {
-                if alive(self, node) && self.slots[node].paused.is_none() {
-                    self.slots[node].paused = Some(Paused {
-                        since: self.now,
-                        deferred: Vec::new(),
-                    });
-                    let inc = self.slots[node].inc;
-                    self.after(ms * MS, Event::Resume { slot: node, inc });
+            Fault::Pause { node, ms } => self.pause(node, ms),
+            Fault::PauseMidStep { node, ms } => {
+                if let Some(slot) = self.slots.get_mut(node) {
+                    slot.pause_mid_step = Some(ms);
                 }
             }
             Fault::Crash { node } => {
@@ -733,18 +727,38 @@ impl World {
         }
     }
 
+    fn pause(&mut self, node: usize, ms: u64) {
+        let alive = self.slots.get(node).is_some_and(|s| s.process.is_some());
+        if alive && self.slots[node].paused.is_none() {
+            self.slots[node].paused = Some(Paused {
+                since: self.now,
+                deferred: Vec::new(),
+            });
+            let inc = self.slots[node].inc;
+            self.after(ms * MS, Event::Resume { slot: node, inc });
+        }
+    }
+
     fn resume(&mut self, slot: usize) {
         let Some(paused) = self.slots[slot].paused.take() else {
             return;
         };
         self.note(|| format!("n{slot} resumes"));
+        // Daemon workers are tasks of their own: they run as soon as the
+        // process does, before the driver's next round.
+        let (workers, rest): (Vec<Event>, Vec<Event>) = paused
+            .deferred
+            .into_iter()
+            .partition(|event| matches!(event, Event::WorkerAct { .. }));
+        for event in workers {
+            self.dispatch(event);
+        }
         if !self.config.host.fresh_clock_per_delivery {
             // The round the pause interrupted goes on with its clock read.
             let since = self.slots[slot].clock.instant(self.base, paused.since);
             self.slots[slot].round_clock = Some(since);
         }
-        let (arrivals, others): (Vec<Event>, Vec<Event>) = paused
-            .deferred
+        let (arrivals, others): (Vec<Event>, Vec<Event>) = rest
             .into_iter()
             .partition(|event| matches!(event, Event::Arrive { .. }));
         for event in arrivals {
@@ -1113,9 +1127,16 @@ impl World {
         };
         let me = p.id.clone();
         let inc = self.slots[slot].inc;
+        let awaiting = !out.awaiting.is_empty();
         for step in out.awaiting {
             let delay = self.rng.gen_range(STEP_AWAIT.0..=STEP_AWAIT.1);
             self.after(delay, Event::StepDone { slot, inc, step });
+        }
+        if awaiting {
+            if let Some(ms) = self.slots[slot].pause_mid_step.take() {
+                self.note(|| format!("n{slot} pauses mid-step for {ms} ms"));
+                self.pause(slot, ms);
+            }
         }
         for step in out.committed {
             self.checker
@@ -1130,6 +1151,7 @@ impl World {
             }
         }
         for (worker, instance) in out.workers_started {
+            self.note(|| format!("daemon {worker} starts on {me}"));
             let delay = self.rng.gen_range(WORKER_EVERY.0..=WORKER_EVERY.1);
             self.after(
                 delay,
