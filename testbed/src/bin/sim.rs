@@ -51,7 +51,7 @@ struct Args {
     #[arg(long)]
     legacy_host: Option<String>,
     /// Let restarted and joining nodes bootstrap a cluster of their own
-    /// when they hear nobody (production behaviour; see `SimConfig`).
+    /// when they hear nobody (the behaviour before `may_start_cluster`; see `SimConfig`).
     #[arg(long)]
     late_bootstrap: bool,
     /// Run a hand-written schedule (`list` lists them).

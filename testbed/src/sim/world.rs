@@ -58,12 +58,12 @@ pub struct SimConfig {
     /// Run membership and gossip only: no sharding, no clients (for scale).
     pub membership_only: bool,
     /// Whether a node started after the beginning of the run (a restart or
-    /// a join) may bootstrap a cluster of its own when it hears nobody
-    /// (`seed_self_admit_after`) while a cluster runs elsewhere. True is the
-    /// production behaviour, and a restart inside a cut then forms a second
-    /// cluster beside the first; false models an operator who bootstraps a
-    /// new cluster only when no node of the old one is Up, so that runs
-    /// look past that hole.
+    /// a join) may bootstrap a cluster of its own when it hears nobody while
+    /// a cluster runs elsewhere. False is the production behaviour (such a
+    /// node has seeds, so `mesh` clears `may_start_cluster`); true is the
+    /// behaviour before that rule, where a restart inside a cut forms a
+    /// second cluster beside the first. Either way a new cluster is
+    /// bootstrapped when no node of the old one is Up (an operator's doing).
     pub late_nodes_bootstrap: bool,
 }
 
@@ -532,7 +532,9 @@ impl World {
         let now = self.instant(slot);
         let mut membership_config = self.config.membership.clone();
         if self.now > 0 && !self.config.late_nodes_bootstrap && self.cluster_runs() {
-            membership_config.seed_self_admit_after = Duration::from_secs(24 * 3600);
+            // A restart or a join is given the other nodes as seeds: it may
+            // not start a cluster (as `mesh` sets it).
+            membership_config.may_start_cluster = false;
         }
         let membership = Membership::new(
             id.clone(),
