@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::ids::ShardId;
-use crate::runtime::ShardLease;
+use crate::lease_gate::ShardLease;
 
 /// A sharded entity: one instance per id in the whole cluster (rule 1),
 /// started on its first message in the region that hosts its shard.

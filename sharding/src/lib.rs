@@ -87,6 +87,7 @@
 #![warn(missing_docs)]
 
 pub mod allocation;
+mod clock;
 mod config;
 pub mod coordinator;
 mod entity;
@@ -94,6 +95,7 @@ mod error;
 mod hash;
 mod ids;
 mod lease;
+mod lease_gate;
 pub mod messages;
 pub mod region;
 mod runtime;
@@ -106,10 +108,11 @@ pub use error::{ConfigError, DeliveryError};
 pub use hash::{fnv1a_64, shard_id};
 pub use ids::{EntityId, Epoch, RegionId, ReplyTo, RequestId, ShardId};
 pub use lease::{shard_free_at, LatestGrant};
+pub use lease_gate::ShardLease;
 pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator, RegionToRegion};
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 pub use runtime::{
     hook_points, CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef,
-    RegionLease, RegionSignal, RegionView, ShardLease, ShardRow, Sharding, ShardingError,
-    TypeAction, TypeCore, TypeView,
+    RegionLease, RegionSignal, RegionView, ShardRow, Sharding, ShardingError, TypeAction, TypeCore,
+    TypeView,
 };

@@ -21,9 +21,9 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
-use super::lease_gate::{LeaseBound, ShardLease};
 use super::{EntityRef, RegionView, Sharding, ShardingError};
 use crate::entity::{Entity, EntityContext};
+use crate::lease_gate::{LeaseBound, ShardLease};
 
 pub(crate) type WorkerFn = Arc<dyn Fn(DaemonContext) -> BoxFuture<'static, ()> + Send + Sync>;
 

@@ -13,17 +13,17 @@ use futures::StreamExt;
 use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
 
-use super::clock;
 use super::core::{TypeAction, TypeCore};
 use super::host::{Host, Job};
-use super::lease_gate::Gates;
-use super::replies::Replies;
+use super::replies::{Replies, ReplySender};
 use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
 use super::wire::{Protocol, ShardingError, Wire};
+use crate::clock;
 use crate::coordinator::{Coordinator, CoordinatorEffect, CoordinatorInput};
 use crate::entity::{Entity, Factory};
 use crate::ids::{EntityId, Epoch, RegionId, ReplyTo, ShardId};
+use crate::lease_gate::Gates;
 use crate::messages::{CoordinatorToRegion, Delivery, RegionToCoordinator, RegionToRegion};
 use crate::region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 use crate::ShardingConfig;
@@ -46,9 +46,6 @@ pub mod hook_points {
 /// Commands taken per wake-up of the driver before it looks at its timers
 /// and finished entities again.
 const BATCH: usize = 256;
-
-/// Where an `ask` waits for its answer.
-pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
 
 /// What the driver task receives.
 pub(crate) enum Command<E: Entity> {

@@ -8,7 +8,7 @@
 //! entity back when done, and the next queued message starts the next one.
 //!
 //! Rule 1 holds per poll: every step passes its shard's gate (see
-//! [`super::lease_gate`]). A step checks the lease itself when it starts and,
+//! [`crate::lease_gate`]). A step checks the lease itself when it starts and,
 //! if it is gone, hands its message back untouched; a step that waits is
 //! polled again only while the lease holds, and is interrupted (its caller
 //! gets [`DeliveryError::Interrupted`], the instance is gone) once it is
@@ -25,11 +25,11 @@ use futures::stream::FuturesUnordered;
 use futures::FutureExt;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::lease_gate::{Gates, LeaseBound, ShardLease};
 use super::wire::ShardingError;
 use crate::entity::{Entity, EntityContext, Factory};
 use crate::error::DeliveryError;
 use crate::ids::{ReplyTo, ShardId};
+use crate::lease_gate::{Gates, LeaseBound, ShardLease};
 
 /// One message waiting for its entity.
 pub(crate) struct Job<M> {

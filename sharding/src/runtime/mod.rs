@@ -8,12 +8,10 @@
 //! host to the next (the next host is the next oldest member), raised above
 //! every epoch the node has seen (two processes can share a generation).
 
-mod clock;
 mod core;
 mod daemon;
 mod driver;
 mod host;
-mod lease_gate;
 mod replies;
 mod routes;
 mod view;
@@ -30,7 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 pub use self::core::{RegionSignal, TypeAction, TypeCore};
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
 pub use driver::hook_points;
-pub use lease_gate::ShardLease;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 
@@ -39,8 +36,8 @@ use crate::hash::shard_id;
 use crate::ids::{EntityId, ReplyTo};
 use crate::messages::{Delivery, Envelope, RegionToRegion};
 use crate::ShardingConfig;
-use driver::{Command, Driver, KeepAlive, LocalSend, ReplySender, TypeSettings};
-use replies::Replies;
+use driver::{Command, Driver, KeepAlive, LocalSend, TypeSettings};
+use replies::{Replies, ReplySender};
 use routes::Routes;
 use wire::{service_name, view_service_name, Protocol, Wire};
 

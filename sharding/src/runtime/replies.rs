@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
 
-use super::driver::ReplySender;
 use super::wire::ShardingError;
+
+/// Where an `ask` waits for its answer.
+pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, ShardingError>>;
 
 /// Waiting asks by correlation number.
 pub(crate) struct Replies<R> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::clock;
+use crate::clock;
 use crate::ids::ShardId;
 
 /// The gates of every shard of one region.
