@@ -11,19 +11,19 @@ const SEED_BUDGET: u64 = 24;
 /// Seeds of the CI budget that fail today, with the property they break
 /// (open findings of the simulation; each may start to pass once its cause
 /// is fixed, and then leaves this list):
-/// - 0, 2, 22: a member crashes, then a cut isolates a minority. The
-///   minority counts the crashed member's observers on the other side as
-///   *indirectly connected* (observers that are themselves unreachable),
-///   downs them with the crashed member and survives: both sides serve.
+/// - 0, 2: a member crashes or stalls, then a cut isolates a minority
+///   (seed 0: then a node joins). Safety holds (the resolver no longer
+///   lets the cut-off side count the crashed member's observers as its
+///   own), but after heal and quiet some entity does not answer within
+///   5 s: a liveness finding, cause not found yet.
 /// - 3: overlapping pauses make the view unstable and the resolver downs
 ///   the whole cluster; every restarted node then sees Down members and,
 ///   by the rule that a node seeing a downed cluster never starts its own,
 ///   none bootstraps again: after heal and quiet, no entity answers.
 const OPEN_FINDINGS: &[(u64, &str)] = &[
-    (0, "two-valid-homes"),
-    (2, "two-valid-homes"),
+    (0, "every-ask-ends"),
+    (2, "every-ask-ends"),
     (3, "every-ask-ends"),
-    (22, "one-side-serves"),
 ];
 
 #[test]

@@ -78,9 +78,20 @@ pub fn resolve(
     } else if unreachable.is_subset(&indirectly_connected) {
         Decision::DownIndirectlyConnected
     } else {
-        let other_side: BTreeSet<NodeId> = unreachable
-            .difference(&indirectly_connected)
-            .cloned()
+        // The other side: every member that an observer which is not
+        // itself indirectly connected reports (Akka drops only the suspicious
+        // observations, not the members they concern). An indirectly
+        // connected member that such an observer reports is on the other
+        // side too: counting it as reachable here let a lone node cut off
+        // right after a crash believe it held the majority.
+        let other_side: BTreeSet<NodeId> = observers_of
+            .iter()
+            .filter(|(_, observers)| {
+                observers
+                    .iter()
+                    .any(|observer| !indirectly_connected.contains(*observer))
+            })
+            .map(|(subject, _)| (*subject).clone())
             .collect();
         match strategy.decide(&split(&taking_part, &other_side)) {
             Decision::DownReachable => Decision::DownReachableAndIndirectlyConnected,
@@ -427,6 +438,25 @@ mod tests {
             assert_eq!(resolution.decision, case.decision, "{}", case.name);
             assert_eq!(resolution.to_down, ids(case.to_down), "{}", case.name);
         }
+    }
+
+    /// Found by the simulation: n3 crashes (everyone reports it), then a cut
+    /// isolates n5 before n3 is downed. n5's own side is n5 alone: the
+    /// others, though observers of n3 that n5 cannot reach, are on the other
+    /// side, so n5 downs itself; the majority downs n3 and n5.
+    #[test]
+    fn a_lone_node_cut_off_right_after_a_crash_is_not_a_majority() {
+        let crash = [(1, 3), (2, 3), (4, 3), (5, 3)];
+        let lone_view: Vec<(u64, u64)> =
+            crash.into_iter().chain([(5, 1), (5, 2), (5, 4)]).collect();
+        let members = view(5, &lone_view);
+        let r = resolve(&DowningStrategy::KeepMajority, &id(5), &members, 5).expect("resolves");
+        assert!(r.to_down.contains(&id(5)), "the lone node goes: {r:?}");
+        let majority_view: Vec<(u64, u64)> =
+            crash.into_iter().chain([(1, 5), (2, 5), (4, 5)]).collect();
+        let members = view(5, &majority_view);
+        let r = resolve(&DowningStrategy::KeepMajority, &id(1), &members, 5).expect("resolves");
+        assert_eq!(r.to_down, ids(&[3, 5]), "{r:?}");
     }
 
     #[test]
