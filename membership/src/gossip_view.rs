@@ -54,6 +54,7 @@ struct Said {
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
+    may_start: bool,
     /// (the status it was seen in, the member)
     seen: BTreeSet<(MemberStatus, NodeId)>,
 }
@@ -68,6 +69,7 @@ impl Said {
             match key {
                 MembershipKey::Status => said.status = keys::decode_status(value).ok(),
                 MembershipKey::Roles => said.roles = keys::decode_roles(value),
+                MembershipKey::MayStart => said.may_start = true,
                 MembershipKey::Unreachable(id) => {
                     said.unreachable.insert(id);
                 }
@@ -99,6 +101,8 @@ pub struct GossipView {
     pub members: BTreeMap<NodeId, Member>,
     /// Members that an Up (or Leaving) member admits.
     pub admitted: BTreeSet<NodeId>,
+    /// Joining members that may start a cluster.
+    pub may_start: BTreeSet<NodeId>,
     /// Every member known to be Down, present or not: the adopted union.
     pub down: BTreeSet<NodeId>,
     /// Members chitchat considers live.
@@ -201,9 +205,15 @@ impl GossipView {
             })
             .collect();
 
+        let may_start = said
+            .iter()
+            .filter(|(_, what)| what.may_start)
+            .map(|(id, _)| (*id).clone())
+            .collect();
         GossipView {
             members,
             admitted,
+            may_start,
             live: nodes
                 .iter()
                 .filter(|(_, node)| node.live)

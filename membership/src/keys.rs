@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | `member.status` | `joining` `up` `leaving` `exiting` `removed` | the node itself | its lifecycle status (`down` is never self-published) |
 //! | `member.roles` | `role-a,role-b` (sorted, no empty names) | the node itself | the roles it offers |
+//! | `member.may-start` | `1` | the node itself | it may start a cluster (see `MembershipConfig::may_start_cluster`); published only while it is joining |
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
@@ -31,6 +32,8 @@ pub const PREFIX: &str = "member.";
 pub const STATUS: &str = "member.status";
 /// The node's roles.
 pub const ROLES: &str = "member.roles";
+/// Set by a joining node that may start a cluster.
+pub const MAY_START: &str = "member.may-start";
 /// Prefix of an unreachability observation: `member.unreachable.<name>#<gen>`.
 pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
 /// Prefix of a Down decision: `member.down.<name>#<gen>`.
@@ -53,6 +56,8 @@ pub enum MembershipKey {
     Status,
     /// `member.roles`
     Roles,
+    /// `member.may-start`: a joining node that may start a cluster.
+    MayStart,
     /// `member.unreachable.<id>`: the writer observes `id` unreachable.
     Unreachable(NodeId),
     /// `member.down.<id>`: the writer decided `id` is Down.
@@ -79,6 +84,9 @@ impl MembershipKey {
         }
         if key == ROLES {
             return Some(Ok(Self::Roles));
+        }
+        if key == MAY_START {
+            return Some(Ok(Self::MayStart));
         }
         let (make, rest): (fn(NodeId) -> Self, &str) =
             if let Some(rest) = key.strip_prefix(UNREACHABLE_PREFIX) {
@@ -110,6 +118,7 @@ impl fmt::Display for MembershipKey {
         match self {
             Self::Status => f.write_str(STATUS),
             Self::Roles => f.write_str(ROLES),
+            Self::MayStart => f.write_str(MAY_START),
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
@@ -181,6 +190,7 @@ mod tests {
         for key in [
             MembershipKey::Status,
             MembershipKey::Roles,
+            MembershipKey::MayStart,
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),
             MembershipKey::Admit(id.clone()),

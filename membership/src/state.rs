@@ -269,6 +269,9 @@ impl Membership {
         let mut own = BTreeMap::new();
         own.insert(keys::STATUS.to_owned(), keys::encode_status(self.lifecycle));
         own.insert(keys::ROLES.to_owned(), keys::encode_roles(&self.roles));
+        if self.config.may_start_cluster && self.lifecycle == MemberStatus::Joining {
+            own.insert(keys::MAY_START.to_owned(), keys::MARKER.to_owned());
+        }
         let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
         own.extend(
             self.monitor
@@ -401,8 +404,11 @@ impl Membership {
             })
     }
 
-    /// The first node of a cluster: it has gossiped for a while and sees
-    /// only joining nodes, none of them older and live. A node that sees any
+    /// The first node of a cluster: it may start one, has gossiped for a
+    /// while and sees only joining nodes, none of them older, live and
+    /// allowed to start a cluster too (an older joiner that may not start
+    /// one waits to be admitted, so waiting for it would wait forever). A
+    /// node that sees any
     /// trace of an existing cluster (a member Up, past Up, or Down) never
     /// starts a cluster of its own: if that cluster was downed around it
     /// (say it joined through the losing side of a split), a cluster of its
@@ -417,7 +423,9 @@ impl Membership {
         self.view.members.values().all(|m| {
             m.id == self.self_id
                 || (m.status == MemberStatus::Joining
-                    && (m.id > self.self_id || !self.view.live.contains(&m.id)))
+                    && (m.id > self.self_id
+                        || !self.view.live.contains(&m.id)
+                        || !self.view.may_start.contains(&m.id)))
         })
     }
 

@@ -217,17 +217,36 @@ fn the_first_node_admits_itself_only_after_gossip_and_the_delay() {
 #[test]
 fn an_older_live_joining_node_bootstraps_first() {
     let start = Instant::now();
+    let may_start = (keys::MAY_START.to_string(), keys::MARKER);
     let mut m = new_node(2, start);
-    m.on_gossip(start, vec![node(1, true, &[status("joining")])]);
+    m.on_gossip(
+        start,
+        vec![node(1, true, &[status("joining"), may_start.clone()])],
+    );
     tick(&mut m, start + ms(2_000));
     assert_eq!(m.status(), MemberStatus::Joining);
     // The older one died while joining: it no longer blocks.
     m.on_gossip(
         start + ms(2_100),
-        vec![node(1, false, &[status("joining")])],
+        vec![node(1, false, &[status("joining"), may_start])],
     );
     tick(&mut m, start + ms(2_100));
     assert_eq!(m.status(), MemberStatus::Up);
+}
+
+/// Processes started in a row may get their start times (generations) in
+/// another order: an older joiner that may not start a cluster (it has
+/// seeds) does not hold up the one that may, or neither would ever be Up.
+#[test]
+fn an_older_joiner_that_may_not_start_a_cluster_does_not_block_the_one_that_may() {
+    let start = Instant::now();
+    let mut m = new_node(2, start);
+    m.on_gossip(start, vec![node(1, true, &[status("joining")])]);
+    let effects = tick(&mut m, start + ms(2_000));
+    assert_eq!(m.status(), MemberStatus::Up);
+    assert!(
+        !set_keys(&effects).contains_key(keys::MAY_START) || m.status() != MemberStatus::Joining
+    );
 }
 
 fn bootstrapped_alone(start: Instant) -> (Membership, Instant) {
