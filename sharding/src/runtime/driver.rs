@@ -288,15 +288,15 @@ impl<E: Entity> Driver<E> {
         tracing::trace!(node = %self.me, entity_type = %self.settings.name, registered = self.region.is_registered(), epoch = %self.region.coordinator_epoch(), lease = ?self.region.lease_valid_until().map(|t| t.saturating_duration_since(now)), coordinator = self.coordinator.is_some(), "tick");
         self.follow_membership(now);
         let effects = self.region.tick(now);
+        // Every region tick changes its homes version, so this sync (with
+        // its fence and resume) runs on every tick: a lease that ended by
+        // the clock alone, between two region inputs, is seen here.
         self.sync_gates();
         self.region_effects(effects);
         if let Some(coordinator) = &mut self.coordinator {
             let effects = coordinator.tick(now);
             self.coordinator_effects(effects);
         }
-        // Leases also end by the clock alone, between two region inputs.
-        self.host.fence();
-        self.host.resume();
         if let Some(idle) = self.settings.passivate_after {
             if now >= self.next_passivation {
                 self.host.passivate_idle(now, idle);

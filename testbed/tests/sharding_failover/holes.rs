@@ -13,16 +13,15 @@ use crate::checker::{
 };
 use crate::scenarios::three_daemon_workers;
 
+/// The shards whose state lives on `node` now.
+async fn shards_on(world: &World, node: &str) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    let region = world.entity_ref(node).region_state().await?;
+    Ok(region.shards.iter().map(|row| row.shard).collect())
+}
+
 /// An entity among the clients' whose shard lives on `node` now.
 async fn entity_hosted_on(world: &World, node: &str) -> Result<String, Box<dyn std::error::Error>> {
-    let shards: Vec<u32> = world
-        .entity_ref(node)
-        .region_state()
-        .await?
-        .shards
-        .iter()
-        .map(|row| row.shard)
-        .collect();
+    let shards = shards_on(world, node).await?;
     let shards_total = sharding_config().number_of_shards;
     (0..ENTITIES)
         .map(entity)
@@ -169,14 +168,7 @@ async fn h3_a_pause_inside_a_delivery_round_past_the_lease_keeps_one_writer() ->
     let world = three_nodes_without_downing().await?;
     // n3 serves its entities, idle now; the others have not routed to them.
     world.touch_all("n3").await?;
-    let on_n3: Vec<u32> = world
-        .entity_ref("n3")
-        .region_state()
-        .await?
-        .shards
-        .iter()
-        .map(|row| row.shard)
-        .collect();
+    let on_n3 = shards_on(&world, "n3").await?;
     let shards = sharding_config().number_of_shards;
     let fresh = (0..)
         .map(|i| format!("fresh-{i}"))
