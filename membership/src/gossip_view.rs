@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::keys::{self, MembershipKey};
 use crate::reachability::ReachabilityTable;
@@ -22,13 +23,29 @@ pub struct GossipNode {
     pub id: NodeId,
     /// The chitchat id's `gossip_advertise_addr`.
     pub addr: SocketAddr,
-    /// The node's keys (only `member.*` ones are read).
-    pub keys: BTreeMap<String, String>,
+    /// The node's keys (only `member.*` ones are read), shared: a view of
+    /// N nodes is rebuilt on every gossip change, and copying every key of
+    /// every node each time made a 1,000-node view cost O(N^2) per change.
+    pub keys: Arc<BTreeMap<String, String>>,
     /// Chitchat's own (transitive) liveness.
     pub live: bool,
 }
 
 impl GossipNode {
+    /// Merges another report of the same node: live if either says so, the
+    /// larger value of each key, so the result does not depend on the order.
+    pub(crate) fn merge(&mut self, other: &GossipNode) {
+        self.live |= other.live;
+        self.addr = self.addr.min(other.addr);
+        let keys = Arc::make_mut(&mut self.keys);
+        for (key, value) in other.keys.iter() {
+            let entry = keys.entry(key.clone()).or_default();
+            if *value > *entry {
+                entry.clone_from(value);
+            }
+        }
+    }
+
     /// Reads a chitchat node state; `live` is whether the node is among
     /// chitchat's live nodes. Deleted keys are not included.
     pub fn from_node_state(state: &chitchat::NodeState, live: bool) -> Self {
@@ -36,33 +53,39 @@ impl GossipNode {
         GossipNode {
             id: NodeId::new(chitchat_id.node_id.to_string(), chitchat_id.generation_id),
             addr: chitchat_id.gossip_advertise_addr,
-            keys: state
-                .key_values()
-                .filter(|(key, _)| key.starts_with(keys::PREFIX))
-                .map(|(key, value)| (key.to_owned(), value.to_owned()))
-                .collect(),
+            keys: Arc::new(
+                state
+                    .key_values()
+                    .filter(|(key, _)| key.starts_with(keys::PREFIX))
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect(),
+            ),
             live,
         }
     }
 }
 
-/// What one node says in its keys; garbage is skipped.
-#[derive(Debug, Default)]
-struct Said {
+/// What one node says in its keys; garbage is skipped. Reading it is most
+/// of the cost of a view, so [`Membership`](crate::Membership) keeps each
+/// node's reading until that node's keys change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Said {
     status: Option<MemberStatus>,
     roles: BTreeSet<String>,
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
     may_start: bool,
+    /// The joiners it sees, as [`keys::encode_joiners`] writes them.
+    seen_joiners: Option<String>,
     /// (the status it was seen in, the member)
     seen: BTreeSet<(MemberStatus, NodeId)>,
 }
 
 impl Said {
-    fn read(node: &GossipNode) -> Self {
+    pub(crate) fn read(node: &GossipNode) -> Self {
         let mut said = Said::default();
-        for (key, value) in &node.keys {
+        for (key, value) in node.keys.iter() {
             let Some(Ok(key)) = MembershipKey::decode(key) else {
                 continue;
             };
@@ -79,9 +102,7 @@ impl Said {
                 MembershipKey::Admit(id) => {
                     said.admit.insert(id);
                 }
-                MembershipKey::SeenJoining(id) => {
-                    said.seen.insert((MemberStatus::Joining, id));
-                }
+                MembershipKey::SeenJoiners => said.seen_joiners = Some(value.clone()),
                 MembershipKey::SeenExiting(id) => {
                     said.seen.insert((MemberStatus::Exiting, id));
                 }
@@ -107,17 +128,24 @@ pub struct GossipView {
     pub down: BTreeSet<NodeId>,
     /// Members chitchat considers live.
     pub live: BTreeSet<NodeId>,
-    /// For each member and status (`Joining`, `Exiting`, `Down`), the
-    /// members that say they have seen it in that status.
-    pub seen: BTreeMap<(MemberStatus, NodeId), BTreeSet<NodeId>>,
+    /// What each member says, read from its keys: asked by
+    /// [`Self::has_seen`] (an index of every sighting would cost N^2 per
+    /// view while N nodes join).
+    said: BTreeMap<NodeId, Arc<Said>>,
 }
 
 impl GossipView {
-    /// Whether `observer` says it has seen `subject` in `status`.
+    /// The joiners `observer` says it sees ([`keys::encode_joiners`]).
+    pub fn seen_joiners(&self, observer: &NodeId) -> Option<&str> {
+        self.said.get(observer)?.seen_joiners.as_deref()
+    }
+
+    /// Whether `observer` says it has seen `subject` in `status`
+    /// (`Exiting` or `Down`).
     pub fn has_seen(&self, observer: &NodeId, status: MemberStatus, subject: &NodeId) -> bool {
-        self.seen
-            .get(&(status, subject.clone()))
-            .is_some_and(|seen| seen.contains(observer))
+        self.said
+            .get(observer)
+            .is_some_and(|said| said.seen.contains(&(status, subject.clone())))
     }
 }
 
@@ -134,10 +162,25 @@ impl GossipView {
         known_down: &BTreeSet<NodeId>,
     ) -> Self {
         let nodes = merge_duplicates(nodes);
-        let said: BTreeMap<&NodeId, Said> = nodes
-            .iter()
-            .map(|(id, node)| (*id, Said::read(node)))
+        let said: Vec<Arc<Said>> = nodes
+            .values()
+            .map(|node| Arc::new(Said::read(node)))
             .collect();
+        Self::build_read(nodes.values().map(|node| &**node).zip(&said), known_down)
+    }
+
+    /// [`Self::build`] from nodes whose keys are read already; each id at
+    /// most once.
+    pub(crate) fn build_read<'a>(
+        read: impl IntoIterator<Item = (&'a GossipNode, &'a Arc<Said>)>,
+        known_down: &BTreeSet<NodeId>,
+    ) -> Self {
+        let mut nodes: BTreeMap<&NodeId, &GossipNode> = BTreeMap::new();
+        let mut said: BTreeMap<&NodeId, &Arc<Said>> = BTreeMap::new();
+        for (node, what) in read {
+            nodes.insert(&node.id, node);
+            said.insert(&node.id, what);
+        }
 
         let mut down = known_down.clone();
         for what in said.values() {
@@ -180,15 +223,6 @@ impl GossipView {
             }
         }
 
-        let mut seen: BTreeMap<(MemberStatus, NodeId), BTreeSet<NodeId>> = BTreeMap::new();
-        for (writer, what) in &said {
-            for subject in &what.seen {
-                seen.entry(subject.clone())
-                    .or_default()
-                    .insert((*writer).clone());
-            }
-        }
-
         let members = nodes
             .iter()
             .map(|(id, node)| {
@@ -220,7 +254,10 @@ impl GossipView {
                 .map(|(id, _)| (*id).clone())
                 .collect(),
             down,
-            seen,
+            said: said
+                .into_iter()
+                .map(|(id, what)| (id.clone(), Arc::clone(what)))
+                .collect(),
         }
     }
 }
@@ -238,17 +275,7 @@ fn merge_duplicates<'a>(
             None => {
                 merged.insert(&node.id, Cow::Borrowed(node));
             }
-            Some(existing) => {
-                let existing = existing.to_mut();
-                existing.live |= node.live;
-                existing.addr = existing.addr.min(node.addr);
-                for (key, value) in &node.keys {
-                    let entry = existing.keys.entry(key.clone()).or_default();
-                    if *value > *entry {
-                        entry.clone_from(value);
-                    }
-                }
-            }
+            Some(existing) => existing.to_mut().merge(node),
         }
     }
     merged
@@ -266,10 +293,11 @@ mod tests {
         GossipNode {
             id: id(n),
             addr: ([127, 0, 0, 1], 7000 + n as u16).into(),
-            keys: keys
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            keys: Arc::new(
+                keys.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             live: true,
         }
     }

@@ -12,7 +12,7 @@
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
-//! | `member.seen-joining.<name>#<gen>` | `1` | every other member | "I have seen this member `Joining`": the leader admits it only once every Up member says so (Akka's convergence); deleted once it is no longer `Joining` |
+//! | `member.seen-joiners` | `<count>:<digest>` of the sorted ids (see [`encode_joiners`]) | every Up or Leaving member | "these are the `Joining` members I see": the leader admits joiners only once every other Up member sees exactly the joiners it sees (Akka's convergence). One key, not one per joiner: N nodes joining at once would otherwise publish N^2 keys |
 //! | `member.seen-exiting.<name>#<gen>` | `1` | every other member | "I have seen this member `Exiting`": the leaver waits for these before `Removed`; deleted once it is no longer `Exiting` |
 //! | `member.seen-down.<name>#<gen>` | `1` | every other member | "I have seen this member `Down`": once every Up, reachable member says so, the member is `Removed` everywhere; deleted once it is out of gossip |
 //!
@@ -40,8 +40,8 @@ pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
 pub const DOWN_PREFIX: &str = "member.down.";
 /// Prefix of an admission of a joining member: `member.admit.<name>#<gen>`.
 pub const ADMIT_PREFIX: &str = "member.admit.";
-/// Prefix of an acknowledgement of a joiner: `member.seen-joining.<name>#<gen>`.
-pub const SEEN_JOINING_PREFIX: &str = "member.seen-joining.";
+/// The joining members a member sees, as [`encode_joiners`] writes them.
+pub const SEEN_JOINERS: &str = "member.seen-joiners";
 /// Prefix of an acknowledgement of a leaver's exit: `member.seen-exiting.<name>#<gen>`.
 pub const SEEN_EXITING_PREFIX: &str = "member.seen-exiting.";
 /// Prefix of an acknowledgement of a Down decision: `member.seen-down.<name>#<gen>`.
@@ -64,8 +64,8 @@ pub enum MembershipKey {
     Down(NodeId),
     /// `member.admit.<id>`: the writer admits the joining `id`.
     Admit(NodeId),
-    /// `member.seen-joining.<id>`: the writer has seen `id` Joining.
-    SeenJoining(NodeId),
+    /// `member.seen-joiners`: the joining members the writer sees.
+    SeenJoiners,
     /// `member.seen-exiting.<id>`: the writer has seen `id` Exiting.
     SeenExiting(NodeId),
     /// `member.seen-down.<id>`: the writer has seen `id` Down.
@@ -88,6 +88,9 @@ impl MembershipKey {
         if key == MAY_START {
             return Some(Ok(Self::MayStart));
         }
+        if key == SEEN_JOINERS {
+            return Some(Ok(Self::SeenJoiners));
+        }
         let (make, rest): (fn(NodeId) -> Self, &str) =
             if let Some(rest) = key.strip_prefix(UNREACHABLE_PREFIX) {
                 (Self::Unreachable, rest)
@@ -95,8 +98,6 @@ impl MembershipKey {
                 (Self::Down, rest)
             } else if let Some(rest) = key.strip_prefix(ADMIT_PREFIX) {
                 (Self::Admit, rest)
-            } else if let Some(rest) = key.strip_prefix(SEEN_JOINING_PREFIX) {
-                (Self::SeenJoining, rest)
             } else if let Some(rest) = key.strip_prefix(SEEN_EXITING_PREFIX) {
                 (Self::SeenExiting, rest)
             } else if let Some(rest) = key.strip_prefix(SEEN_DOWN_PREFIX) {
@@ -122,11 +123,30 @@ impl fmt::Display for MembershipKey {
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
-            Self::SeenJoining(id) => write!(f, "{SEEN_JOINING_PREFIX}{id}"),
+            Self::SeenJoiners => f.write_str(SEEN_JOINERS),
             Self::SeenExiting(id) => write!(f, "{SEEN_EXITING_PREFIX}{id}"),
             Self::SeenDown(id) => write!(f, "{SEEN_DOWN_PREFIX}{id}"),
         }
     }
+}
+
+/// The value of [`SEEN_JOINERS`]: how many joiners, and a 64-bit FNV-1a
+/// digest of their ids in order, one `Display` form and a newline each. Two
+/// members publish the same value exactly when they see the same joiners
+/// (up to a digest collision, which is not a concern between members that
+/// authenticate each other).
+pub fn encode_joiners<'a>(joiners: impl IntoIterator<Item = &'a NodeId>) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut digest = OFFSET;
+    let mut count = 0usize;
+    for id in joiners {
+        count += 1;
+        for byte in id.to_string().bytes().chain([b'\n']) {
+            digest = (digest ^ u64::from(byte)).wrapping_mul(PRIME);
+        }
+    }
+    format!("{count}:{digest:016x}")
 }
 
 /// Parses `name#generation` (the last `#` separates; the name must not be empty).
@@ -194,12 +214,22 @@ mod tests {
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),
             MembershipKey::Admit(id.clone()),
-            MembershipKey::SeenJoining(id.clone()),
+            MembershipKey::SeenJoiners,
             MembershipKey::SeenExiting(id.clone()),
             MembershipKey::SeenDown(id.clone()),
         ] {
             assert_eq!(MembershipKey::decode(&key.encode()), Some(Ok(key)));
         }
+    }
+
+    #[test]
+    fn joiners_encode_their_count_and_every_id() {
+        let (a, b) = (NodeId::new("a", 1), NodeId::new("b", 1));
+        assert_eq!(encode_joiners([&a, &b]), encode_joiners([&a, &b]));
+        assert_ne!(encode_joiners([&a, &b]), encode_joiners([&a]));
+        assert_ne!(encode_joiners([&a]), encode_joiners([&NodeId::new("a", 2)]));
+        assert!(encode_joiners([]).starts_with("0:"));
+        assert!(encode_joiners([&a, &b]).starts_with("2:"));
     }
 
     #[test]

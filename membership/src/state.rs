@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::downing::{PendingDecision, SplitBrainResolver};
 use crate::events::{member_events, MemberEvent, MembershipEffect};
-use crate::gossip_view::{GossipNode, GossipView};
+use crate::gossip_view::{GossipNode, GossipView, Said};
 use crate::keys::{self, MembershipKey};
 use crate::monitor::HeartbeatMonitor;
 use crate::phi::PhiConfig;
@@ -18,7 +19,6 @@ use crate::{ordering, ring, Member, MemberStatus, MembershipConfig, NodeId};
 pub struct Membership {
     config: MembershipConfig,
     self_id: NodeId,
-    addr: SocketAddr,
     roles: BTreeSet<String>,
     started: Instant,
     now: Instant,
@@ -26,8 +26,13 @@ pub struct Membership {
     lifecycle: MemberStatus,
     leave_started: Option<Instant>,
     exiting_since: Option<Instant>,
-    /// The latest gossip, without this node (its own keys are overlaid).
-    gossip: Vec<GossipNode>,
+    /// The latest gossip, without this node (its own keys are overlaid),
+    /// each node's keys read once.
+    gossip: BTreeMap<NodeId, (GossipNode, Arc<Said>)>,
+    /// This node as it entered the current view.
+    me: (GossipNode, Arc<Said>),
+    /// The gossip changed since the view was built.
+    gossip_changed: bool,
     gossip_rounds: u64,
     /// Every Down decision ever adopted: final.
     down: BTreeSet<NodeId>,
@@ -64,17 +69,24 @@ impl Membership {
             config.heartbeat_interval,
         );
         let resolver = SplitBrainResolver::new(&config, now);
+        let me = GossipNode {
+            id: self_id.clone(),
+            addr,
+            keys: Arc::default(),
+            live: true,
+        };
         let mut membership = Self {
             config,
             self_id,
-            addr,
             roles,
             started: now,
             now,
             lifecycle: MemberStatus::Joining,
             leave_started: None,
             exiting_since: None,
-            gossip: Vec::new(),
+            gossip: BTreeMap::new(),
+            me: (me, Arc::default()),
+            gossip_changed: true,
             gossip_rounds: 0,
             down: BTreeSet::new(),
             down_since: BTreeMap::new(),
@@ -106,10 +118,34 @@ impl Membership {
     /// a Down (Down is final).
     pub fn on_gossip(&mut self, now: Instant, nodes: Vec<GossipNode>) {
         self.advance(now);
-        self.gossip = nodes
-            .into_iter()
-            .filter(|node| node.id != self.self_id)
-            .collect();
+        let mut previous = std::mem::take(&mut self.gossip);
+        let mut changed = false;
+        for node in nodes {
+            if node.id == self.self_id {
+                continue;
+            }
+            let read = match (previous.remove(&node.id), self.gossip.remove(&node.id)) {
+                // The same id twice in one view: merged, keys read again.
+                (_, Some((mut seen, _))) => {
+                    seen.merge(&node);
+                    let said = Arc::new(Said::read(&seen));
+                    changed = true;
+                    (seen, said)
+                }
+                (Some((old, said)), None) if old == node => (old, said),
+                (Some((old, said)), None) if old.keys == node.keys => {
+                    changed = true;
+                    (node, said)
+                }
+                _ => {
+                    changed = true;
+                    let said = Arc::new(Said::read(&node));
+                    (node, said)
+                }
+            };
+            self.gossip.insert(read.0.id.clone(), read);
+        }
+        self.gossip_changed |= changed || !previous.is_empty();
         self.gossip_rounds += 1;
         self.rebuild_view();
     }
@@ -272,6 +308,10 @@ impl Membership {
         if self.config.may_start_cluster && self.lifecycle == MemberStatus::Joining {
             own.insert(keys::MAY_START.to_owned(), keys::MARKER.to_owned());
         }
+        // Only an Up or Leaving member's sighting counts for an admission.
+        if self.lifecycle.is_counted() {
+            own.insert(keys::SEEN_JOINERS.to_owned(), self.joiners_seen());
+        }
         let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
         own.extend(
             self.monitor
@@ -295,7 +335,6 @@ impl Membership {
                 .values()
                 .filter(|m| m.id != self.self_id)
                 .filter_map(|m| match m.status {
-                    MemberStatus::Joining => Some(MembershipKey::SeenJoining(m.id.clone())),
                     MemberStatus::Exiting => Some(MembershipKey::SeenExiting(m.id.clone())),
                     _ if self.down.contains(&m.id) => Some(MembershipKey::SeenDown(m.id.clone())),
                     _ => None,
@@ -305,15 +344,21 @@ impl Membership {
         own
     }
 
+    /// The view is a function of the gossip, this node's keys and the Down
+    /// decisions known; it is built again only when one of them changed.
     fn rebuild_view(&mut self) {
-        let me = GossipNode {
-            id: self.self_id.clone(),
-            addr: self.addr,
-            keys: self.own_keys(),
-            live: true,
-        };
-        self.view = GossipView::build(self.gossip.iter().chain([&me]), &self.down);
-        self.down.clone_from(&self.view.down);
+        let own = self.own_keys();
+        let own_changed = own != *self.me.0.keys;
+        if own_changed {
+            self.me.0.keys = Arc::new(own);
+            self.me.1 = Arc::new(Said::read(&self.me.0));
+        }
+        if own_changed || self.gossip_changed || self.down != self.view.down {
+            let nodes = self.gossip.values().chain([&self.me]);
+            self.view = GossipView::build_read(nodes.map(|(node, said)| (node, said)), &self.down);
+            self.down.clone_from(&self.view.down);
+            self.gossip_changed = false;
+        }
         self.remove_seen_downs();
     }
 
@@ -462,8 +507,8 @@ impl Membership {
     /// The leader (oldest Up or Leaving member that nobody reports, or this
     /// node) admits the live, reachable joining members, and only while its
     /// view has converged (Akka's rule): no member short of Down is
-    /// unreachable, and every Up or Leaving member says it has seen the
-    /// joiner. Admitting during a partition would let a joiner, or a
+    /// unreachable, and every other Up or Leaving member says it sees
+    /// exactly the joiners this node sees. Admitting during a partition would let a joiner, or a
     /// restarted incarnation, tip one side into a false majority; the
     /// second condition also covers a cut not detected yet, since members
     /// on the far side of it cannot have seen a joiner that came after it.
@@ -487,6 +532,16 @@ impl Membership {
         if leader.as_ref() != Some(&self.self_id) {
             return;
         }
+        let joiners = self.joiners_seen();
+        let everyone_sees_them = self
+            .view
+            .members
+            .values()
+            .filter(|m| m.status.is_counted() && m.id != self.self_id)
+            .all(|m| self.view.seen_joiners(&m.id) == Some(joiners.as_str()));
+        if !everyone_sees_them {
+            return;
+        }
         self.admits = self
             .view
             .members
@@ -495,18 +550,21 @@ impl Membership {
                 m.status == MemberStatus::Joining
                     && m.reachability.is_reachable()
                     && self.view.live.contains(&m.id)
-                    && self.seen_by_every_counted_member(&m.id)
             })
             .map(|m| m.id.clone())
             .collect();
     }
 
-    fn seen_by_every_counted_member(&self, joiner: &NodeId) -> bool {
-        self.view
-            .members
-            .values()
-            .filter(|m| m.status.is_counted() && m.id != self.self_id)
-            .all(|m| self.view.has_seen(&m.id, MemberStatus::Joining, joiner))
+    /// The Joining members of this node's view, as `member.seen-joiners`
+    /// says them.
+    fn joiners_seen(&self) -> String {
+        keys::encode_joiners(
+            self.view
+                .members
+                .values()
+                .filter(|m| m.status == MemberStatus::Joining)
+                .map(|m| &m.id),
+        )
     }
 
     fn run_resolver(&mut self, now: Instant) {

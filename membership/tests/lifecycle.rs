@@ -2,6 +2,7 @@
 //! admissions, bootstrap, graceful leave, learning that it is Down.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use membership::{
@@ -21,10 +22,12 @@ fn node(n: u64, live: bool, entries: &[(String, &str)]) -> GossipNode {
     GossipNode {
         id: id(n),
         addr: ([127, 0, 0, 1], 7000 + n as u16).into(),
-        keys: entries
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
+        keys: Arc::new(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        ),
         live,
     }
 }
@@ -423,7 +426,8 @@ fn unreachable_then_reachable_emits_both_events_and_keys() {
 fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
-    let seen_3 = (format!("{}{}", keys::SEEN_JOINING_PREFIX, id(3)), "1");
+    let joiners = keys::encode_joiners([&id(3)]);
+    let seen_3 = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
     now += ms(100);
     m.on_gossip(
         now,
@@ -439,8 +443,8 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     );
     assert_eq!(
         set_keys(&effects)[&seen_3.0],
-        keys::MARKER,
-        "n1 says it saw n3"
+        joiners,
+        "n1 says it sees n3 joining"
     );
     now += ms(100);
     m.on_gossip(
@@ -461,7 +465,8 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
 fn the_leader_admits_nobody_while_a_member_is_unreachable() {
     let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
-    let seen_3 = (format!("{}{}", keys::SEEN_JOINING_PREFIX, id(3)), "1");
+    let joiners = keys::encode_joiners([&id(3)]);
+    let seen_3 = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
     let n2_unreachable = (format!("{}{}", keys::UNREACHABLE_PREFIX, id(2)), "1");
     now += ms(100);
     m.on_gossip(

@@ -2,6 +2,7 @@
 //! in, garbage never panics, and the reachability merge is order-free.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use membership::reachability::ReachabilityTable;
@@ -56,7 +57,7 @@ fn build(raw: &[RawNode]) -> Vec<GossipNode> {
             GossipNode {
                 addr: ([127, 0, 0, 1], 7000 + (*name as u16)).into(),
                 id,
-                keys: node_keys,
+                keys: Arc::new(node_keys),
                 live: *live,
             },
         );
@@ -139,7 +140,7 @@ proptest! {
         let node = GossipNode {
             id: NodeId::new("x", 1),
             addr: ([127, 0, 0, 1], 7000).into(),
-            keys: entries.into_iter().collect(),
+            keys: Arc::new(entries.into_iter().collect()),
             live: true,
         };
         for step in 0..steps {

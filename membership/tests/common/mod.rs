@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use membership::{
@@ -174,7 +175,7 @@ impl Sim {
                 .map(|(other, keys)| GossipNode {
                     id: other.clone(),
                     addr: addrs[other],
-                    keys: keys.clone(),
+                    keys: Arc::new(keys.clone()),
                     live: component.contains(other),
                 })
                 .collect();

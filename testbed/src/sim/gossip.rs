@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use membership::{GossipNode, NodeId};
 
@@ -22,7 +22,7 @@ pub struct Entry {
     /// Bumped by the owner every gossip round.
     pub heartbeat: u64,
     /// The owner's keys.
-    pub keys: Rc<BTreeMap<String, String>>,
+    pub keys: Arc<BTreeMap<String, String>>,
 }
 
 impl Entry {
@@ -32,7 +32,7 @@ impl Entry {
 }
 
 /// What one gossip message carries: every node's state the sender knows.
-pub type Digest = Rc<BTreeMap<NodeId, Entry>>;
+pub type Digest = Arc<BTreeMap<NodeId, Entry>>;
 
 /// What one node knows through gossip.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl GossipState {
         let own = Entry {
             version: 0,
             heartbeat: 0,
-            keys: Rc::new(BTreeMap::new()),
+            keys: Arc::new(BTreeMap::new()),
         };
         let mut entries = BTreeMap::new();
         entries.insert(me.clone(), (own, now));
@@ -65,7 +65,7 @@ impl GossipState {
     /// Sets or deletes one of this node's own keys.
     pub fn set_own(&mut self, key: String, value: Option<String>) {
         if let Some((own, _)) = self.entries.get_mut(&self.me) {
-            let keys = Rc::make_mut(&mut own.keys);
+            let keys = Arc::make_mut(&mut own.keys);
             match value {
                 Some(value) => keys.insert(key, value),
                 None => keys.remove(&key),
@@ -87,7 +87,7 @@ impl GossipState {
 
     /// Everything this node knows, to answer a peer.
     pub fn digest(&self) -> Digest {
-        Rc::new(
+        Arc::new(
             self.entries
                 .iter()
                 .map(|(id, (entry, _))| (id.clone(), entry.clone()))
@@ -144,7 +144,7 @@ impl GossipState {
             .map(|((id, (entry, _)), live)| GossipNode {
                 id: id.clone(),
                 addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
-                keys: (*entry.keys).clone(),
+                keys: Arc::clone(&entry.keys),
                 live: *live,
             })
             .collect();

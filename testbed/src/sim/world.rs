@@ -13,7 +13,7 @@
 //! and every entity must answer a probe.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use membership::{
@@ -65,6 +65,11 @@ pub struct SimConfig {
     /// second cluster beside the first. Either way a new cluster is
     /// bootstrapped when no node of the old one is Up (an operator's doing).
     pub late_nodes_bootstrap: bool,
+    /// The first this many nodes are the seeds: only they may start a
+    /// cluster (as `mesh` allows only a node that is its own first seed),
+    /// and gossip falls back on them. `None`: every node that starts the
+    /// run.
+    pub seeds: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -83,6 +88,7 @@ impl Default for SimConfig {
             membership: MembershipConfig::default(),
             membership_only: false,
             late_nodes_bootstrap: false,
+            seeds: None,
         }
     }
 }
@@ -487,6 +493,10 @@ impl World {
     }
 
     /// Whether every running node sees every running node Up.
+    fn seeds(&self) -> usize {
+        self.config.seeds.unwrap_or(self.config.nodes)
+    }
+
     fn converged(&self) -> bool {
         let running: Vec<&Process> = self
             .slots
@@ -531,6 +541,9 @@ impl World {
         let id = NodeId::new(format!("n{slot}"), generation);
         let now = self.instant(slot);
         let mut membership_config = self.config.membership.clone();
+        if slot >= self.seeds() {
+            membership_config.may_start_cluster = false;
+        }
         if self.now > 0 && !self.config.late_nodes_bootstrap && self.cluster_runs() {
             // A restart or a join is given the other nodes as seeds: it may
             // not start a cluster (as `mesh` sets it).
@@ -942,17 +955,34 @@ impl World {
         peers.dedup();
         if peers.is_empty() {
             // Seeds: the nodes that started the run.
-            peers = (0..self.config.nodes).filter(|s| *s != slot).collect();
+            peers = (0..self.seeds()).filter(|s| *s != slot).collect();
         }
+        let known = peers.len();
         peers.shuffle(&mut self.rng);
         peers.truncate(GOSSIP_FANOUT);
+        // chitchat's seed rule (CASSANDRA-150): unless a seed is among the
+        // peers picked, also gossip to a random seed with probability
+        // seeds / known, so that nodes that met only each other at start
+        // cannot stay an island.
+        let seeds = self.seeds();
+        let is_seed = |peer: &usize| *peer < seeds;
+        if !peers.iter().any(is_seed)
+            && self
+                .rng
+                .gen_bool((seeds as f64 / known.max(1) as f64).min(1.0))
+        {
+            let seed = self.rng.gen_range(0..seeds);
+            if seed != slot && !peers.contains(&seed) {
+                peers.push(seed);
+            }
+        }
         for peer in peers {
             self.send(
                 slot,
                 peer,
                 Message::GossipSyn {
                     from: slot,
-                    digest: Rc::clone(&digest),
+                    digest: Arc::clone(&digest),
                 },
             );
         }
@@ -1380,6 +1410,7 @@ pub fn converge(nodes: usize, limit_ms: u64) -> Option<u64> {
         entities: 0,
         daemon_workers: 0,
         membership_only: true,
+        seeds: Some(nodes.min(3)),
         ..SimConfig::default()
     };
     let mut world = World::new(config, 1, Schedule::default());
