@@ -16,15 +16,14 @@ const SEED_BUDGET: u64 = 24;
 ///   lets the cut-off side count the crashed member's observers as its
 ///   own), but after heal and quiet some entity does not answer within
 ///   5 s: a liveness finding, cause not found yet.
-/// - 3: overlapping pauses make the view unstable and the resolver downs
-///   the whole cluster; every restarted node then sees Down members and,
-///   by the rule that a node seeing a downed cluster never starts its own,
-///   none bootstraps again: after heal and quiet, no entity answers.
-const OPEN_FINDINGS: &[(u64, &str)] = &[
-    (0, "every-ask-ends"),
-    (2, "every-ask-ends"),
-    (3, "every-ask-ends"),
-];
+///
+/// Fixed: seed 3 (a down-all taken on a cut-off node downed, once the cut
+/// healed, the majority that had survived; down-all now downs the decider's
+/// own side only). Outside this budget, seed 99 breaks safety
+/// (`two-valid-homes`): a second cut that lands while the first is being
+/// resolved leaves the two sides with different Down sets, and each counts
+/// itself the keep-majority winner (`sim --seed 99`).
+const OPEN_FINDINGS: &[(u64, &str)] = &[(0, "every-ask-ends"), (2, "every-ask-ends")];
 
 #[test]
 fn the_same_seed_replays_bit_for_bit() {

@@ -17,6 +17,14 @@
 //!   the indirectly connected are downed whatever it decides.
 //! - The deciding node is the oldest counted member of its side: the members
 //!   nobody reports, plus itself (Akka's leader rule).
+//! - **Down all** downs the decider's own side (itself and the members
+//!   nobody reports), not the members it cannot reach. In Akka a side's
+//!   decision cannot reach the other side either (the other side quarantines
+//!   a member it downed), and the other side decides for itself. Here Down
+//!   decisions are gossiped and final, so a down-all taken on a cut-off
+//!   minority would, once the cut heals, down a majority that had already
+//!   resolved the split and survived (found by the simulation: the whole
+//!   cluster went down after a 1|4 cut, and none of it came back).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -101,6 +109,7 @@ pub fn resolve(
 
     let downable: BTreeSet<NodeId> = taking_part.keys().map(|id| (*id).clone()).collect();
     let own_side = || downable.difference(&unreachable).cloned();
+
     let to_down: BTreeSet<NodeId> = match decision {
         Decision::DownUnreachable => downable
             .iter()
@@ -108,7 +117,7 @@ pub fn resolve(
             .cloned()
             .collect(),
         Decision::DownReachable => own_side().collect(),
-        Decision::DownAll => downable.clone(),
+        Decision::DownAll => down_all(&downable, &unreachable, self_id),
         Decision::DownIndirectlyConnected => downable
             .intersection(&indirectly_connected)
             .cloned()
@@ -125,6 +134,20 @@ pub fn resolve(
         unreachable,
         indirectly_connected,
     })
+}
+
+/// What down-all downs: `self_id` and the members of `taking_part` that
+/// nobody reports unreachable (its own side; see the module documentation).
+pub(crate) fn down_all(
+    taking_part: &BTreeSet<NodeId>,
+    unreachable: &BTreeSet<NodeId>,
+    self_id: &NodeId,
+) -> BTreeSet<NodeId> {
+    taking_part
+        .difference(unreachable)
+        .chain([self_id])
+        .cloned()
+        .collect()
 }
 
 fn split(taking_part: &BTreeMap<&NodeId, &Member>, other_side: &BTreeSet<NodeId>) -> Split {
@@ -381,7 +404,7 @@ mod tests {
                 resolver: 1,
                 decider: 1,
                 decision: DownAll,
-                to_down: &[1, 2, 3, 4, 5],
+                to_down: &[1, 2, 3],
             },
             Case {
                 name: "keep-oldest: minority with the oldest survives",
@@ -420,14 +443,24 @@ mod tests {
                 to_down: &[2, 3, 4, 5],
             },
             Case {
-                name: "down-all on a 4|1 split",
+                name: "down-all on a 4|1 split: the four down their side",
                 strategy: DowningStrategy::DownAll,
                 members: 5,
                 reports: partition(&[1, 2, 3, 4], &[5], &[1, 2, 3, 4]),
                 resolver: 1,
                 decider: 1,
                 decision: DownAll,
-                to_down: &[1, 2, 3, 4, 5],
+                to_down: &[1, 2, 3, 4],
+            },
+            Case {
+                name: "down-all on a 4|1 split: the lone node downs itself only",
+                strategy: DowningStrategy::DownAll,
+                members: 5,
+                reports: partition(&[1, 2, 3, 4], &[5], &[5]),
+                resolver: 5,
+                decider: 5,
+                decision: DownAll,
+                to_down: &[5],
             },
         ];
         for case in cases {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::resolve::{resolve, Resolution};
+use super::resolve::{down_all, resolve, Resolution};
 use super::stability::{StabilityTracker, ViewFingerprint};
 use super::strategy::{Decision, DowningStrategy};
 use crate::{Member, MembershipConfig, NodeId};
@@ -94,11 +94,12 @@ impl SplitBrainResolver {
         } = resolution;
         if unstable {
             decision = Decision::DownAll;
-            to_down = members
+            let taking_part = members
                 .iter()
                 .filter(|m| m.status.is_monitored())
                 .map(|m| m.id.clone())
                 .collect();
+            to_down = down_all(&taking_part, &unreachable, self_id);
         }
         let decide_at = self.stability.stable_at();
         let decide_in = if unstable {
@@ -220,7 +221,9 @@ mod tests {
         let (t, downed, _) = first_action.expect("down-all-when-unstable acts");
         // stable_after (2 s) + bound (4 s) of changes, then the next time n5 is unreachable.
         assert!(t >= 6_000, "acted too early at {t} ms");
-        assert_eq!(downed, (1..=5).map(id).collect());
+        // Down all downs the decider's side: n5, reported unreachable right
+        // now, is on the other side, which decides for itself.
+        assert_eq!(downed, (1..=4).map(id).collect());
         let pending = resolver
             .pending(flap_start + ms(t), &id(1), &view(&[(5, &[1])]))
             .expect("pending");
