@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use crate::keys::{self, MembershipKey};
 use crate::reachability::ReachabilityTable;
-use crate::{Member, MemberStatus, NodeId, Reachability};
+use crate::{AppVersion, Member, MemberStatus, NodeId, Reachability};
 
 /// One node as gossip knows it: its identity, advertise address, its
 /// membership keys (`member.*`) and whether chitchat considers it live.
@@ -51,6 +51,7 @@ impl GossipNode {
 struct Said {
     status: Option<MemberStatus>,
     roles: BTreeSet<String>,
+    app_version: Option<AppVersion>,
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
@@ -69,6 +70,7 @@ impl Said {
             match key {
                 MembershipKey::Status => said.status = keys::decode_status(value).ok(),
                 MembershipKey::Roles => said.roles = keys::decode_roles(value),
+                MembershipKey::AppVersion => said.app_version = AppVersion::new(value),
                 MembershipKey::MayStart => said.may_start = true,
                 MembershipKey::Unreachable(id) => {
                     said.unreachable.insert(id);
@@ -197,6 +199,7 @@ impl GossipView {
                     addr: node.addr,
                     status: status_of(id),
                     roles: said.get(id).map(|s| s.roles.clone()).unwrap_or_default(),
+                    app_version: said.get(id).and_then(|s| s.app_version.clone()),
                     reachability: Reachability::from_observers(
                         observers.remove(id).unwrap_or_default(),
                     ),
@@ -275,9 +278,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_status_roles_and_observations() {
+    fn reads_status_roles_versions_and_observations() {
         let nodes = [
-            node(1, &[("member.status", "up"), ("member.roles", "a,b")]),
+            node(
+                1,
+                &[
+                    ("member.status", "up"),
+                    ("member.roles", "a,b"),
+                    ("member.app-version", "1.10.2"),
+                ],
+            ),
             node(
                 2,
                 &[("member.status", "up"), ("member.unreachable.n3#3", "1")],
@@ -289,6 +299,8 @@ mod tests {
         let m = &view.members;
         assert_eq!(m[&id(1)].status, MemberStatus::Up);
         assert_eq!(m[&id(1)].roles.len(), 2);
+        assert_eq!(m[&id(1)].app_version, AppVersion::new("1.10.2"));
+        assert_eq!(m[&id(2)].app_version, None, "none gossiped: the lowest");
         assert_eq!(m[&id(3)].status, MemberStatus::Leaving);
         assert_eq!(m[&id(4)].status, MemberStatus::Joining);
         assert_eq!(
@@ -305,6 +317,7 @@ mod tests {
                 &[
                     ("member.status", "on fire"),
                     ("member.roles", ",,,"),
+                    ("member.app-version", "  "),
                     ("member.down.nobody", "1"),
                     ("member.unreachable.#", "1"),
                     ("member.admit.x#y", "1"),
@@ -316,6 +329,7 @@ mod tests {
         let view = GossipView::build(&nodes, &BTreeSet::new());
         assert_eq!(view.members[&id(1)].status, MemberStatus::Joining);
         assert!(view.members[&id(1)].roles.is_empty());
+        assert_eq!(view.members[&id(1)].app_version, None);
         assert!(view.down.is_empty());
         assert!(view.members.values().all(|m| m.reachability.is_reachable()));
     }

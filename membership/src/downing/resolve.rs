@@ -203,6 +203,7 @@ mod tests {
                     addr: ([127, 0, 0, 1], 7000 + i as u16).into(),
                     status: MemberStatus::Up,
                     roles: BTreeSet::new(),
+                    app_version: None,
                     reachability: Reachability::from_observers(observers),
                 }
             })
@@ -500,6 +501,7 @@ mod tests {
                 addr: ([127, 0, 0, 1], 7100).into(),
                 status: MemberStatus::Joining,
                 roles: BTreeSet::new(),
+                app_version: None,
                 reachability: Reachability::from_observers(observers),
             });
         }
@@ -516,6 +518,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 7100).into(),
             status: MemberStatus::Joining,
             roles: BTreeSet::new(),
+            app_version: None,
             reachability: Reachability::Reachable,
         });
         assert_eq!(
