@@ -9,9 +9,10 @@
 //! version `to`, wait until the new incarnation is registered and has its
 //! share of shards. Meanwhile it samples where every shard lives (the
 //! coordinator's allocation, and what each leaving region runs) and
-//! reports, besides latencies and failed asks, every shard seen on a
-//! leaving region that did not host it when it began to leave, and every
-//! shard seen on an older version after it ran on a newer one.
+//! reports, besides latencies and failed asks, every break of the rules of
+//! a rollout ([`Placements`]): a shard on a leaving region that no longer
+//! ran it, a shard moved onto an older version than the newest hosting,
+//! a shard back on an older version after it ran on a newer one.
 //!
 //! Both the `rollout-bench` binary and the rolling-update test run it.
 
@@ -106,9 +107,12 @@ pub struct RolloutReport {
     pub shards_moved: usize,
     /// Shards on a region of the new version at the end.
     pub shards_on_new_version: usize,
-    /// Shards seen on a leaving region that did not host them when it
-    /// began to leave (target: none).
+    /// Shards seen on a leaving region that no longer (or never) ran them
+    /// (target: none).
     pub placed_on_leaving: Vec<String>,
+    /// Shards moved onto a region older than the newest one hosting
+    /// (target: none).
+    pub moved_onto_older: Vec<String>,
     /// Shards seen on an older version after running on a newer one
     /// (target: none).
     pub downgraded: Vec<String>,
@@ -131,9 +135,9 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
     for index in 1..=spec.nodes {
         let name = format!("n{index}");
         lock(&versions).insert(name.clone(), spec.from.clone());
-        let versions = versions.clone();
+        let (versions, node) = (versions.clone(), name.clone());
         builder = builder.configure(&name, move |config| {
-            config.app_version = lock(&versions).get(&config.name).cloned();
+            config.app_version = lock(&versions).get(&node).cloned();
         });
     }
     let cluster = builder.start().await?;
@@ -242,6 +246,7 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
         shards_moved: placements.moves(),
         shards_on_new_version,
         placed_on_leaving: placements.on_leaving().to_vec(),
+        moved_onto_older: placements.onto_older().to_vec(),
         downgraded: placements.downgraded().to_vec(),
     })
 }
@@ -357,8 +362,13 @@ async fn watch(watched: Arc<Mutex<Watched>>, placements: Arc<Mutex<Placements>>)
         }
         for (region, entities) in &leaving {
             if let Ok(view) = entities.region_state().await {
-                let shards: BTreeSet<u32> = view.shards.iter().map(|s| s.shard).collect();
-                lock(&placements).region(region, &shards);
+                let running: BTreeSet<u32> = view
+                    .shards
+                    .iter()
+                    .filter(|row| row.status != "stopping")
+                    .map(|row| row.shard)
+                    .collect();
+                lock(&placements).region(region, &running);
             }
         }
         for entities in &via {

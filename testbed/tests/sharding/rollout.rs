@@ -28,6 +28,10 @@ async fn rolling_every_node_to_a_new_version_fails_no_ask_and_moves_shards_forwa
         report.placed_on_leaving.is_empty(),
         "shards on leaving nodes: {shown}"
     );
+    assert!(
+        report.moved_onto_older.is_empty(),
+        "shards moved onto the old version: {shown}"
+    );
     assert!(report.downgraded.is_empty(), "shards moved back: {shown}");
     assert_eq!(
         report.shards_on_new_version, 50,
