@@ -1,9 +1,13 @@
 //! The sharded entity that benchmarks and load tests ask: it answers at
-//! once, so that what is measured is routing, handoffs and failures, and
-//! one entity id per shard, so that asking them all touches every shard.
+//! once, so that what is measured is routing, handoffs and failures; one
+//! entity id per shard, so that asking them all touches every shard; and
+//! where the shards live, as the coordinator says.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharding::{shard_id, Entity, EntityContext, EntityType};
+use sharding::{shard_id, Entity, EntityContext, EntityRef, EntityType};
 
 /// An entity that answers at once.
 pub struct Probe;
@@ -46,4 +50,26 @@ pub fn entity_per_shard(shards: u32) -> Vec<String> {
         }
     }
     ids.into_iter().flatten().collect()
+}
+
+/// Shard -> home region (`name#generation`), from the coordinator, asked
+/// through `via` within `timeout`.
+pub async fn homes<E: Entity>(
+    via: &EntityRef<E>,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<u32, String>> {
+    let view = via
+        .coordinator_state(timeout)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no coordinator"))?;
+    Ok(view.allocation)
+}
+
+/// The node name of a region id (`name#generation`).
+///
+/// ```
+/// assert_eq!(testbed::load::node_of("n1.eu#17"), "n1.eu");
+/// ```
+pub fn node_of(region: &str) -> &str {
+    region.rsplit_once('#').map_or(region, |(name, _)| name)
 }

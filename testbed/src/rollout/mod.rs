@@ -28,7 +28,7 @@ use membership::AppVersion;
 use serde::Serialize;
 use sharding::{EntityRef, Sharding, ShardingConfig};
 
-use crate::load::{entity_per_shard, probe_type, Ping, Probe};
+use crate::load::{entity_per_shard, homes, node_of, probe_type, Ping, Probe};
 use crate::Cluster;
 use clients::{Clients, NodeSlot, Phase};
 pub use placements::Placements;
@@ -325,19 +325,6 @@ async fn wait_back(
         })
         .await?;
     Ok(())
-}
-
-/// Shard -> home region (`name#generation`), from the coordinator.
-async fn homes(via: &EntityRef<Probe>, timeout: Duration) -> anyhow::Result<BTreeMap<u32, String>> {
-    let view = via
-        .coordinator_state(timeout)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no coordinator"))?;
-    Ok(view.allocation)
-}
-
-fn node_of(region: &str) -> &str {
-    region.rsplit_once('#').map_or(region, |(name, _)| name)
 }
 
 /// What the watcher samples.
