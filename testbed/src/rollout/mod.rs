@@ -91,10 +91,14 @@ pub struct RolloutReport {
     pub steady_p50_us: u64,
     /// See `steady_p50_us`.
     pub steady_p99_us: u64,
+    /// See `steady_p50_us` (p99.9).
+    pub steady_p999_us: u64,
     /// Ask latency during the rollout, p50 and p99, µs.
     pub rollout_p50_us: u64,
     /// See `rollout_p50_us`.
     pub rollout_p99_us: u64,
+    /// See `rollout_p50_us` (p99.9).
+    pub rollout_p999_us: u64,
     /// `rollout_p99_us / steady_p99_us`.
     pub p99_ratio: f64,
     /// The highest ask latency during the rollout, µs.
@@ -237,8 +241,10 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
         failures: outcome.failures,
         steady_p50_us: quantile(&outcome.steady, 0.5),
         steady_p99_us,
+        steady_p999_us: quantile(&outcome.steady, 0.999),
         rollout_p50_us: quantile(&outcome.rolling, 0.5),
         rollout_p99_us,
+        rollout_p999_us: quantile(&outcome.rolling, 0.999),
         p99_ratio: rollout_p99_us as f64 / steady_p99_us.max(1) as f64,
         rollout_max_us: outcome.rolling.max(),
         rollout_ms,
