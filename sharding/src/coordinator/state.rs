@@ -603,18 +603,27 @@ impl Coordinator {
         }
     }
 
-    /// MemberLeaving: duplicate -> no change; after Down -> ignored.
+    /// MemberLeaving: duplicate -> CoordinatorStarted again if still
+    /// unregistered, nothing else changes; after Down -> ignored.
     fn on_member_leaving(
         &mut self,
         now: Instant,
         region: RegionId,
         out: &mut Vec<CoordinatorEffect>,
     ) {
-        let entry = self.regions.entry(region).or_default();
+        let entry = self.regions.entry(region.clone()).or_default();
         if entry.down {
             return;
         }
         entry.leaving = true;
+        // It must register (it may host nothing new) so that its shards
+        // can be handed off: a coordinator that starts while it leaves
+        // asks it at once rather than wait for its next lease renewal.
+        entry.up = true;
+        if !entry.registered {
+            entry.started_sent_at = Some(now);
+            self.send(out, region, CoordinatorToRegion::CoordinatorStarted);
+        }
         self.rebalance_after_change(now);
         self.hand_off_leaving_regions(now, out);
     }

@@ -946,3 +946,32 @@ fn a_leaving_home_that_lost_track_of_its_shard_is_not_told_to_host_it_again() {
     assert_eq!(moved, vec![(b.clone(), ShardId(0))]);
     assert_eq!(f.coordinator.allocation()[&ShardId(0)], b);
 }
+
+#[test]
+fn a_new_coordinator_asks_a_leaving_region_to_register_at_once() {
+    // The coordinator moves because its node began to leave: the new one
+    // must hear that region's shards to hand them off.
+    let (a, b) = (region("a"), region("b"));
+    let mut f = Fixture::with_previous(2, Some(Duration::ZERO));
+    let effects = sent(
+        f.coordinator
+            .handle(f.at(0), CoordinatorInput::MemberLeaving(a.clone())),
+    );
+    assert_eq!(
+        bodies_to(&effects, &a),
+        vec![CoordinatorToRegion::CoordinatorStarted]
+    );
+    // Asked again while it does not answer, like an Up region.
+    let retries = f.tick(600);
+    assert_eq!(
+        bodies_to(&retries, &a),
+        vec![CoordinatorToRegion::CoordinatorStarted]
+    );
+    f.up(700, &b, None);
+    f.register(700, &a, &[0], &[], &[]);
+    let effects = f.tick(800);
+    assert_eq!(
+        bodies_to(&effects, &b),
+        vec![CoordinatorToRegion::BeginHandoff { shard: ShardId(0) }]
+    );
+}

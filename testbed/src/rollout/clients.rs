@@ -3,7 +3,8 @@
 //! readiness probe fails would). An ask counts as failed only if its node
 //! was not rolling at any time during it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,8 @@ pub(crate) struct Outcome {
     pub(crate) failures: Vec<String>,
     pub(crate) steady: Histogram<u64>,
     pub(crate) rolling: Histogram<u64>,
+    /// The longest answered ask (µs) while each node (by index) rolled.
+    pub(crate) longest_by_roll: BTreeMap<usize, u64>,
 }
 
 struct Shared {
@@ -84,6 +87,9 @@ struct Shared {
     failures: Mutex<Vec<String>>,
     /// Latencies in µs by phase (warm-up, steady, rolling).
     latencies: [Mutex<Histogram<u64>>; 3],
+    /// The index of the node rolling (or that rolled last).
+    rolling: AtomicUsize,
+    longest_by_roll: Mutex<BTreeMap<usize, u64>>,
 }
 
 /// The running clients.
@@ -113,6 +119,8 @@ impl Clients {
             set_aside: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             latencies: [histogram()?, histogram()?, histogram()?],
+            rolling: AtomicUsize::new(0),
+            longest_by_roll: Mutex::new(BTreeMap::new()),
         });
         let mut tasks = Vec::new();
         for (index, slot) in slots.iter().enumerate() {
@@ -132,6 +140,11 @@ impl Clients {
         self.shared.phase.store(phase as u8, Ordering::SeqCst);
     }
 
+    /// Node `index` rolls now: the longest ask is kept per node rolled.
+    pub(crate) fn rolling(&self, index: usize) {
+        self.shared.rolling.store(index, Ordering::SeqCst);
+    }
+
     /// Stops every client and returns what they saw.
     pub(crate) async fn stop(self) -> Outcome {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -146,6 +159,7 @@ impl Clients {
             failures: lock(&shared.failures).clone(),
             steady: lock(&shared.latencies[Phase::Steady as usize]).clone(),
             rolling: lock(&shared.latencies[Phase::Rolling as usize]).clone(),
+            longest_by_roll: lock(&shared.longest_by_roll).clone(),
         }
     }
 }
@@ -169,6 +183,7 @@ async fn ask_in_turn(
         let entity = &entities[next % entities.len()];
         next += 1;
         let phase = shared.phase.load(Ordering::SeqCst) as usize;
+        let roll = shared.rolling.load(Ordering::SeqCst);
         let start = Instant::now();
         let result = via.ask(entity, Ping, timeout).await;
         let micros = start.elapsed().as_micros() as u64;
@@ -176,6 +191,11 @@ async fn ask_in_turn(
             Ok(()) => {
                 shared.answered.fetch_add(1, Ordering::SeqCst);
                 let _ = lock(&shared.latencies[phase]).record(micros.max(1));
+                if phase == Phase::Rolling as usize {
+                    let mut longest = lock(&shared.longest_by_roll);
+                    let longest = longest.entry(roll).or_default();
+                    *longest = (*longest).max(micros);
+                }
             }
             Err(_) if slot.rolls.load(Ordering::SeqCst) != rolls => {
                 shared.set_aside.fetch_add(1, Ordering::SeqCst);

@@ -103,6 +103,8 @@ pub struct RolloutReport {
     pub p99_ratio: f64,
     /// The highest ask latency during the rollout, µs.
     pub rollout_max_us: u64,
+    /// The highest ask latency while each node rolled, µs.
+    pub longest_ask_us_per_node: BTreeMap<String, u64>,
     /// From the first leave to the last node's return, ms.
     pub rollout_ms: u64,
     /// Each node's roll (leave, restart, its share of shards back), ms.
@@ -181,6 +183,7 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
     for (index, name) in names.iter().enumerate().rev() {
         let rolled = Instant::now();
         let (slot, old) = &slots[index];
+        clients.rolling(index);
         slot.begin_roll();
         let region = cluster.id(name).to_string();
         let hosted: BTreeSet<u32> = old
@@ -247,6 +250,11 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
         rollout_p999_us: quantile(&outcome.rolling, 0.999),
         p99_ratio: rollout_p99_us as f64 / steady_p99_us.max(1) as f64,
         rollout_max_us: outcome.rolling.max(),
+        longest_ask_us_per_node: outcome
+            .longest_by_roll
+            .iter()
+            .map(|(index, us)| (names[*index].clone(), *us))
+            .collect(),
         rollout_ms,
         per_node_ms,
         shards_moved: placements.moves(),
