@@ -1,6 +1,6 @@
 //! Unit tests of the coordinator, one behaviour each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use membership::AppVersion;
@@ -974,4 +974,38 @@ fn a_new_coordinator_asks_a_leaving_region_to_register_at_once() {
         bodies_to(&effects, &b),
         vec![CoordinatorToRegion::BeginHandoff { shard: ShardId(0) }]
     );
+}
+
+#[test]
+fn both_rebalance_steps_share_one_limit_of_moves_in_flight() {
+    let (a, c, d) = (region("a"), region("c"), region("d"));
+    let mut f = Fixture::new(40);
+    f.up(0, &a, version("1"));
+    for shard in 0..20 {
+        f.allocate(0, &a, shard);
+    }
+    f.up(0, &c, version("2"));
+    for shard in 20..40 {
+        f.allocate(0, &c, shard);
+    }
+    // d (version 2) joins: c gives it its excess and a gives its own to
+    // the newest; never more than max(1, min(0.1 * 40, 20)) = 4 at once.
+    f.up(100, &d, version("2"));
+    let mut moved = Vec::new();
+    for ms in (1_000..=40_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &c, &d]);
+        let moving: BTreeSet<ShardId> = effects
+            .iter()
+            .filter_map(|(_, _, body)| match body {
+                CoordinatorToRegion::BeginHandoff { shard } => Some(*shard),
+                _ => None,
+            })
+            .collect();
+        assert!(moving.len() <= 4, "at {ms} ms: {moving:?}");
+        moved.extend(f.complete_moves(ms, effects));
+    }
+    assert!(moved.iter().all(|(to, _)| *to != a), "{moved:?}");
+    let counts = f.counts();
+    assert!(counts[&a] < 20, "a gave shards to the newest: {counts:?}");
+    assert!(counts[&c].abs_diff(counts[&d]) <= 1, "{counts:?}");
 }
