@@ -133,6 +133,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 7000).into(),
             status,
             roles: Default::default(),
+            app_version: None,
             reachability: Reachability::Reachable,
         };
         BTreeMap::from([(id, member)])

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::keys::{self, MembershipKey};
 use crate::reachability::ReachabilityTable;
-use crate::{Member, MemberStatus, NodeId, Reachability};
+use crate::{AppVersion, Member, MemberStatus, NodeId, Reachability};
 
 /// One node as gossip knows it: its identity, advertise address, its
 /// membership keys (`member.*`) and whether chitchat considers it live.
@@ -72,6 +72,7 @@ impl GossipNode {
 pub(crate) struct Said {
     status: Option<MemberStatus>,
     roles: BTreeSet<String>,
+    app_version: Option<AppVersion>,
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
@@ -92,6 +93,7 @@ impl Said {
             match key {
                 MembershipKey::Status => said.status = keys::decode_status(value).ok(),
                 MembershipKey::Roles => said.roles = keys::decode_roles(value),
+                MembershipKey::AppVersion => said.app_version = AppVersion::new(value),
                 MembershipKey::MayStart => said.may_start = true,
                 MembershipKey::Unreachable(id) => {
                     said.unreachable.insert(id);
@@ -231,6 +233,7 @@ impl GossipView {
                     addr: node.addr,
                     status: status_of(id),
                     roles: said.get(id).map(|s| s.roles.clone()).unwrap_or_default(),
+                    app_version: said.get(id).and_then(|s| s.app_version.clone()),
                     reachability: Reachability::from_observers(
                         observers.remove(id).unwrap_or_default(),
                     ),
@@ -303,9 +306,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_status_roles_and_observations() {
+    fn reads_status_roles_versions_and_observations() {
         let nodes = [
-            node(1, &[("member.status", "up"), ("member.roles", "a,b")]),
+            node(
+                1,
+                &[
+                    ("member.status", "up"),
+                    ("member.roles", "a,b"),
+                    ("member.app-version", "1.10.2"),
+                ],
+            ),
             node(
                 2,
                 &[("member.status", "up"), ("member.unreachable.n3#3", "1")],
@@ -317,6 +327,8 @@ mod tests {
         let m = &view.members;
         assert_eq!(m[&id(1)].status, MemberStatus::Up);
         assert_eq!(m[&id(1)].roles.len(), 2);
+        assert_eq!(m[&id(1)].app_version, AppVersion::new("1.10.2"));
+        assert_eq!(m[&id(2)].app_version, None, "none gossiped: the lowest");
         assert_eq!(m[&id(3)].status, MemberStatus::Leaving);
         assert_eq!(m[&id(4)].status, MemberStatus::Joining);
         assert_eq!(
@@ -333,6 +345,7 @@ mod tests {
                 &[
                     ("member.status", "on fire"),
                     ("member.roles", ",,,"),
+                    ("member.app-version", "  "),
                     ("member.down.nobody", "1"),
                     ("member.unreachable.#", "1"),
                     ("member.admit.x#y", "1"),
@@ -344,6 +357,7 @@ mod tests {
         let view = GossipView::build(&nodes, &BTreeSet::new());
         assert_eq!(view.members[&id(1)].status, MemberStatus::Joining);
         assert!(view.members[&id(1)].roles.is_empty());
+        assert_eq!(view.members[&id(1)].app_version, None);
         assert!(view.down.is_empty());
         assert!(view.members.values().all(|m| m.reachability.is_reachable()));
     }

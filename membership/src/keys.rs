@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | `member.status` | `joining` `up` `leaving` `exiting` `removed` | the node itself | its lifecycle status (`down` is never self-published) |
 //! | `member.roles` | `role-a,role-b` (sorted, no empty names) | the node itself | the roles it offers |
+//! | `member.app-version` | e.g. `1.4.2` (see [`AppVersion`](crate::AppVersion)) | the node itself | the version of the application it runs; absent when it has none (the lowest) |
 //! | `member.may-start` | `1` | the node itself | it may start a cluster (see `MembershipConfig::may_start_cluster`); published only while it is joining |
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
@@ -32,6 +33,8 @@ pub const PREFIX: &str = "member.";
 pub const STATUS: &str = "member.status";
 /// The node's roles.
 pub const ROLES: &str = "member.roles";
+/// The node's app version (absent: none, the lowest).
+pub const APP_VERSION: &str = "member.app-version";
 /// Set by a joining node that may start a cluster.
 pub const MAY_START: &str = "member.may-start";
 /// Prefix of an unreachability observation: `member.unreachable.<name>#<gen>`.
@@ -56,6 +59,8 @@ pub enum MembershipKey {
     Status,
     /// `member.roles`
     Roles,
+    /// `member.app-version`
+    AppVersion,
     /// `member.may-start`: a joining node that may start a cluster.
     MayStart,
     /// `member.unreachable.<id>`: the writer observes `id` unreachable.
@@ -84,6 +89,9 @@ impl MembershipKey {
         }
         if key == ROLES {
             return Some(Ok(Self::Roles));
+        }
+        if key == APP_VERSION {
+            return Some(Ok(Self::AppVersion));
         }
         if key == MAY_START {
             return Some(Ok(Self::MayStart));
@@ -119,6 +127,7 @@ impl fmt::Display for MembershipKey {
         match self {
             Self::Status => f.write_str(STATUS),
             Self::Roles => f.write_str(ROLES),
+            Self::AppVersion => f.write_str(APP_VERSION),
             Self::MayStart => f.write_str(MAY_START),
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
@@ -210,6 +219,7 @@ mod tests {
         for key in [
             MembershipKey::Status,
             MembershipKey::Roles,
+            MembershipKey::AppVersion,
             MembershipKey::MayStart,
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),

@@ -17,6 +17,8 @@
 //! - The oldest member of each side runs the split-brain resolver
 //!   ([`downing`]) once the view has been stable for `stable_after`, publishes
 //!   its Down decisions as its own keys, and every node adopts the union.
+//! - Each member gossips its roles and its [`AppVersion`] (the version of
+//!   the application it runs; a rolling update prefers the newest).
 //! - [`ordering`]: oldest first by `(generation, name)`; a role's singleton runs
 //!   on the oldest Up member.
 //!
@@ -93,6 +95,7 @@
 
 #![warn(missing_docs)]
 
+mod app_version;
 mod config;
 pub mod downing;
 pub mod duration;
@@ -109,6 +112,7 @@ pub mod reachability;
 pub mod ring;
 mod state;
 
+pub use app_version::AppVersion;
 pub use config::MembershipConfig;
 pub use downing::{Decision, DowningStrategy, PendingDecision};
 pub use error::{DurationError, KeyError};

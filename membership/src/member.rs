@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
+use crate::{AppVersion, NodeId};
 
 /// Where a member is in its life (Akka's lifecycle, trimmed):
 ///
@@ -143,6 +143,9 @@ pub struct Member {
     pub status: MemberStatus,
     /// Roles it offers (e.g. which entity types it hosts).
     pub roles: BTreeSet<String>,
+    /// The version of the application it runs (`None`: it gossips none,
+    /// the lowest of all).
+    pub app_version: Option<AppVersion>,
     /// Whether some observer reports it unreachable.
     pub reachability: Reachability,
 }

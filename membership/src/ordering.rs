@@ -45,6 +45,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 7000).into(),
             status,
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            app_version: None,
             reachability: Reachability::Reachable,
         }
     }

@@ -11,7 +11,7 @@ use crate::gossip_view::{GossipNode, GossipView, Said};
 use crate::keys::{self, MembershipKey};
 use crate::monitor::HeartbeatMonitor;
 use crate::phi::PhiConfig;
-use crate::{ordering, ring, Member, MemberStatus, MembershipConfig, NodeId};
+use crate::{ordering, ring, AppVersion, Member, MemberStatus, MembershipConfig, NodeId};
 
 /// The membership state machine of one node. See the crate documentation for
 /// how a driver uses it.
@@ -20,6 +20,7 @@ pub struct Membership {
     config: MembershipConfig,
     self_id: NodeId,
     roles: BTreeSet<String>,
+    app_version: Option<AppVersion>,
     started: Instant,
     now: Instant,
     /// What this node publishes as its status (never Down: that is decided).
@@ -79,6 +80,7 @@ impl Membership {
             config,
             self_id,
             roles,
+            app_version: None,
             started: now,
             now,
             lifecycle: MemberStatus::Joining,
@@ -102,6 +104,16 @@ impl Membership {
         };
         membership.rebuild_view();
         membership
+    }
+
+    /// This node runs `version` of the application (gossiped as
+    /// `member.app-version`; `None`, the default, gossips none: the lowest).
+    /// Set it before the first [`tick`](Self::tick): a node's version is
+    /// fixed for its incarnation.
+    pub fn with_app_version(mut self, version: Option<AppVersion>) -> Self {
+        self.app_version = version;
+        self.rebuild_view();
+        self
     }
 
     /// A heartbeat answer from `from` arrived (the reply to a
@@ -305,6 +317,9 @@ impl Membership {
         let mut own = BTreeMap::new();
         own.insert(keys::STATUS.to_owned(), keys::encode_status(self.lifecycle));
         own.insert(keys::ROLES.to_owned(), keys::encode_roles(&self.roles));
+        if let Some(version) = &self.app_version {
+            own.insert(keys::APP_VERSION.to_owned(), version.to_string());
+        }
         if self.config.may_start_cluster && self.lifecycle == MemberStatus::Joining {
             own.insert(keys::MAY_START.to_owned(), keys::MARKER.to_owned());
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use membership::{
-    keys, GossipNode, MemberEvent, MemberStatus, Membership, MembershipConfig, MembershipEffect,
-    NodeId,
+    keys, AppVersion, GossipNode, MemberEvent, MemberStatus, Membership, MembershipConfig,
+    MembershipEffect, NodeId,
 };
 
 fn id(n: u64) -> NodeId {
@@ -124,6 +124,33 @@ fn first_tick_publishes_joining_and_roles() {
         set_keys(&m.tick(start + ms(100))).is_empty(),
         "no re-publishing"
     );
+}
+
+#[test]
+fn the_app_version_is_published_and_read_back_on_the_member() {
+    let start = Instant::now();
+    let version = AppVersion::new("2.1.0");
+    let mut m = new_node(1, start).with_app_version(version.clone());
+    let keys = set_keys(&m.tick(start));
+    assert_eq!(keys[keys::APP_VERSION], "2.1.0");
+    assert_eq!(m.member(&id(1)).expect("itself").app_version, version);
+    // A peer's version comes from its key; no key: none, the lowest.
+    m.on_gossip(
+        start,
+        vec![
+            node(
+                2,
+                true,
+                &[status("up"), (keys::APP_VERSION.to_string(), "2.2")],
+            ),
+            node(3, true, &[status("up")]),
+        ],
+    );
+    let version_of = |n| m.member(&id(n)).expect("known").app_version.clone();
+    assert_eq!(version_of(2), AppVersion::new("2.2"));
+    assert_eq!(version_of(3), None);
+    let unversioned = set_keys(&new_node(4, start).tick(start));
+    assert!(!unversioned.contains_key(keys::APP_VERSION));
 }
 
 #[test]

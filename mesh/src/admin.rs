@@ -59,6 +59,8 @@ pub struct MemberRow {
     pub unreachable_by: Vec<String>,
     /// Roles.
     pub roles: Vec<String>,
+    /// The app version it gossips (`null`: none, the lowest).
+    pub app_version: Option<String>,
 }
 
 impl From<Member> for MemberRow {
@@ -69,6 +71,7 @@ impl From<Member> for MemberRow {
             reachable: member.reachability.is_reachable(),
             unreachable_by: ids(member.reachability.observers()),
             roles: member.roles.into_iter().collect(),
+            app_version: member.app_version.map(String::from),
             name: member.id.name.into(),
             generation: member.id.generation,
         }

@@ -88,6 +88,13 @@ impl NodeBuilder {
         self
     }
 
+    /// The version of the application this node runs (see
+    /// [`NodeConfig::app_version`]).
+    pub fn app_version(mut self, version: Option<membership::AppVersion>) -> Self {
+        self.config.app_version = version;
+        self
+    }
+
     /// TLS mode and credentials (default: insecure dev mode).
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = tls;
@@ -198,7 +205,13 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
     let mut membership = config.membership.clone();
     membership.may_start_cluster &=
         config.seeds.is_empty() || config.seeds.first() == Some(&advertise);
-    let (cluster, driver) = crate::cluster::prepare(id.clone(), advertise, roles, membership);
+    let (cluster, driver) = crate::cluster::prepare(
+        id.clone(),
+        advertise,
+        roles,
+        config.app_version.clone(),
+        membership,
+    );
     let node = Node::from(NodeParts {
         config,
         transport,

@@ -23,6 +23,12 @@ pub struct NodeConfig {
     pub seeds: Vec<SocketAddr>,
     /// Roles of this node (for singletons and sharding).
     pub roles: Vec<String>,
+    /// The version of the application this node runs, gossiped to every
+    /// member (`member.app-version`): sharding gives new and moved shards
+    /// to the members of the highest version, so that a rolling update
+    /// moves each shard forward only. Compared as dotted numbers (see
+    /// [`membership::AppVersion`]). Default none: the lowest version.
+    pub app_version: Option<membership::AppVersion>,
     /// Largest frame accepted or sent, in bytes. Default 8 MiB.
     pub max_frame_size: usize,
     /// Chitchat gossip interval. Default 200 ms (DESIGN.md section 7): the
@@ -93,6 +99,7 @@ impl Default for NodeConfig {
             advertise: None,
             seeds: Vec::new(),
             roles: Vec::new(),
+            app_version: None,
             max_frame_size: 8 * 1024 * 1024,
             gossip_interval: Duration::from_millis(200),
             peer_buffer: 4 * 1024 * 1024,
@@ -189,6 +196,7 @@ mod tests {
         let config: NodeConfig = toml::from_str(
             r#"
             name = "n1"
+            app_version = "1.4.2"
             [membership]
             heartbeat_interval = "100ms"
             stable_after = "1s"
@@ -201,12 +209,14 @@ mod tests {
             Duration::from_millis(100)
         );
         assert_eq!(config.membership.stable_after, Duration::from_secs(1));
+        assert_eq!(config.app_version, membership::AppVersion::new("1.4.2"));
         assert_eq!(
             config.membership.acceptable_heartbeat_pause,
             Duration::from_secs(1),
             "unset fields keep their defaults"
         );
         let defaults: NodeConfig = toml::from_str("name = \"n1\"").expect("parses");
+        assert_eq!(defaults.app_version, None);
         assert_eq!(defaults.membership, membership::MembershipConfig::default());
     }
 }

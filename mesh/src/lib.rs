@@ -57,7 +57,7 @@ pub use config::NodeConfig;
 pub use error::{AskError, SendError, StartError};
 pub use hooks::{HookAction, Hooks};
 pub use members::MemberInfo;
-pub use membership::{Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
+pub use membership::{AppVersion, Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
 pub use node::Node;
 pub use pipeline::{Pipeline, Ticket};
 pub use send::PeerRef;

@@ -82,6 +82,10 @@ struct Args {
     /// Self-signed certificates, no verification: local experiments only.
     #[arg(long)]
     insecure_dev_tls: bool,
+    /// Version of the application (dotted numbers): new and moved shards
+    /// go to the nodes of the highest version. Roll out with a higher one.
+    #[arg(long)]
+    app_version: Option<mesh::AppVersion>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +127,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let node = Node::builder(&args.name)
         .listen(args.listen)
         .seeds(args.seeds.clone())
+        .app_version(args.app_version.clone())
         .tls(tls)
         .start()
         .await?;

@@ -7,6 +7,9 @@
 //! - [`cluster`]: the in-process multi-node harness, [`Cluster`]: N mesh
 //!   nodes behind the proxy, faults by node name, crash/restart/leave, waits
 //!   with deadlines that fail with every node's view, and a timeline.
+//! - [`rollout`]: a rolling update of an in-process cluster under load
+//!   (leave, restart with a higher app version, node after node), with the
+//!   rules it must keep checked on the way; [`load`] is the entity it asks.
 //! - [`sim`]: the deterministic simulation: every node's production cores
 //!   in virtual time under a seeded nemesis, invariants after every step,
 //!   replay from a seed and shrinking.
@@ -15,7 +18,9 @@
 
 pub mod cluster;
 pub mod experiment;
+pub mod load;
 pub mod proxy;
+pub mod rollout;
 pub mod sim;
 
 pub use cluster::{Cluster, Direction};

@@ -226,6 +226,7 @@ mod tests {
                     addr: ([127, 0, 0, 1], 7000 + i as u16).into(),
                     status: MemberStatus::Up,
                     roles: BTreeSet::new(),
+                    app_version: None,
                     reachability: Reachability::from_observers(observers),
                 }
             })
@@ -533,6 +534,7 @@ mod tests {
                 addr: ([127, 0, 0, 1], 7100).into(),
                 status: MemberStatus::Joining,
                 roles: BTreeSet::new(),
+                app_version: None,
                 reachability: Reachability::from_observers(observers),
             });
         }
@@ -549,6 +551,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 7100).into(),
             status: MemberStatus::Joining,
             roles: BTreeSet::new(),
+            app_version: None,
             reachability: Reachability::Reachable,
         });
         assert_eq!(

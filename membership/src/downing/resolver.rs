@@ -148,6 +148,7 @@ mod tests {
                 addr: ([127, 0, 0, 1], 7000).into(),
                 status: MemberStatus::Up,
                 roles: BTreeSet::new(),
+                app_version: None,
                 reachability: Reachability::from_observers(
                     unreachable
                         .iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chitchat::ListenerHandle;
-use membership::{MemberEvent, Membership, MembershipConfig, MembershipEffect, NodeId};
+use membership::{AppVersion, MemberEvent, Membership, MembershipConfig, MembershipEffect, NodeId};
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
@@ -35,9 +35,11 @@ pub(crate) fn prepare(
     id: NodeId,
     advertise: std::net::SocketAddr,
     roles: BTreeSet<String>,
+    app_version: Option<AppVersion>,
     config: MembershipConfig,
 ) -> (ClusterHandle, Prepared) {
-    let membership = Membership::new(id, advertise, roles, config, Instant::now());
+    let membership =
+        Membership::new(id, advertise, roles, config, Instant::now()).with_app_version(app_version);
     let (handle, outputs) = ClusterHandle::channels(&membership);
     (
         handle,

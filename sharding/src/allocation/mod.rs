@@ -7,6 +7,17 @@
 //! to host. A strategy never sees Down, leaving or fenced regions, so it
 //! needs no membership knowledge of its own.
 //!
+//! **App versions** (rolling updates). [`AllocationStrategy::allocate`]
+//! sees only the regions of the highest app version among those
+//! (`membership::AppVersion`; none is the lowest), so a new or moved shard
+//! never lands on an older version. [`AllocationStrategy::rebalance`] is
+//! asked twice per round, within one limit of moves in flight: over the
+//! newest regions (to even them out), and, while older ones may host too,
+//! over all of them, keeping only moves away from older regions. So a
+//! region of a new version gets its share from the older ones as a
+//! joining region would, and a shard never moves for an older region's
+//! sake. With a single version this is the strategy's plain behaviour.
+//!
 //! ```
 //! use std::collections::BTreeSet;
 //! use sharding::allocation::{AllocationStrategy, LeastShardAllocation, RegionShards};

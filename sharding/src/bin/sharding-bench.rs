@@ -709,7 +709,7 @@ fn allocate_all() -> anyhow::Result<(Duration, Vec<usize>)> {
     };
     let mut effects = Vec::new();
     for region in &regions {
-        effects.extend(coordinator.handle(now, CoordinatorInput::MemberUp(region.clone())));
+        effects.extend(coordinator.handle(now, CoordinatorInput::MemberUp(region.clone(), None)));
         let register = RegionToCoordinator::Register {
             hosted: vec![],
             fenced: vec![],

@@ -1,5 +1,7 @@
 //! What goes into the coordinator and what comes out.
 
+use membership::AppVersion;
+
 use crate::ids::{Epoch, RegionId};
 use crate::messages::{CoordinatorToRegion, Envelope, RegionToCoordinator};
 
@@ -9,9 +11,12 @@ pub enum CoordinatorInput {
     /// A message from a region (its envelope names the sender).
     Message(Envelope<RegionToCoordinator>),
     /// Membership: the member is Up (also for every member already Up when
-    /// the coordinator starts). A region on it should register.
-    MemberUp(RegionId),
-    /// Membership: the member is Leaving; its shards are handed off.
+    /// the coordinator starts), with the app version it gossips (`None`:
+    /// none, the lowest). A region on it should register. New and moved
+    /// shards go to the regions of the highest version only.
+    MemberUp(RegionId, Option<AppVersion>),
+    /// Membership: the member is Leaving (or Exiting); its shards are
+    /// handed off, and it is given none from now on.
     MemberLeaving(RegionId),
     /// Membership: the member is Down (or Removed). Final for that
     /// incarnation; its shards are free once its lease has surely run out.

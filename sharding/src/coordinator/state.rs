@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::io::{CoordinatorEffect, CoordinatorInput};
-use super::regions::RegionEntry;
+use membership::AppVersion;
+
+use super::regions::{Hosts, RegionEntry};
 use super::table::{ShardState, ShardTable};
 use crate::allocation::{AllocationStrategy, RegionShards};
 use crate::config::ShardingConfig;
@@ -163,7 +165,9 @@ impl Coordinator {
         };
         match input {
             CoordinatorInput::Message(message) => self.on_message(now, message, &mut out),
-            CoordinatorInput::MemberUp(region) => self.on_member_up(now, region, &mut out),
+            CoordinatorInput::MemberUp(region, app_version) => {
+                self.on_member_up(now, region, app_version, &mut out)
+            }
             CoordinatorInput::MemberLeaving(region) => {
                 self.on_member_leaving(now, region, &mut out)
             }
@@ -466,8 +470,14 @@ impl Coordinator {
                 self.send(out, from, CoordinatorToRegion::ShardHome { shard, home });
             }
             ShardState::Hosted { .. } => {
-                // Its home asks: it lost track of it. Tell it again to host.
-                if self.quorum {
+                // Its home asks: it lost track of it. Tell it again to host,
+                // unless it may not host any more (leaving): then the
+                // handoff of its shards frees this one, and it hears the
+                // new home like any requester.
+                let may_host = self.regions.get(&from).is_some_and(RegionEntry::may_host);
+                if !may_host {
+                    self.requesters.entry(shard).or_default().insert(from);
+                } else if self.quorum {
                     self.send_host_shard(now, shard, from, out);
                 }
             }
@@ -571,32 +581,49 @@ impl Coordinator {
 
     // ----- membership -------------------------------------------------
 
-    /// MemberUp: duplicate -> CoordinatorStarted again if still unregistered;
-    /// after Down -> ignored (Down is final).
-    fn on_member_up(&mut self, now: Instant, region: RegionId, out: &mut Vec<CoordinatorEffect>) {
+    /// MemberUp: duplicate -> CoordinatorStarted again if still unregistered
+    /// (the version is the incarnation's, the same every time); after Down
+    /// -> ignored (Down is final).
+    fn on_member_up(
+        &mut self,
+        now: Instant,
+        region: RegionId,
+        app_version: Option<AppVersion>,
+        out: &mut Vec<CoordinatorEffect>,
+    ) {
         let entry = self.regions.entry(region.clone()).or_default();
         if entry.down {
             return;
         }
         entry.up = true;
+        entry.app_version = app_version;
         if !entry.registered {
             entry.started_sent_at = Some(now);
             self.send(out, region, CoordinatorToRegion::CoordinatorStarted);
         }
     }
 
-    /// MemberLeaving: duplicate -> no change; after Down -> ignored.
+    /// MemberLeaving: duplicate -> CoordinatorStarted again if still
+    /// unregistered, nothing else changes; after Down -> ignored.
     fn on_member_leaving(
         &mut self,
         now: Instant,
         region: RegionId,
         out: &mut Vec<CoordinatorEffect>,
     ) {
-        let entry = self.regions.entry(region).or_default();
+        let entry = self.regions.entry(region.clone()).or_default();
         if entry.down {
             return;
         }
         entry.leaving = true;
+        // It must register (it may host nothing new) so that its shards
+        // can be handed off: a coordinator that starts while it leaves
+        // asks it at once rather than wait for its next lease renewal.
+        entry.up = true;
+        if !entry.registered {
+            entry.started_sent_at = Some(now);
+            self.send(out, region, CoordinatorToRegion::CoordinatorStarted);
+        }
         self.rebalance_after_change(now);
         self.hand_off_leaving_regions(now, out);
     }
@@ -823,8 +850,18 @@ impl Coordinator {
                 continue;
             }
             for shard in owned {
-                if matches!(self.table.get(shard), Some(ShardState::Hosted { .. })) {
-                    self.begin_handoff(now, shard, region.clone(), out);
+                match self.table.get(shard) {
+                    Some(ShardState::Hosted { .. }) => {
+                        self.begin_handoff(now, shard, region.clone(), out)
+                    }
+                    // Allocated before it began to leave: no other region
+                    // routes to it yet, so `Handoff` alone takes it back
+                    // (the region stops it if it started it, and a
+                    // `HostShard` still on its way is older, so ignored).
+                    Some(ShardState::Allocating { .. }) => {
+                        self.send_handoff(now, shard, region.clone(), out)
+                    }
+                    _ => {}
                 }
             }
         }
@@ -850,14 +887,11 @@ impl Coordinator {
             return;
         }
         let hosts = self.hosts();
-        if hosts.len() < 2 {
+        if hosts.all.len() < 2 {
             self.rebalancing = false;
             return;
         }
-        let moves = {
-            let view = view(&self.table, &hosts);
-            self.strategy.rebalance(&view, self.table.moving())
-        };
+        let moves = self.rebalance_moves(&hosts);
         if moves.is_empty() && self.table.moving().is_empty() && self.reallocate.is_empty() {
             self.rebalancing = false;
         }
@@ -867,6 +901,36 @@ impl Coordinator {
                 self.begin_handoff(now, shard, region, out);
             }
         }
+    }
+
+    /// The shards a rebalance round frees. A freed shard goes to one of
+    /// the newest regions (see `allocate_wanted`), so the strategy is asked
+    /// twice, within one limit of moves in flight:
+    /// 1. to even out the newest regions among themselves;
+    /// 2. while older regions may host too (a rolling update), over every
+    ///    region, of which only the moves away from an older region are
+    ///    kept: a newest region below its fair share of all shards takes
+    ///    them from older ones, as a joining region would, and a shard on a
+    ///    newest region never moves for the older ones' sake.
+    fn rebalance_moves(&mut self, hosts: &Hosts) -> BTreeSet<ShardId> {
+        let mut moves = {
+            let view = view(&self.table, &hosts.newest);
+            self.strategy.rebalance(&view, self.table.moving())
+        };
+        if hosts.mixed() {
+            let moving: BTreeSet<ShardId> = self.table.moving().union(&moves).copied().collect();
+            let view = view(&self.table, &hosts.all);
+            let from_older = self
+                .strategy
+                .rebalance(&view, &moving)
+                .into_iter()
+                .filter(|shard| {
+                    matches!(self.table.get(*shard), Some(ShardState::Hosted { region })
+                        if !hosts.newest.contains(region))
+                });
+            moves.extend(from_older);
+        }
+        moves
     }
 
     // ----- allocation and handoff steps ---------------------------------
@@ -898,7 +962,8 @@ impl Coordinator {
         if wanted.is_empty() {
             return;
         }
-        let hosts = self.hosts();
+        // New and moved shards go to the newest regions only.
+        let Hosts { newest: hosts, .. } = self.hosts();
         if hosts.is_empty() {
             return;
         }
@@ -1021,13 +1086,9 @@ impl Coordinator {
 
     // ----- helpers --------------------------------------------------------
 
-    /// Regions that may host, oldest first.
-    fn hosts(&self) -> Vec<RegionId> {
-        self.regions
-            .iter()
-            .filter(|(_, entry)| entry.may_host())
-            .map(|(id, _)| id.clone())
-            .collect()
+    /// Regions that may host, oldest first, and the newest of them.
+    fn hosts(&self) -> Hosts {
+        Hosts::of(&self.regions)
     }
 
     fn next_id(&mut self) -> RequestId {

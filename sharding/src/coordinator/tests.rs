@@ -1,7 +1,9 @@
 //! Unit tests of the coordinator, one behaviour each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+use membership::AppVersion;
 
 use super::*;
 use crate::config::ShardingConfig;
@@ -700,4 +702,310 @@ fn a_re_registering_region_gets_pending_host_shards_again_with_newer_ids() {
         },
     );
     assert_eq!(f.state(2), ShardState::Hosted { region: a });
+}
+
+// ----- rolling updates: app versions, and leaving regions ---------------
+
+fn version(text: &str) -> Option<AppVersion> {
+    AppVersion::new(text)
+}
+
+impl Fixture {
+    /// `region` is Up with `app_version`, and registers hosting nothing.
+    fn up(&mut self, ms: u64, region: &RegionId, app_version: Option<AppVersion>) {
+        let input = CoordinatorInput::MemberUp(region.clone(), app_version);
+        self.coordinator.handle(self.at(ms), input);
+        self.register(ms, region, &[], &[], &[]);
+    }
+
+    /// Every region renews its lease at `ms`, then the coordinator ticks.
+    fn renew_and_tick(&mut self, ms: u64, regions: &[&RegionId]) -> Vec<Sent> {
+        for region in regions {
+            self.send(ms, region, RegionToCoordinator::RenewLease);
+        }
+        self.tick(ms)
+    }
+
+    /// Answers every `BeginHandoff`, `Handoff` and `HostShard` in
+    /// `effects` (and in what the answers cause) as the regions would;
+    /// returns every `HostShard` sent meanwhile.
+    fn complete_moves(&mut self, ms: u64, mut effects: Vec<Sent>) -> Vec<(RegionId, ShardId)> {
+        let mut hosted = Vec::new();
+        while let Some((to, id, body)) = effects.pop() {
+            let answer = match body {
+                CoordinatorToRegion::BeginHandoff { shard } => {
+                    RegionToCoordinator::BeginHandoffAck { shard, begin: id }
+                }
+                CoordinatorToRegion::Handoff { shard } => {
+                    RegionToCoordinator::ShardStopped { shard }
+                }
+                CoordinatorToRegion::HostShard { shard } => {
+                    hosted.push((to.clone(), shard));
+                    RegionToCoordinator::ShardStarted { shard, host: id }
+                }
+                _ => continue,
+            };
+            effects.extend(self.send(ms, &to, answer));
+        }
+        hosted
+    }
+
+    /// How many shards each region hosts.
+    fn counts(&self) -> BTreeMap<RegionId, usize> {
+        let mut counts = BTreeMap::new();
+        for region in self.coordinator.allocation().into_values() {
+            *counts.entry(region).or_default() += 1;
+        }
+        counts
+    }
+}
+
+#[test]
+fn new_shards_go_only_to_the_regions_of_the_highest_version() {
+    let (old, none, new_a, new_b) = (region("a"), region("b"), region("c"), region("d"));
+    let mut f = Fixture::new(12);
+    f.up(0, &old, version("1.9"));
+    f.up(0, &none, None);
+    f.up(0, &new_a, version("1.10"));
+    f.up(0, &new_b, version("1.10"));
+    for shard in 0..6 {
+        let home = f.allocate(1, &old, shard);
+        assert!(home == new_a || home == new_b, "shard {shard} to {home}");
+    }
+    // Least shards among the newest: three each.
+    assert_eq!(
+        f.counts(),
+        BTreeMap::from([(new_a.clone(), 3), (new_b.clone(), 3)])
+    );
+    // Once the newest leave, the next highest version is the newest.
+    for gone in [&new_a, &new_b] {
+        f.coordinator
+            .handle(f.at(2), CoordinatorInput::MemberLeaving(gone.clone()));
+    }
+    assert_eq!(f.allocate(3, &none, 6), old, "1.9 is above no version");
+}
+
+#[test]
+fn rebalance_moves_shards_from_older_regions_to_the_newest_only() {
+    let (a, b, c) = (region("a"), region("b"), region("c"));
+    let mut f = Fixture::new(30);
+    f.up(0, &a, version("1"));
+    f.up(0, &b, version("1"));
+    for shard in 0..30 {
+        f.allocate(0, &a, shard);
+    }
+    // c, of version 2, joins: it takes its fair share (10) from a and b,
+    // as a joining region would, and nothing else moves.
+    f.up(100, &c, version("2"));
+    let mut moved = Vec::new();
+    for ms in (1_000..=20_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &b, &c]);
+        moved.extend(f.complete_moves(ms, effects));
+    }
+    assert!(moved.iter().all(|(to, _)| *to == c), "{moved:?}");
+    assert_eq!(f.counts()[&c], 10, "{:?}", f.counts());
+    assert_eq!(moved.len(), 10);
+}
+
+#[test]
+fn rebalance_never_moves_a_shard_onto_an_older_region() {
+    let (a, b, c) = (region("a"), region("b"), region("c"));
+    let mut f = Fixture::new(30);
+    f.up(0, &c, version("2"));
+    for shard in 0..30 {
+        f.allocate(0, &c, shard);
+    }
+    // Older regions join (say, restarted before their upgrade): all 30
+    // shards stay on c, although plain least-shards would move 20.
+    f.up(100, &a, version("1"));
+    f.up(100, &b, None);
+    for ms in (1_000..=20_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &b, &c]);
+        let moves: Vec<&Sent> = effects
+            .iter()
+            .filter(|(_, _, body)| matches!(body, CoordinatorToRegion::BeginHandoff { .. }))
+            .collect();
+        assert!(moves.is_empty(), "at {ms} ms: {moves:?}");
+    }
+    assert_eq!(f.counts(), BTreeMap::from([(c.clone(), 30)]));
+    // A second region of version 2 gets its share from c: the newest
+    // even out among themselves.
+    let d = region("d");
+    f.up(20_100, &d, version("2"));
+    let mut moved = Vec::new();
+    for ms in (21_000..=40_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &b, &c, &d]);
+        moved.extend(f.complete_moves(ms, effects));
+    }
+    assert!(moved.iter().all(|(to, _)| *to == d), "{moved:?}");
+    assert_eq!(f.counts(), BTreeMap::from([(c, 15), (d, 15)]));
+}
+
+#[test]
+fn a_leaving_region_receives_no_new_moved_or_rebalanced_shard() {
+    let (a, b, c) = (region("a"), region("b"), region("c"));
+    let mut f = Fixture::new(20);
+    for r in [&a, &b, &c] {
+        f.up(0, r, version("3"));
+    }
+    for shard in 0..10 {
+        f.allocate(0, &b, shard);
+    }
+    // a hosts nothing, so least-shards would pick it for everything.
+    f.coordinator
+        .handle(f.at(1), CoordinatorInput::MemberLeaving(a.clone()));
+    let mut hosted = Vec::new();
+    for shard in 10..20 {
+        let effects = f.send(
+            2,
+            &a,
+            RegionToCoordinator::GetShardHome {
+                shard: ShardId(shard),
+            },
+        );
+        hosted.extend(f.complete_moves(2, effects));
+    }
+    // Rebalance rounds: b's and c's shards even out, never onto a.
+    for ms in (1_000..=30_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &b, &c]);
+        hosted.extend(f.complete_moves(ms, effects));
+    }
+    assert!(hosted.iter().all(|(to, _)| *to != a), "{hosted:?}");
+    assert_eq!(f.counts(), BTreeMap::from([(b, 10), (c, 10)]));
+}
+
+#[test]
+fn a_shard_still_being_allocated_to_a_region_that_begins_to_leave_is_taken_back() {
+    let (a, b) = (region("a"), region("b"));
+    let mut f = Fixture::new(4);
+    f.up(0, &a, version("1"));
+    f.up(0, &b, version("1"));
+    let effects = f.send(
+        1,
+        &b,
+        RegionToCoordinator::GetShardHome { shard: ShardId(0) },
+    );
+    assert_eq!(
+        bodies_to(&effects, &a),
+        vec![CoordinatorToRegion::HostShard { shard: ShardId(0) }]
+    );
+    // a begins to leave before it answered: the coordinator takes the
+    // shard back with a Handoff instead of repeating the HostShard.
+    let effects = sent(
+        f.coordinator
+            .handle(f.at(2), CoordinatorInput::MemberLeaving(a.clone())),
+    );
+    assert_eq!(
+        bodies_to(&effects, &a),
+        vec![CoordinatorToRegion::Handoff { shard: ShardId(0) }]
+    );
+    let retries = f.renew_and_tick(2_000, &[&a, &b]);
+    assert!(
+        !bodies_to(&retries, &a).contains(&CoordinatorToRegion::HostShard { shard: ShardId(0) }),
+        "{retries:?}"
+    );
+    let effects = f.send(
+        2_001,
+        &a,
+        RegionToCoordinator::ShardStopped { shard: ShardId(0) },
+    );
+    assert_eq!(
+        f.complete_moves(2_001, effects),
+        vec![(b.clone(), ShardId(0))]
+    );
+    assert!(f
+        .coordinator
+        .tick(f.at(2_002))
+        .contains(&CoordinatorEffect::RegionHandedOff { region: a }));
+}
+
+#[test]
+fn a_leaving_home_that_lost_track_of_its_shard_is_not_told_to_host_it_again() {
+    let (a, b) = (region("a"), region("b"));
+    let mut f = Fixture::new(4);
+    f.up(0, &a, version("1"));
+    f.up(0, &b, version("1"));
+    assert_eq!(f.allocate(0, &b, 0), a);
+    // a begins to leave while this side has no quorum (no handoff starts),
+    // then quorum is back and a asks where its own shard lives.
+    f.coordinator
+        .handle(f.at(1), CoordinatorInput::Quorum(false));
+    f.coordinator
+        .handle(f.at(2), CoordinatorInput::MemberLeaving(a.clone()));
+    f.coordinator
+        .handle(f.at(3), CoordinatorInput::Quorum(true));
+    let effects = f.send(
+        4,
+        &a,
+        RegionToCoordinator::GetShardHome { shard: ShardId(0) },
+    );
+    assert!(effects.is_empty(), "{effects:?}");
+    // The next tick hands it off; a hears the new home like any requester.
+    let effects = f.tick(5);
+    let moved = f.complete_moves(5, effects);
+    assert_eq!(moved, vec![(b.clone(), ShardId(0))]);
+    assert_eq!(f.coordinator.allocation()[&ShardId(0)], b);
+}
+
+#[test]
+fn a_new_coordinator_asks_a_leaving_region_to_register_at_once() {
+    // The coordinator moves because its node began to leave: the new one
+    // must hear that region's shards to hand them off.
+    let (a, b) = (region("a"), region("b"));
+    let mut f = Fixture::with_previous(2, Some(Duration::ZERO));
+    let effects = sent(
+        f.coordinator
+            .handle(f.at(0), CoordinatorInput::MemberLeaving(a.clone())),
+    );
+    assert_eq!(
+        bodies_to(&effects, &a),
+        vec![CoordinatorToRegion::CoordinatorStarted]
+    );
+    // Asked again while it does not answer, like an Up region.
+    let retries = f.tick(600);
+    assert_eq!(
+        bodies_to(&retries, &a),
+        vec![CoordinatorToRegion::CoordinatorStarted]
+    );
+    f.up(700, &b, None);
+    f.register(700, &a, &[0], &[], &[]);
+    let effects = f.tick(800);
+    assert_eq!(
+        bodies_to(&effects, &b),
+        vec![CoordinatorToRegion::BeginHandoff { shard: ShardId(0) }]
+    );
+}
+
+#[test]
+fn both_rebalance_steps_share_one_limit_of_moves_in_flight() {
+    let (a, c, d) = (region("a"), region("c"), region("d"));
+    let mut f = Fixture::new(40);
+    f.up(0, &a, version("1"));
+    for shard in 0..20 {
+        f.allocate(0, &a, shard);
+    }
+    f.up(0, &c, version("2"));
+    for shard in 20..40 {
+        f.allocate(0, &c, shard);
+    }
+    // d (version 2) joins: c gives it its excess and a gives its own to
+    // the newest; never more than max(1, min(0.1 * 40, 20)) = 4 at once.
+    f.up(100, &d, version("2"));
+    let mut moved = Vec::new();
+    for ms in (1_000..=40_000).step_by(500) {
+        let effects = f.renew_and_tick(ms, &[&a, &c, &d]);
+        let moving: BTreeSet<ShardId> = effects
+            .iter()
+            .filter_map(|(_, _, body)| match body {
+                CoordinatorToRegion::BeginHandoff { shard } => Some(*shard),
+                _ => None,
+            })
+            .collect();
+        assert!(moving.len() <= 4, "at {ms} ms: {moving:?}");
+        moved.extend(f.complete_moves(ms, effects));
+    }
+    assert!(moved.iter().all(|(to, _)| *to != a), "{moved:?}");
+    let counts = f.counts();
+    assert!(counts[&a] < 20, "a gave shards to the newest: {counts:?}");
+    assert!(counts[&c].abs_diff(counts[&d]) <= 1, "{counts:?}");
 }

@@ -45,6 +45,7 @@
 //!     addr: "127.0.0.1:7000".parse().unwrap(),
 //!     status: MemberStatus::Up,
 //!     roles: Default::default(),
+//!     app_version: None,
 //!     reachability: Reachability::default(),
 //! };
 //! let actions = core.on_cluster(now, &[up], true, Epoch(0));
@@ -56,7 +57,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use membership::{ordering, Member, MemberStatus, NodeId};
+use membership::{ordering, AppVersion, Member, MemberStatus, NodeId};
 
 use crate::coordinator::CoordinatorInput;
 use crate::ids::{EntityId, Epoch};
@@ -135,7 +136,8 @@ struct KeepAlive {
 pub struct TypeCore {
     me: NodeId,
     role: Option<String>,
-    statuses: BTreeMap<NodeId, MemberStatus>,
+    /// Each member's status and app version, as of the last view.
+    statuses: BTreeMap<NodeId, (MemberStatus, Option<AppVersion>)>,
     coordinator_host: Option<HostSeen>,
     /// Rule 3 for the next coordinator started here (see
     /// [`TypeAction::StartCoordinator`]).
@@ -232,7 +234,7 @@ impl TypeCore {
         let up = self
             .statuses
             .values()
-            .filter(|status| **status == MemberStatus::Up)
+            .filter(|(status, _)| *status == MemberStatus::Up)
             .count();
         let Some(keep_alive) = &mut self.keep_alive else {
             return Vec::new();
@@ -257,10 +259,11 @@ impl TypeCore {
     fn member_changes(&mut self, members: &[Member], out: &mut Vec<TypeAction>) {
         let mut seen = BTreeMap::new();
         for member in members {
-            seen.insert(member.id.clone(), member.status);
-            if self.statuses.get(&member.id) != Some(&member.status) {
-                self.member_input(&member.id, member.status, out);
+            let known = (member.status, member.app_version.clone());
+            if self.statuses.get(&member.id).map(|(status, _)| status) != Some(&member.status) {
+                self.member_input(&member.id, &known, out);
             }
+            seen.insert(member.id.clone(), known);
         }
         let vanished: Vec<NodeId> = self
             .statuses
@@ -269,13 +272,19 @@ impl TypeCore {
             .cloned()
             .collect();
         for id in vanished {
-            self.member_input(&id, MemberStatus::Removed, out);
+            self.member_input(&id, &(MemberStatus::Removed, None), out);
         }
         self.statuses = seen;
     }
 
-    fn member_input(&self, id: &NodeId, status: MemberStatus, out: &mut Vec<TypeAction>) {
-        if let Some(input) = coordinator_member_input(id, status) {
+    fn member_input(
+        &self,
+        id: &NodeId,
+        known: &(MemberStatus, Option<AppVersion>),
+        out: &mut Vec<TypeAction>,
+    ) {
+        let status = known.0;
+        if let Some(input) = coordinator_member_input(id, known) {
             if self.coordinator_here {
                 out.push(TypeAction::Coordinator(input));
             }
@@ -351,19 +360,22 @@ impl TypeCore {
         if let Some(keep_alive) = &mut self.keep_alive {
             keep_alive.deadline = now + keep_alive.every;
         }
-        for (id, status) in &self.statuses {
-            if let Some(input) = coordinator_member_input(id, *status) {
+        for (id, known) in &self.statuses {
+            if let Some(input) = coordinator_member_input(id, known) {
                 out.push(TypeAction::Coordinator(input));
             }
         }
     }
 }
 
-/// What a member's status means to the coordinator.
-fn coordinator_member_input(id: &NodeId, status: MemberStatus) -> Option<CoordinatorInput> {
+/// What a member's status (and app version) means to the coordinator.
+fn coordinator_member_input(
+    id: &NodeId,
+    (status, app_version): &(MemberStatus, Option<AppVersion>),
+) -> Option<CoordinatorInput> {
     match status {
         MemberStatus::Joining => None,
-        MemberStatus::Up => Some(CoordinatorInput::MemberUp(id.clone())),
+        MemberStatus::Up => Some(CoordinatorInput::MemberUp(id.clone(), app_version.clone())),
         MemberStatus::Leaving | MemberStatus::Exiting => {
             Some(CoordinatorInput::MemberLeaving(id.clone()))
         }

@@ -103,7 +103,7 @@ impl Sim {
         );
         let effects = self
             .coordinator
-            .handle(self.now, CoordinatorInput::MemberUp(id));
+            .handle(self.now, CoordinatorInput::MemberUp(id, None));
         self.coordinator_effects(effects);
     }
 
@@ -395,7 +395,7 @@ impl Sim {
             let input = if self.downed_alive.contains(&id) {
                 CoordinatorInput::MemberDown(id)
             } else {
-                CoordinatorInput::MemberUp(id)
+                CoordinatorInput::MemberUp(id, None)
             };
             effects.extend(coordinator.handle(self.now, input));
         }

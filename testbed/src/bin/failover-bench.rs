@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mesh::NodeConfig;
-use serde::{Deserialize, Serialize};
-use sharding::{Entity, EntityContext, EntityRef, EntityType, Sharding, ShardingConfig};
+use sharding::{EntityRef, Sharding, ShardingConfig};
+use testbed::load::{probe_type, Ping, Probe};
 use testbed::Cluster;
 
 const ENTITIES: u64 = 50;
@@ -40,19 +40,6 @@ struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-/// An entity that answers its own id's length: all that is measured is
-/// whether it answers.
-struct Probe;
-
-#[derive(Serialize, Deserialize)]
-struct Ping;
-
-impl Entity for Probe {
-    type Message = Ping;
-    type Reply = ();
-    async fn handle(&mut self, _ctx: &mut EntityContext, _ping: Ping) {}
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -158,10 +145,7 @@ async fn run(kind: Kind, profile: &Profile) -> anyhow::Result<Duration> {
     let workers: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
     for name in cluster.names() {
         let sharding = Sharding::start(&cluster.node(&name), profile.sharding.clone()).await?;
-        refs.insert(
-            name.clone(),
-            sharding.init(EntityType::new("probe", |_| Probe))?,
-        );
+        refs.insert(name.clone(), sharding.init(probe_type())?);
         if kind == Kind::DaemonRespawn {
             let workers = workers.clone();
             let node = name.clone();

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
-use sharding::{shard_id, Entity, EntityContext, EntityRef, EntityType, Sharding, ShardingConfig};
+use serde::Serialize;
+use sharding::{EntityRef, Sharding, ShardingConfig};
+use testbed::load::{entity_per_shard, homes, node_of, probe_type, Ping, Probe};
 use testbed::Cluster;
 
 const GIVE_UP: Duration = Duration::from_secs(120);
@@ -42,18 +43,6 @@ struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-/// An entity that answers at once: what is measured is routing.
-struct Probe;
-
-#[derive(Serialize, Deserialize)]
-struct Ping;
-
-impl Entity for Probe {
-    type Message = Ping;
-    type Reply = ();
-    async fn handle(&mut self, _ctx: &mut EntityContext, _ping: Ping) {}
 }
 
 #[derive(Clone, Copy)]
@@ -123,24 +112,6 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::Value::Object(out));
     }
     Ok(())
-}
-
-/// One entity per shard, so that touching them all allocates every shard.
-fn entity_per_shard(shards: u32) -> Vec<String> {
-    let mut ids: Vec<Option<String>> = vec![None; shards as usize];
-    let mut missing = shards as usize;
-    for i in 0.. {
-        let id = format!("e-{i}");
-        let slot = &mut ids[shard_id(&id, shards).0 as usize];
-        if slot.is_none() {
-            *slot = Some(id);
-            missing -= 1;
-            if missing == 0 {
-                break;
-            }
-        }
-    }
-    ids.into_iter().flatten().collect()
 }
 
 /// What the clients saw: latencies before and during the move, failures.
@@ -217,7 +188,7 @@ async fn start_type(
     config: &ShardingConfig,
 ) -> anyhow::Result<(Sharding, EntityRef<Probe>)> {
     let sharding = Sharding::start(&cluster.node(name), config.clone()).await?;
-    let probes = sharding.init(EntityType::new("probe", |_| Probe))?;
+    let probes = sharding.init(probe_type())?;
     Ok((sharding, probes))
 }
 
@@ -246,7 +217,7 @@ async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
     let load = Load::start(&refs, &entities)?;
     // The steady state's p99 before anything moves.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = homes(&coordinator).await?;
+    let before = homes(&coordinator, ASK).await?;
     anyhow::ensure!(before.len() == shards as usize, "not every shard is hosted");
     load.moving.store(true, Ordering::Relaxed);
     let joined = Instant::now();
@@ -262,7 +233,7 @@ async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
         .map(|(shard, home)| (*shard, vec![home.clone()]))
         .collect();
     let fair_share = loop {
-        let now = homes(&coordinator).await?;
+        let now = homes(&coordinator, ASK).await?;
         for (shard, home) in &now {
             let seen = history.entry(*shard).or_default();
             if seen.last() != Some(home) {
@@ -297,17 +268,4 @@ async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
         moving_p99_us: during,
         p99_ratio: during as f64 / steady.max(1) as f64,
     })
-}
-
-/// Shard -> home region (`name#generation`), from the coordinator.
-async fn homes(via: &EntityRef<Probe>) -> anyhow::Result<BTreeMap<u32, String>> {
-    let view = via
-        .coordinator_state(ASK)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no coordinator"))?;
-    Ok(view.allocation)
-}
-
-fn node_of(region: &str) -> &str {
-    region.rsplit_once('#').map_or(region, |(name, _)| name)
 }

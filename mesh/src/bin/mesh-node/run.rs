@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// Roles, comma separated.
     #[arg(long, value_delimiter = ',', env = "MESH_ROLES")]
     pub roles: Vec<String>,
+    /// Version of the application this node runs (dotted numbers, e.g.
+    /// 1.4.2): new and moved shards go to the members of the highest
+    /// version, so roll out with a higher one.
+    #[arg(long, env = "MESH_APP_VERSION")]
+    pub app_version: Option<mesh::AppVersion>,
     /// Directory with ca.pem, NAME.pem and NAME.key (from `mesh-node certs init`).
     #[arg(long, env = "MESH_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
@@ -79,6 +84,9 @@ impl RunArgs {
         }
         if !self.roles.is_empty() {
             config.roles = self.roles.clone();
+        }
+        if self.app_version.is_some() {
+            config.app_version = self.app_version.clone();
         }
         let token = match (&self.admin_token_file, &self.admin_token) {
             (Some(path), _) => Some(

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use membership::{Member, MemberStatus, NodeId, Reachability};
+use membership::{AppVersion, Member, MemberStatus, NodeId, Reachability};
 
 use super::*;
 
@@ -17,6 +17,7 @@ fn member(id: &NodeId, status: MemberStatus) -> Member {
         addr: "127.0.0.1:7000".parse().expect("an address"),
         status,
         roles: Default::default(),
+        app_version: None,
         reachability: Reachability::default(),
     }
 }
@@ -61,7 +62,8 @@ fn the_oldest_up_member_starts_the_coordinator_with_its_generation_then_quorum()
     // Every Up member is announced to the new coordinator, then quorum.
     assert!(
         actions[start + 1..].contains(&TypeAction::Coordinator(CoordinatorInput::MemberUp(
-            b.clone()
+            b.clone(),
+            None
         )))
     );
     assert_eq!(
@@ -290,5 +292,46 @@ fn after_one_interval_keep_alives_go_out_even_if_a_region_never_registers() {
     assert_eq!(
         core.tick(ms(t, 1_000), 1),
         vec![TypeAction::KeepAlive { worker: "0".into() }]
+    );
+}
+
+#[test]
+fn the_coordinator_hears_each_up_member_with_its_app_version() {
+    let t = Instant::now();
+    let (a, b, c) = (id("a", 1), id("b", 2), id("c", 3));
+    let versioned = |id: &NodeId, status, version: &str| Member {
+        app_version: AppVersion::new(version),
+        ..member(id, status)
+    };
+    let mut core = TypeCore::new(a.clone(), None, None, t);
+    let actions = core.on_cluster(
+        t,
+        &[
+            versioned(&a, MemberStatus::Up, "1"),
+            versioned(&b, MemberStatus::Up, "2"),
+            versioned(&c, MemberStatus::Joining, "2"),
+        ],
+        true,
+        Epoch(0),
+    );
+    let up_b = TypeAction::Coordinator(CoordinatorInput::MemberUp(b.clone(), AppVersion::new("2")));
+    assert!(actions.contains(&up_b), "{actions:?}");
+    // c is Up later: its version comes with it.
+    let actions = core.on_cluster(
+        ms(t, 100),
+        &[
+            versioned(&a, MemberStatus::Up, "1"),
+            versioned(&b, MemberStatus::Leaving, "2"),
+            versioned(&c, MemberStatus::Up, "2"),
+        ],
+        true,
+        Epoch(0),
+    );
+    assert_eq!(
+        actions,
+        vec![
+            TypeAction::Coordinator(CoordinatorInput::MemberLeaving(b)),
+            TypeAction::Coordinator(CoordinatorInput::MemberUp(c, AppVersion::new("2"))),
+        ]
     );
 }

@@ -97,6 +97,10 @@ pub struct NodeArgs {
     /// Settings file (TOML, see [`DemoConfig`]).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Version of the application this node runs (overrides the settings
+    /// file's `mesh.app_version`; see [`mesh::NodeConfig::app_version`]).
+    #[arg(long)]
+    pub app_version: Option<mesh::AppVersion>,
 }
 
 /// The answer to an operation.
@@ -161,6 +165,9 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     config.mesh.listen = args.listen;
     config.mesh.advertise = args.advertise;
     config.mesh.seeds = args.seeds.clone();
+    if args.app_version.is_some() {
+        config.mesh.app_version = args.app_version.clone();
+    }
     config.mesh.validate()?;
     std::fs::create_dir_all(&args.store)
         .with_context(|| format!("cannot create the store {}", args.store.display()))?;
