@@ -272,7 +272,7 @@ impl Membership {
         if self.finished {
             return None;
         }
-        let members: Vec<Member> = self.view.members.values().cloned().collect();
+        let members = self.resolver_view();
         self.resolver.pending(self.now, &self.self_id, &members)
     }
 
@@ -396,21 +396,12 @@ impl Membership {
                 now.saturating_duration_since(*since) >= self.config.down_removal_after
             })
         };
-        let seen_by_all = |subject: &NodeId| {
-            self.view
-                .members
-                .values()
-                .filter(|m| {
-                    m.status.is_counted() && m.reachability.is_reachable() && m.id != self.self_id
-                })
-                .all(|m| self.view.has_seen(&m.id, MemberStatus::Down, subject))
-        };
         let removed: Vec<NodeId> = self
             .view
             .members
             .values()
             .filter(|m| m.status == MemberStatus::Down && m.id != self.self_id)
-            .filter(|m| settled(&m.id) && seen_by_all(&m.id))
+            .filter(|m| settled(&m.id) && self.down_seen_by_everyone(&m.id))
             .map(|m| m.id.clone())
             .collect();
         for id in removed {
@@ -418,6 +409,30 @@ impl Membership {
                 member.status = MemberStatus::Removed;
             }
         }
+    }
+
+    /// Every other Up or Leaving member, reachable or not, says it has seen
+    /// `subject` Down (Akka's convergence: an unreachable member blocks it
+    /// until it is Down itself).
+    fn down_seen_by_everyone(&self, subject: &NodeId) -> bool {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status.is_counted() && m.id != self.self_id)
+            .all(|m| self.view.has_seen(&m.id, MemberStatus::Down, subject))
+    }
+
+    /// The members as the split-brain resolver weighs them: a Down member
+    /// that some member has not acknowledged yet stays in (keep-majority
+    /// counts it against the deciding side, since a side that has not heard
+    /// of the Down may still count it as its own).
+    fn resolver_view(&self) -> Vec<Member> {
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status != MemberStatus::Down || !self.down_seen_by_everyone(&m.id))
+            .cloned()
+            .collect()
     }
 
     fn progress_lifecycle(&mut self, now: Instant) {
@@ -586,7 +601,7 @@ impl Membership {
         if self.down.contains(&self.self_id) || self.lifecycle.is_gone() {
             return;
         }
-        let members: Vec<Member> = self.view.members.values().cloned().collect();
+        let members = self.resolver_view();
         let to_down = self.resolver.step(now, &self.self_id, &members);
         if to_down.is_empty() {
             return;

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::strategy::{Decision, DowningStrategy, Split};
-use crate::{ring, Member, NodeId};
+use crate::{ring, Member, MemberStatus, NodeId};
 
 /// What the strategy decides for the current view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -82,7 +82,7 @@ pub fn resolve(
         .clone();
 
     let decision = if indirectly_connected.is_empty() {
-        strategy.decide(&split(&taking_part, &unreachable))
+        strategy.decide(&split(members, &taking_part, &unreachable))
     } else if unreachable.is_subset(&indirectly_connected) {
         Decision::DownIndirectlyConnected
     } else {
@@ -101,7 +101,7 @@ pub fn resolve(
             })
             .map(|(subject, _)| (*subject).clone())
             .collect();
-        match strategy.decide(&split(&taking_part, &other_side)) {
+        match strategy.decide(&split(members, &taking_part, &other_side)) {
             Decision::DownReachable => Decision::DownReachableAndIndirectlyConnected,
             other => other,
         }
@@ -150,8 +150,19 @@ pub(crate) fn down_all(
         .collect()
 }
 
-fn split(taking_part: &BTreeMap<&NodeId, &Member>, other_side: &BTreeSet<NodeId>) -> Split {
-    let mut split = Split::default();
+fn split(
+    members: &[Member],
+    taking_part: &BTreeMap<&NodeId, &Member>,
+    other_side: &BTreeSet<NodeId>,
+) -> Split {
+    let mut split = Split {
+        downed: members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Down)
+            .map(|m| m.id.clone())
+            .collect(),
+        ..Split::default()
+    };
     for (id, member) in taking_part {
         if !member.status.is_counted() {
             continue;
@@ -267,6 +278,24 @@ mod tests {
 
     fn keep_majority() -> DowningStrategy {
         DowningStrategy::KeepMajority
+    }
+
+    /// The simulation's seed 99: n1's side downed n3 just before a second
+    /// cut put n3 with n4 and n5, who never heard of that Down. n1's side
+    /// {n1, n2} must not win a 2:2 tie on the oldest member: for the other
+    /// side n3 is Up and one of its own, 3:2.
+    #[test]
+    fn a_member_downed_just_before_a_second_cut_counts_against_the_deciding_side() {
+        let mut members = view(5, &partition(&[1, 2], &[4, 5], &[1, 2]));
+        members[2].status = MemberStatus::Down;
+        let resolution =
+            resolve(&DowningStrategy::KeepMajority, &id(1), &members, 5).expect("a resolution");
+        assert_eq!(resolution.decision, Decision::DownReachable);
+        assert_eq!(resolution.to_down, [id(1), id(2)].into());
+        let other_side = view(5, &partition(&[1, 2], &[3, 4, 5], &[3, 4, 5]));
+        let resolution =
+            resolve(&DowningStrategy::KeepMajority, &id(3), &other_side, 5).expect("a resolution");
+        assert_eq!(resolution.decision, Decision::DownUnreachable);
     }
 
     #[test]

@@ -65,6 +65,13 @@ pub struct Split {
     pub reachable: BTreeSet<NodeId>,
     /// The other side.
     pub unreachable: BTreeSet<NodeId>,
+    /// Members Down but not yet Removed. Keep-majority counts them against
+    /// the deciding side: a side that downed a member just before a second
+    /// cut must not count itself a majority of the members that remain
+    /// while the other side, which has not heard of that Down, still
+    /// counts the member as its own (found by the simulation: both sides
+    /// of a 2|3 cut survived).
+    pub downed: BTreeSet<NodeId>,
 }
 
 impl Split {
@@ -91,8 +98,13 @@ impl DowningStrategy {
         let unreachable = split.unreachable.len();
         match self {
             DowningStrategy::KeepMajority => {
+                let unreachable = unreachable + split.downed.len();
+                let oldest_downed = split
+                    .downed
+                    .first()
+                    .is_some_and(|downed| Some(downed) < split.oldest());
                 if reachable == unreachable {
-                    if split.oldest_is_reachable() {
+                    if split.oldest_is_reachable() && !oldest_downed {
                         Decision::DownUnreachable
                     } else {
                         Decision::DownReachable
@@ -160,6 +172,7 @@ mod tests {
         Split {
             reachable: ids(reachable),
             unreachable: ids(unreachable),
+            downed: BTreeSet::new(),
         }
     }
 
