@@ -186,11 +186,18 @@ impl Membership {
     /// after [`leave_handoff_done`](Self::leave_handoff_done) or after
     /// `leave_handoff_timeout`, `Removed` once every live member has said it
     /// saw `Exiting` (or `exiting_timeout` later), signalled by
-    /// [`MembershipEffect::SelfRemoved`]. Calling it again changes nothing.
+    /// [`MembershipEffect::SelfRemoved`]. A node still `Joining` was never
+    /// a member: it is `Removed` at once (as `Leaving` it would count as a
+    /// member, and could admit other joiners on its own). Calling it again
+    /// changes nothing.
     pub fn leave(&mut self, now: Instant) -> Vec<MembershipEffect> {
-        if matches!(self.lifecycle, MemberStatus::Joining | MemberStatus::Up) {
-            self.lifecycle = MemberStatus::Leaving;
-            self.leave_started = Some(now);
+        match self.lifecycle {
+            MemberStatus::Joining => self.lifecycle = MemberStatus::Removed,
+            MemberStatus::Up => {
+                self.lifecycle = MemberStatus::Leaving;
+                self.leave_started = Some(now);
+            }
+            _ => {}
         }
         self.tick(now)
     }

@@ -182,6 +182,24 @@ fn a_joining_node_becomes_up_once_admitted() {
     assert_eq!(m.status(), MemberStatus::Up);
 }
 
+/// A joiner that leaves was never a member: it is Removed at once and
+/// never says `leaving`, a status that would count it as a member and let
+/// it admit other joiners (the simulation's seed 161: two nodes restarted on
+/// the minority side of a cut, one left, and admitted the other there).
+#[test]
+fn a_joining_node_that_leaves_is_removed_at_once() {
+    let start = Instant::now();
+    let mut m = new_node(2, start);
+    m.on_gossip(start, vec![node(1, true, &[status("up")])]);
+    tick(&mut m, start);
+    let effects = m.leave(start + ms(100));
+    assert_eq!(m.status(), MemberStatus::Removed);
+    assert_eq!(set_keys(&effects)[keys::STATUS], "removed");
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, MembershipEffect::SelfRemoved)));
+}
+
 #[test]
 fn an_admission_by_a_joining_node_does_not_count() {
     let start = Instant::now();
