@@ -400,11 +400,18 @@ impl Coordinator {
             | ShardState::Hosted { .. }
             | ShardState::BeginningHandoff { .. }
             | ShardState::HandingOff { .. } => Claim::Drop,
-            // Nobody can hold it: it stays (resumes) where its state is.
-            ShardState::Free => {
+            // Nobody else can hold it: a region that runs it under a valid
+            // lease keeps it. A fenced copy is dropped: while its lease had
+            // lapsed, a previous coordinator may have moved the shard and
+            // its new home written state that this copy never saw (found by
+            // the simulation: a node paused past its lease came back as the
+            // only survivor and served its old copy). Dropped, the shard is
+            // allocated afresh and its entities start from the store.
+            ShardState::Free if active => {
                 self.take_home(shard, from);
                 Claim::Confirm
             }
+            ShardState::Free => Claim::Drop,
             // A lease of an earlier grant may still cover it. A region that
             // runs it under a valid lease is its only home; a fenced copy
             // must wait until the lease has surely run out.

@@ -65,10 +65,11 @@ pub struct SimConfig {
     /// second cluster beside the first. Either way a new cluster is
     /// bootstrapped when no node of the old one is Up (an operator's doing).
     pub late_nodes_bootstrap: bool,
-    /// The first this many nodes are the seeds: only they may start a
-    /// cluster (as `mesh` allows only a node that is its own first seed),
-    /// and gossip falls back on them. `None`: every node that starts the
-    /// run.
+    /// The first this many nodes are the seeds that gossip falls back on
+    /// (`None`: every node that starts the run). Only the first seed, n0,
+    /// may start a cluster, as `mesh` allows only a node that is its own
+    /// first seed: five nodes that may each start one would, once a whole
+    /// cluster is downed during a cut, start one on each side.
     pub seeds: Option<usize>,
 }
 
@@ -541,7 +542,7 @@ impl World {
         let id = NodeId::new(format!("n{slot}"), generation);
         let now = self.instant(slot);
         let mut membership_config = self.config.membership.clone();
-        if slot >= self.seeds() {
+        if slot != 0 {
             membership_config.may_start_cluster = false;
         }
         if self.now > 0 && !self.config.late_nodes_bootstrap && self.cluster_runs() {
