@@ -34,6 +34,8 @@ pub mod config;
 mod error;
 pub mod hooks;
 mod link;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod members;
 mod node;
 mod pipeline;

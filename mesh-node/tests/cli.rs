@@ -234,6 +234,8 @@ fn bad_input_is_one_line_and_exit_code_two() {
     assert!(err.contains("cannot bind admin address"), "{err}");
 }
 
+/// The mesh integration tests' helpers (waiting with a deadline, views).
+#[path = "../../mesh/tests/support.rs"]
 mod support;
 
 /// Certificates for `names` in a fresh directory of their own.
