@@ -1,5 +1,7 @@
 //! `mesh-node`: run a mesh node, make certificates, or start a local cluster.
 
+#[cfg(test)]
+mod deploy_check;
 mod local;
 mod run;
 

@@ -51,8 +51,10 @@ pub struct RunArgs {
     /// Self-signed certificate, no verification: local experiments only.
     #[arg(long)]
     pub insecure_dev_tls: bool,
-    /// Address of the admin HTTP API.
-    #[arg(long, env = "MESH_ADMIN")]
+    /// Address of the admin HTTP API; `--admin` alone means loopback,
+    /// 127.0.0.1:8558. Off without the flag. Bind a public address (e.g.
+    /// 0.0.0.0:8558, for Kubernetes probes) only on purpose.
+    #[arg(long, env = "MESH_ADMIN", num_args = 0..=1, default_missing_value = "127.0.0.1:8558")]
     pub admin: Option<SocketAddr>,
     /// TOML file with node settings (flags override it).
     #[arg(long, env = "MESH_CONFIG")]
