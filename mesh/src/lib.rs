@@ -40,6 +40,7 @@ mod members;
 mod node;
 mod pipeline;
 pub mod process;
+#[cfg(feature = "dns-seeds")]
 pub mod seeds;
 mod send;
 pub mod service;
@@ -63,6 +64,7 @@ pub use members::MemberInfo;
 pub use membership::{Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
 pub use node::Node;
 pub use pipeline::{Pipeline, Ticket};
+#[cfg(feature = "dns-seeds")]
 pub use seeds::{DnsSeedError, DnsSeeds};
 pub use send::PeerRef;
 pub use service::{Request, Responder};

@@ -5,6 +5,9 @@
 //! it while the node is alone (no other member in its view) and gossips with
 //! every address found, so a node whose peers appear in DNS after it started
 //! still joins them. A failed lookup is logged and retried; the node stays up.
+//!
+//! Behind the cargo feature `dns-seeds` (`mesh-node` enables it), so that an
+//! embedder with static seeds does not compile a DNS resolver.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
