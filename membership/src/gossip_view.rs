@@ -1,8 +1,8 @@
-//! From what chitchat knows to the member view.
+//! From what gossip knows to the member view.
 //!
-//! The chitchat-specific part is one small function,
-//! [`GossipNode::from_node_state`]; everything else works on the plain
-//! [`GossipNode`], so tests need no chitchat. The view is a pure function of
+//! The gossip layer (chitchat, in `mesh`) hands each node over as a plain
+//! [`GossipNode`] (built with [`GossipNode::from_key_values`]), so this crate
+//! and its tests need no chitchat and no IO. The view is a pure function of
 //! the nodes (in any order, duplicates merged) and the Down decisions adopted
 //! earlier, so two nodes that see the same gossip see the same members.
 
@@ -19,15 +19,16 @@ use crate::{AppVersion, Member, MemberStatus, NodeId, Reachability};
 /// membership keys (`member.*`) and whether chitchat considers it live.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipNode {
-    /// From the chitchat id: `node_id` is the name, `generation_id` the generation.
+    /// The node's identity (from chitchat's id: `node_id` is the name,
+    /// `generation_id` the generation).
     pub id: NodeId,
-    /// The chitchat id's `gossip_advertise_addr`.
+    /// Its gossip advertise address.
     pub addr: SocketAddr,
     /// The node's keys (only `member.*` ones are read), shared: a view of
     /// N nodes is rebuilt on every gossip change, and copying every key of
     /// every node each time made a 1,000-node view cost O(N^2) per change.
     pub keys: Arc<BTreeMap<String, String>>,
-    /// Chitchat's own (transitive) liveness.
+    /// The gossip layer's own (transitive) liveness.
     pub live: bool,
 }
 
@@ -46,16 +47,21 @@ impl GossipNode {
         }
     }
 
-    /// Reads a chitchat node state; `live` is whether the node is among
-    /// chitchat's live nodes. Deleted keys are not included.
-    pub fn from_node_state(state: &chitchat::NodeState, live: bool) -> Self {
-        let chitchat_id = state.chitchat_id();
+    /// A node from its identity, advertise address, key-value pairs (any
+    /// keys: only membership keys, `member.*`, are kept) and whether the
+    /// gossip layer considers it live.
+    pub fn from_key_values<'a>(
+        id: NodeId,
+        addr: SocketAddr,
+        key_values: impl IntoIterator<Item = (&'a str, &'a str)>,
+        live: bool,
+    ) -> Self {
         GossipNode {
-            id: NodeId::new(chitchat_id.node_id.to_string(), chitchat_id.generation_id),
-            addr: chitchat_id.gossip_advertise_addr,
+            id,
+            addr,
             keys: Arc::new(
-                state
-                    .key_values()
+                key_values
+                    .into_iter()
                     .filter(|(key, _)| key.starts_with(keys::PREFIX))
                     .map(|(key, value)| (key.to_owned(), value.to_owned()))
                     .collect(),
@@ -423,16 +429,19 @@ mod tests {
     }
 
     #[test]
-    fn reads_a_chitchat_node_state() {
-        let mut state = chitchat::NodeState::for_test();
-        state.set("member.status", "up");
-        state.set("member.roles", "coord");
-        state.set("unrelated", "x");
-        let node = GossipNode::from_node_state(&state, true);
+    fn keeps_only_membership_keys() {
+        let node = GossipNode::from_key_values(
+            id(1),
+            "127.0.0.1:1".parse().unwrap(),
+            [
+                ("member.status", "up"),
+                ("member.roles", "coord"),
+                ("unrelated", "x"),
+            ],
+            true,
+        );
         assert_eq!(node.keys.len(), 2);
         assert!(node.live);
-        let chitchat_id = state.chitchat_id();
-        assert_eq!(node.id.name, chitchat_id.node_id.to_string());
-        assert_eq!(node.id.generation, chitchat_id.generation_id);
+        assert_eq!(node.id, id(1));
     }
 }

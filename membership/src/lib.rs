@@ -51,8 +51,8 @@
 //! # Driving it
 //!
 //! The driver (in `mesh`) owns the network and calls:
-//! - [`Membership::on_gossip`] with every chitchat node state (converted by
-//!   [`GossipNode::from_node_state`]) after each gossip round;
+//! - [`Membership::on_gossip`] with every node gossip knows (each a plain
+//!   [`GossipNode`], see [`GossipNode::from_key_values`]) after each gossip round;
 //! - [`Membership::on_heartbeat`] when a heartbeat answer arrives;
 //! - [`Membership::tick`] every [`MembershipConfig::tick_interval`], and
 //!   performs the returned [`MembershipEffect`]s: set/delete its own chitchat

@@ -3,6 +3,10 @@
 //! Protocol code calls `node.hooks().fire("coordinator.after_begin_handoff").await`
 //! at a named point; a test arms that point on one node with an action, which
 //! then runs exactly there. A point with nothing armed costs one atomic load.
+//!
+//! Arming a point ([`Hooks::arm`], [`Hooks::arm_once`], [`Hooks::disarm`])
+//! is test-only fault injection behind the `fault-injection` cargo feature;
+//! without it nothing can be armed and every point is a no-op.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,15 +65,18 @@ struct HooksInner {
 
 impl Hooks {
     /// Arms `point` to run `action` on every pass.
+    #[cfg(feature = "fault-injection")]
     pub fn arm(&self, point: &str, action: HookAction) {
         self.arm_times(point, action, None);
     }
 
     /// Arms `point` to run `action` on the next pass only.
+    #[cfg(feature = "fault-injection")]
     pub fn arm_once(&self, point: &str, action: HookAction) {
         self.arm_times(point, action, Some(1));
     }
 
+    #[cfg(feature = "fault-injection")]
     fn arm_times(&self, point: &str, action: HookAction, remaining: Option<u64>) {
         let mut armed = lock(&self.inner.armed);
         armed.insert(point.to_string(), Armed { action, remaining });
@@ -77,6 +84,7 @@ impl Hooks {
     }
 
     /// Disarms `point`.
+    #[cfg(feature = "fault-injection")]
     pub fn disarm(&self, point: &str) {
         let mut armed = lock(&self.inner.armed);
         armed.remove(point);

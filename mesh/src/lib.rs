@@ -34,10 +34,14 @@ pub mod config;
 mod error;
 pub mod hooks;
 mod link;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod members;
 mod node;
 mod pipeline;
 pub mod process;
+#[cfg(feature = "dns-seeds")]
+pub mod seeds;
 mod send;
 pub mod service;
 mod services;
@@ -60,6 +64,8 @@ pub use members::MemberInfo;
 pub use membership::{AppVersion, Member, MemberEvent, MemberStatus, MembershipConfig, NodeId};
 pub use node::Node;
 pub use pipeline::{Pipeline, Ticket};
+#[cfg(feature = "dns-seeds")]
+pub use seeds::{DnsSeedError, DnsSeeds};
 pub use send::PeerRef;
 pub use service::{Request, Responder};
 pub use services::ServiceExists;

@@ -163,7 +163,9 @@ impl Node {
     }
 
     /// Kills the node as `kill -9` would: no goodbye to any peer, nothing
-    /// flushed, every task aborted. For failure tests.
+    /// flushed, every task aborted. For failure tests (cargo feature
+    /// `fault-injection`).
+    #[cfg(feature = "fault-injection")]
     pub fn crash(&self) {
         if let Some(chitchat) = lock(&self.parts.chitchat).take() {
             chitchat.abort();

@@ -111,8 +111,9 @@ pub use lease::{shard_free_at, LatestGrant};
 pub use lease_gate::ShardLease;
 pub use messages::{CoordinatorToRegion, Delivery, Envelope, RegionToCoordinator, RegionToRegion};
 pub use region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
+#[cfg(feature = "fault-injection")]
+pub use runtime::hook_points;
 pub use runtime::{
-    hook_points, CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef,
-    RegionLease, RegionSignal, RegionView, ShardRow, Sharding, ShardingError, TypeAction, TypeCore,
-    TypeView,
+    CoordinatorView, DaemonContext, DaemonHandle, DaemonWorker, EntityRef, RegionLease,
+    RegionSignal, RegionView, ShardRow, Sharding, ShardingError, TypeAction, TypeCore, TypeView,
 };

@@ -29,9 +29,21 @@ pub(crate) async fn read_gossip(chitchat: &SharedChitchat) -> GossipRead {
         .node_states()
         .iter()
         .filter(|(id, _)| **id != me)
-        .map(|(id, state)| GossipNode::from_node_state(state, live.contains(id)))
+        .map(|(id, state)| gossip_node(state, live.contains(id)))
         .collect();
     GossipRead { nodes }
+}
+
+/// A chitchat node state as membership reads it; `live` is whether the node
+/// is among chitchat's live nodes. Deleted keys are not included.
+fn gossip_node(state: &chitchat::NodeState, live: bool) -> GossipNode {
+    let chitchat_id = state.chitchat_id();
+    GossipNode::from_key_values(
+        NodeId::new(chitchat_id.node_id.to_string(), chitchat_id.generation_id),
+        chitchat_id.gossip_advertise_addr,
+        state.key_values(),
+        live,
+    )
 }
 
 /// One change to this node's own keys.
@@ -89,4 +101,23 @@ pub(crate) async fn who_downed(
     }
     deciders.sort();
     (deciders, younger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_chitchat_node_state() {
+        let mut state = chitchat::NodeState::for_test();
+        state.set("member.status", "up");
+        state.set("member.roles", "coord");
+        state.set("unrelated", "x");
+        let node = gossip_node(&state, true);
+        assert_eq!(node.keys.len(), 2);
+        assert!(node.live);
+        let chitchat_id = state.chitchat_id();
+        assert_eq!(node.id.name, chitchat_id.node_id.to_string());
+        assert_eq!(node.id.generation, chitchat_id.generation_id);
+    }
 }

@@ -29,7 +29,8 @@ use crate::region::{Region, RegionEffect, RegionInput, ShardStatus, StopReason};
 use crate::ShardingConfig;
 
 /// The hook points of the sharding driver (see [`mesh::Hooks`]): arm one
-/// on a node to crash or pause it exactly between two protocol steps.
+/// on a node to crash or pause it exactly between two protocol steps
+/// (exported with the cargo feature `fault-injection`).
 pub mod hook_points {
     /// The coordinator has just sent a `BeginHandoff`.
     pub const AFTER_BEGIN_HANDOFF: &str = "sharding.coordinator.after_begin_handoff";

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::core::{RegionSignal, TypeAction, TypeCore};
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
+#[cfg(feature = "fault-injection")]
 pub use driver::hook_points;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;

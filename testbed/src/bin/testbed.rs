@@ -20,13 +20,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use mesh::logging::LogFormat;
 use serde::Serialize;
 use testbed::experiment::demo::{run_node, NodeArgs};
 use testbed::experiment::runner::{run, RunOptions};
 use testbed::experiment::scenario::Scenario;
 use testbed::proxy::{ProxyConfig, ProxyServer};
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code for a config or environment the proxy cannot start with.
 const EXIT_BAD_SETUP: u8 = 2;
@@ -37,6 +37,10 @@ const EXIT_VIOLATION: u8 = 1;
 #[derive(Parser)]
 #[command(name = "testbed", version, about = "The mesh's testbed")]
 struct Cli {
+    /// Log lines as `text` (colored only on a terminal) or `json` (one
+    /// object per line), on standard error.
+    #[arg(long, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,12 +108,7 @@ fn main() -> ExitCode {
         Command::Run(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    mesh::logging::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the async runtime: {error}")),

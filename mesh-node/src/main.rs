@@ -1,5 +1,7 @@
 //! `mesh-node`: run a mesh node, make certificates, or start a local cluster.
 
+#[cfg(test)]
+mod deploy_check;
 mod local;
 mod run;
 
@@ -7,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mesh::logging::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -15,6 +18,10 @@ use clap::{Parser, Subcommand};
     about = "A mesh node: QUIC, mutual TLS, gossip"
 )]
 struct Cli {
+    /// Log lines as `text` (colored only on a terminal) or `json` (one
+    /// object per line); on standard error, filtered by RUST_LOG.
+    #[arg(long, global = true, default_value_t = LogFormat::Text, env = "MESH_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,7 +59,7 @@ enum CertsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    mesh::logging::init(cli.log_format, "info,quinn=warn,chitchat=warn");
     let result = match cli.command {
         Command::Certs {
             command:
@@ -95,10 +102,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,quinn=warn,chitchat=warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).init();
 }

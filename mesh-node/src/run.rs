@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use mesh::config::AdminToken;
-use mesh::{Node, NodeConfig, TlsSettings};
+use mesh::{DnsSeeds, Node, NodeConfig, TlsSettings};
 
 /// Flags of `mesh-node run`.
 #[derive(Args, Clone)]
@@ -22,6 +23,19 @@ pub struct RunArgs {
     /// Seed addresses, comma separated.
     #[arg(long, value_delimiter = ',', env = "MESH_SEEDS")]
     pub seeds: Vec<SocketAddr>,
+    /// Seeds from DNS: every A/AAAA record of NAME, with PORT (e.g. a
+    /// Kubernetes headless service). Resolved at start and again every
+    /// second while the node is alone; a failed lookup is retried.
+    #[arg(long, value_name = "NAME:PORT", env = "MESH_SEEDS_DNS")]
+    pub seeds_dns: Option<String>,
+    /// Nameserver for --seeds-dns instead of the system's (/etc/resolv.conf).
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        requires = "seeds_dns",
+        env = "MESH_DNS_NAMESERVER"
+    )]
+    pub dns_nameserver: Option<SocketAddr>,
     /// Address other nodes use to reach this one (default: the listen address).
     #[arg(long, env = "MESH_ADVERTISE")]
     pub advertise: Option<SocketAddr>,
@@ -42,8 +56,10 @@ pub struct RunArgs {
     /// Self-signed certificate, no verification: local experiments only.
     #[arg(long)]
     pub insecure_dev_tls: bool,
-    /// Address of the admin HTTP API.
-    #[arg(long, env = "MESH_ADMIN")]
+    /// Address of the admin HTTP API; `--admin` alone means loopback,
+    /// 127.0.0.1:8558. Off without the flag. Bind a public address (e.g.
+    /// 0.0.0.0:8558, for Kubernetes probes) only on purpose.
+    #[arg(long, env = "MESH_ADMIN", num_args = 0..=1, default_missing_value = "127.0.0.1:8558")]
     pub admin: Option<SocketAddr>,
     /// TOML file with node settings (flags override it).
     #[arg(long, env = "MESH_CONFIG")]
@@ -102,6 +118,17 @@ impl RunArgs {
         Ok(config)
     }
 
+    /// The DNS seed source, if `--seeds-dns` is given.
+    fn dns_seeds(&self) -> anyhow::Result<Option<DnsSeeds>> {
+        let Some(name_port) = &self.seeds_dns else {
+            return Ok(None);
+        };
+        Ok(Some(match self.dns_nameserver {
+            Some(nameserver) => DnsSeeds::with_nameserver(name_port, nameserver)?,
+            None => DnsSeeds::system(name_port)?,
+        }))
+    }
+
     fn tls(&self) -> anyhow::Result<TlsSettings> {
         match &self.tls_dir {
             Some(dir) => Ok(TlsSettings::from_dir(dir, &self.name)?),
@@ -114,8 +141,12 @@ impl RunArgs {
 /// input), then leaves the cluster gracefully (a signal then stops it at once). If the cluster downs the node, it
 /// exits with [`mesh::process::EXIT_DOWNED`].
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = args.node_config()?;
+    let mut config = args.node_config()?;
     let tls = args.tls()?;
+    let dns_seeds = args.dns_seeds()?;
+    if let Some(seeds) = &dns_seeds {
+        seed_from_dns(&mut config, seeds).await;
+    }
     let admin = match args.admin {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -129,6 +160,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .tls(tls)
         .start()
         .await?;
+    if let Some(seeds) = dns_seeds {
+        node.follow_dns_seeds(seeds, DNS_SEED_POLL);
+    }
     if let Some(listener) = admin {
         let addr = listener.local_addr()?;
         tracing::info!(node = %node.id(), %addr, "admin API listening");
@@ -140,6 +174,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .map_err(std::io::Error::other)
     };
     Ok(mesh::process::serve_until_stopped(&node, stop).await?)
+}
+
+/// How often a node that is alone looks its DNS seeds up again.
+const DNS_SEED_POLL: Duration = Duration::from_secs(1);
+
+/// Adds the DNS seeds found now to `config`'s seeds. As with static seeds,
+/// only the node whose address comes first may start a new cluster; a node
+/// that finds no seed yet may not (it waits for DNS to list its peers).
+async fn seed_from_dns(config: &mut NodeConfig, seeds: &DnsSeeds) {
+    match seeds.resolve().await {
+        Ok(found) => {
+            tracing::info!(name = seeds.name(), ?found, "DNS seeds");
+            for seed in found {
+                if !config.seeds.contains(&seed) {
+                    config.seeds.push(seed);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "DNS seeds: none yet, retrying while alone"),
+    }
+    if config.seeds.is_empty() {
+        config.membership.may_start_cluster = false;
+    }
 }
 
 /// Waits for SIGINT or SIGTERM or, with `stdin_too`, the end of standard

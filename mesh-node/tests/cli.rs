@@ -232,8 +232,25 @@ fn bad_input_is_one_line_and_exit_code_two() {
         &admin.local_addr().unwrap().to_string(),
     ]);
     assert!(err.contains("cannot bind admin address"), "{err}");
+    let err = run_expecting_error(&[
+        "run",
+        "--name",
+        "n1",
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-dev-tls",
+        "--seeds-dns",
+        "mesh.svc.cluster.local",
+    ]);
+    assert!(
+        err.starts_with("error: invalid DNS seed \"mesh.svc.cluster.local\": expected NAME:PORT"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
+/// The mesh integration tests' helpers (waiting with a deadline, views).
+#[path = "../../mesh/tests/support.rs"]
 mod support;
 
 /// Certificates for `names` in a fresh directory of their own.
@@ -274,12 +291,29 @@ fn start_local_cluster(tag: &str) -> (Process, Arc<Mutex<String>>, Vec<SocketAdd
         .process_group(0)
         .spawn()
         .unwrap();
+    let output = collect_output(&mut child);
+    let admin: Vec<SocketAddr> = (admin..admin + 3)
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .collect();
+    wait_for_members(&admin, &["n1", "n2", "n3"]);
+    (Process(child), output, admin)
+}
+
+/// Collects the lines the child prints on its piped stdout and stderr (in
+/// the order they arrive) on threads of their own.
+fn collect_output(child: &mut Child) -> Arc<Mutex<String>> {
     let output = Arc::new(Mutex::new(String::new()));
-    let streams: [Box<dyn Read + Send>; 2] = [
-        Box::new(child.stdout.take().unwrap()),
-        Box::new(child.stderr.take().unwrap()),
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
-    for stream in streams {
+    for stream in streams.into_iter().flatten() {
         let output = output.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stream).lines() {
@@ -290,11 +324,7 @@ fn start_local_cluster(tag: &str) -> (Process, Arc<Mutex<String>>, Vec<SocketAdd
             }
         });
     }
-    let admin: Vec<SocketAddr> = (admin..admin + 3)
-        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
-        .collect();
-    wait_for_members(&admin, &["n1", "n2", "n3"]);
-    (Process(child), output, admin)
+    output
 }
 
 /// Everything the local cluster printed, once its pipes closed (when the
@@ -504,6 +534,202 @@ async fn sigterm_leaves_the_cluster_gracefully_and_exits_zero() {
         .map(|(what, _)| what)
         .collect();
     assert_eq!(n2_events, ["left", "removed"], "{seen:#?}");
+    n1.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `mesh-node run` with `args` (and a fresh insecure node); what it prints
+/// on stderr, once it has logged that it started.
+fn stderr_of_a_started_node(args: &[&str]) -> String {
+    let mut child = Process(
+        Command::new(BIN)
+            .args(args)
+            .args(["run", "--name", "n1", "--listen", "127.0.0.1:0"])
+            .arg("--insecure-dev-tls")
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let output = collect_output(&mut child.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !output.lock().unwrap().contains("node started") {
+        assert!(
+            Instant::now() < deadline,
+            "no start line; stderr:\n{}",
+            output.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(child);
+    let printed = output.lock().unwrap().clone();
+    printed
+}
+
+#[test]
+fn logs_to_a_pipe_have_no_colors_and_json_lines_parse() {
+    let text = stderr_of_a_started_node(&[]);
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escape in piped logs:\n{text}"
+    );
+
+    let json = stderr_of_a_started_node(&["--log-format", "json"]);
+    for line in json.lines() {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nall:\n{json}"));
+        assert!(parsed.get("level").is_some(), "{line}");
+    }
+    assert!(json.contains("node started"), "{json}");
+
+    let err = run_expecting_error(&[
+        "--log-format",
+        "xml",
+        "certs",
+        "init",
+        "--dir",
+        "x",
+        "--nodes",
+        "n1",
+    ]);
+    assert!(err.contains("text or json"), "{err}");
+}
+
+/// A DNS server on loopback UDP that answers A queries from a table the
+/// test changes (unknown names: no records), counting the queries per name.
+struct DnsStub {
+    addr: SocketAddr,
+    records: Arc<Mutex<std::collections::HashMap<String, Vec<std::net::Ipv4Addr>>>>,
+    queries: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl DnsStub {
+    async fn start() -> Self {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stub = DnsStub {
+            addr: socket.local_addr().unwrap(),
+            records: Arc::default(),
+            queries: Arc::default(),
+        };
+        let (records, queries) = (stub.records.clone(), stub.queries.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+                response.metadata.recursion_desired = query.metadata.recursion_desired;
+                response.metadata.recursion_available = true;
+                for question in &query.queries {
+                    let name = question.name().to_ascii().trim_end_matches('.').to_string();
+                    *queries.lock().unwrap().entry(name.clone()).or_default() += 1;
+                    if question.query_type() != RecordType::A {
+                        continue;
+                    }
+                    for ip in records.lock().unwrap().get(&name).into_iter().flatten() {
+                        response.add_answer(Record::from_rdata(
+                            question.name().clone(),
+                            0,
+                            RData::A(A(*ip)),
+                        ));
+                    }
+                }
+                response.add_queries(query.queries.clone());
+                let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
+            }
+        });
+        stub
+    }
+
+    fn set(&self, name: &str, ips: &[[u8; 4]]) {
+        let ips = ips.iter().map(|ip| (*ip).into()).collect();
+        self.records.lock().unwrap().insert(name.to_string(), ips);
+    }
+
+    fn queries(&self, name: &str) -> usize {
+        self.queries.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+/// A UDP port free on both 127.0.0.2 and 127.0.0.3 (DNS seeds share one port).
+fn port_free_on_two_loopback_addresses() -> u16 {
+    for _ in 0..100 {
+        let port = fresh_port(|| {
+            UdpSocket::bind("127.0.0.2:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        if UdpSocket::bind(("127.0.0.3", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on 127.0.0.2 and 127.0.0.3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_only_dns_seeds_joins_once_its_peer_appears_in_dns() {
+    support::init_tracing();
+    const NAME: &str = "seeds.mesh.test";
+    let dns = DnsStub::start().await;
+    let dir = cert_dir("dns", &["n1", "n2"]);
+    let port = port_free_on_two_loopback_addresses();
+    let n1 = mesh::Node::builder("n1")
+        .listen(SocketAddr::from(([127, 0, 0, 2], port)))
+        .tls(mesh::TlsSettings::from_dir(&dir, "n1").unwrap())
+        .start()
+        .await
+        .unwrap();
+    let mut n2 = Process(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--name",
+                "n2",
+                "--listen",
+                &format!("127.0.0.3:{port}"),
+            ])
+            .args(["--seeds-dns", &format!("{NAME}:{port}")])
+            .args(["--dns-nameserver", &dns.addr.to_string()])
+            .arg("--tls-dir")
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let output = collect_output(&mut n2.0);
+    // The name has no records yet: n2 stays up, alone, and looks again.
+    support::wait_until(
+        Duration::from_secs(20),
+        "n2 to look its seeds up three times",
+        &[&n1],
+        || dns.queries(NAME) >= 3,
+    )
+    .await;
+    assert!(
+        n2.0.try_wait().unwrap().is_none(),
+        "n2 exited:\n{}",
+        output.lock().unwrap()
+    );
+    assert_eq!(n1.cluster_members().len(), 1, "n2 joined without seeds");
+
+    dns.set(NAME, &[[127, 0, 0, 2], [127, 0, 0, 3]]);
+    support::wait_until(Duration::from_secs(20), "n1 and n2 Up", &[&n1], || {
+        support::sees_all_up(&n1, 2)
+    })
+    .await;
     n1.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

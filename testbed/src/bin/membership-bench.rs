@@ -51,12 +51,7 @@ const TARGET_CRASH_TO_DOWN: Duration = Duration::from_millis(3500);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    mesh::logging::init(mesh::logging::LogFormat::Text, "error");
     let args = Args::parse();
     anyhow::ensure!(args.crash_nodes >= 3, "--crash-nodes must be at least 3");
     anyhow::ensure!(
