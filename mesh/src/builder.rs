@@ -164,7 +164,7 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
     let stats = Arc::new(Stats::default());
     let services = Arc::new(Services::new(id.name.clone()));
     let hooks = Hooks::default();
-    let tasks = Arc::new(Tasks::default());
+    let tasks = Arc::new(Tasks::new(tracing::info_span!("node", node = %id)));
     let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
     let dispatch = Arc::new(Dispatch {
         services: services.clone(),

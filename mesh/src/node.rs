@@ -92,6 +92,21 @@ impl Node {
         &self.parts.hooks
     }
 
+    /// The span that carries this node's name (`node{node=name#generation}`):
+    /// every task the node spawns runs inside it. A library that spawns
+    /// tasks for the node (sharding does) instruments them with it, so that
+    /// a multi-node log can be filtered by node.
+    ///
+    /// ```no_run
+    /// # fn demo(node: &mesh::Node) {
+    /// use tracing::Instrument;
+    /// tokio::spawn(async { tracing::info!("runs as part of the node") }.instrument(node.span().clone()));
+    /// # }
+    /// ```
+    pub fn span(&self) -> &tracing::Span {
+        self.parts.tasks.span()
+    }
+
     /// Counters of refused and dropped input.
     pub fn stats(&self) -> NodeStats {
         let transport = &self.parts.transport;

@@ -84,7 +84,7 @@ pub(crate) async fn start(
         leaving: false,
         decision_due: None,
     };
-    let span = tracing::info_span!("membership", node = %node.id());
+    let span = tracing::info_span!(parent: node.span(), "membership");
     node.spawn(driver.run().instrument(span));
     Ok(())
 }
@@ -159,10 +159,13 @@ impl Driver {
                     tracing::info!("leaving the cluster: handing off");
                     let handoffs = self.out.handoffs.clone();
                     let done = self.out.command_tx.clone();
-                    tokio::spawn(async move {
-                        handoffs.run_all().await;
-                        let _ = done.send(Command::HandoffDone);
-                    });
+                    tokio::spawn(
+                        async move {
+                            handoffs.run_all().await;
+                            let _ = done.send(Command::HandoffDone);
+                        }
+                        .in_current_span(),
+                    );
                 }
                 effects
             }

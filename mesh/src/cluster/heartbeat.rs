@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use membership::NodeId;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::node::Node;
 use crate::service::Request;
@@ -63,5 +64,5 @@ pub(crate) fn send(
                 tracing::trace!(node = %node.id(), peer = %to, %error, "heartbeat not answered");
             }
         }
-    });
+    }.in_current_span());
 }

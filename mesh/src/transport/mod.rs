@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use membership::NodeId;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use self::dial::{DialError, Handshaken, Handshakes};
 use self::links::Links;
@@ -293,8 +294,11 @@ impl Transport {
 }
 
 fn retire(conn: quinn::Connection) {
-    tokio::spawn(async move {
-        tokio::time::sleep(RETIRE_GRACE).await;
-        conn.close(ErrorCode::Duplicate.into(), b"duplicate connection");
-    });
+    tokio::spawn(
+        async move {
+            tokio::time::sleep(RETIRE_GRACE).await;
+            conn.close(ErrorCode::Duplicate.into(), b"duplicate connection");
+        }
+        .in_current_span(),
+    );
 }

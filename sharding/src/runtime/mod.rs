@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 pub use self::core::{RegionSignal, TypeAction, TypeCore};
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
@@ -208,7 +209,9 @@ impl Sharding {
                 let (_, responder) = request.into_parts();
                 let (answer, view) = oneshot::channel();
                 if views.try_send(Command::CoordinatorView(answer)).is_ok() {
-                    tokio::spawn(async move { responder.reply(view.await.ok().flatten()) });
+                    tokio::spawn(
+                        async move { responder.reply(view.await.ok().flatten()) }.in_current_span(),
+                    );
                 }
             },
         )
@@ -227,7 +230,7 @@ impl Sharding {
             }),
         };
         let driver = Driver::new(node.clone(), settings, config, replies, routes);
-        tokio::spawn(driver.run(receiver));
+        tokio::spawn(driver.run(receiver).instrument(node.span().clone()));
         types.insert(name, Arc::new(entity_ref.clone()));
         Ok(entity_ref)
     }
