@@ -35,6 +35,7 @@ mod error;
 pub mod hooks;
 mod link;
 mod members;
+pub mod metrics;
 mod node;
 mod pipeline;
 pub mod process;

@@ -4,14 +4,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
 use crate::link::answers::AnswerReader;
-use crate::link::outbox::{Outbox, PushError, ServiceIds};
+use crate::link::outbox::{PushError, ServiceIds};
 use crate::link::pending::{AskFailure, AskOutcome};
 use crate::link::Link;
 use crate::node::Node;
@@ -44,7 +44,7 @@ impl PeerRef {
         self.node.check_running()?;
         match &self.link {
             None => self.node.services().tell_local(service, message),
-            Some(link) => tell_remote(link.outbox(), &self.name, service, &message),
+            Some(link) => tell_remote(link, &self.name, service, &message),
         }
     }
 
@@ -130,9 +130,7 @@ impl Node {
         if peer == self.id().name {
             return self.services().tell_local(service, message);
         }
-        self.with_link(peer, |link| {
-            tell_remote(link.outbox(), peer, service, &message)
-        })?
+        self.with_link(peer, |link| tell_remote(link, peer, service, &message))?
     }
 
     /// Sends a request to `service` on node `peer` and waits up to `timeout`
@@ -166,15 +164,18 @@ fn put_tell<M: Serialize>(
 }
 
 fn tell_remote<M: Serialize>(
-    outbox: &Outbox,
+    link: &Link,
     peer: &str,
     service: &str,
     message: &M,
 ) -> Result<(), SendError> {
-    outbox
+    link.outbox()
         .push(|buf, ids| put_tell(buf, ids, service, message))
         .map_err(|error| match error {
-            PushError::Full => SendError::Backpressure(peer.to_string()),
+            PushError::Full => {
+                link.metrics().sends_refused.inc();
+                SendError::Backpressure(peer.to_string())
+            }
             PushError::Encode(error) => SendError::Encode(error),
         })
 }
@@ -191,6 +192,9 @@ where
     R: DeserializeOwned,
 {
     let id = node.next_ask_id();
+    let metrics = link.metrics();
+    metrics.asks.inc();
+    let started = Instant::now();
     let pending = link.pending();
     let answer = pending.insert(id);
     let registration = pending.registration(id);
@@ -210,8 +214,12 @@ where
             .map_err(|_| AskError::ConnectionLost(link.name().to_string()))
     })
     .await
-    .map_err(|_| AskError::Timeout(timeout))??;
+    .map_err(|_| {
+        metrics.ask_timeouts.inc();
+        AskError::Timeout(timeout)
+    })??;
     registration.release();
+    metrics.ask_duration.observe(started.elapsed());
     let bytes = match outcome {
         Ok(bytes) => bytes,
         Err(AskFailure::Remote(error)) => return Err(AskError::Remote(error)),

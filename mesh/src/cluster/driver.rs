@@ -221,6 +221,8 @@ impl Driver {
 
     fn publish(&mut self) {
         let state = ClusterState::of(&self.membership);
+        let phis = self.membership.phis(Instant::now()).map(|(_, phi)| phi);
+        self.node.metrics().mesh.record_phis(phis);
         // Only the deciding node acts on the timer; a due time already past
         // was handled by this very step (or the decision waits for a change).
         let now = Instant::now();
