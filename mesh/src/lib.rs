@@ -37,6 +37,8 @@ mod link;
 mod members;
 pub mod metrics;
 mod node;
+#[cfg(feature = "otel")]
+mod otel;
 mod pipeline;
 pub mod process;
 mod send;

@@ -191,6 +191,11 @@ where
     M: Serialize,
     R: DeserializeOwned,
 {
+    // The remote handler's span continues this one (feature `otel`).
+    #[cfg(feature = "otel")]
+    let span = tracing::info_span!("mesh.ask", peer = link.name(), service);
+    #[cfg(feature = "otel")]
+    let trace = crate::otel::context_of(&span);
     let id = node.next_ask_id();
     let metrics = link.metrics();
     metrics.asks.inc();
@@ -201,11 +206,18 @@ where
     let outcome = tokio::time::timeout(timeout, async {
         link.outbox()
             .push_wait(|buf, ids| {
-                let header = EnvelopeHeader::Ask {
-                    id,
-                    service: ids.refer(service),
-                };
-                put_envelope(buf, &header, &message)
+                let service = ids.refer(service);
+                #[cfg(feature = "otel")]
+                if !trace.is_empty() {
+                    let context = trace.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                    let header = EnvelopeHeader::TracedAsk {
+                        id,
+                        service,
+                        context: context.collect(),
+                    };
+                    return put_envelope(buf, &header, &message);
+                }
+                put_envelope(buf, &EnvelopeHeader::Ask { id, service }, &message)
             })
             .await
             .map_err(SendError::from)?;

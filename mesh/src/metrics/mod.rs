@@ -34,7 +34,9 @@
 //! Labels stay bounded: peers by name (bounded by the cluster), services by
 //! registered name. Recording on the send and receive paths is atomics
 //! only: the counters of a (peer, service) pair are looked up once per link
-//! and service, not per message.
+//! and service, not per message, and each counter of those paths sits on a
+//! cache line of its own (nodes in one process, or a sender and a receiver
+//! on two cores, never write to a shared line).
 //!
 //! A library adds its series with [`Metrics::register`] or, for values read
 //! at scrape time, [`Metrics::register_collector`]:
@@ -50,6 +52,7 @@
 
 mod collector;
 mod histogram;
+mod padded;
 
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +65,7 @@ use prometheus_client::registry::{Metric, Registry};
 
 pub(crate) use self::collector::NodeCollector;
 pub use self::histogram::{DurationHistogram, LATENCY_BUCKETS, RECOVERY_BUCKETS};
+use self::padded::HotCounter;
 use crate::sync::lock;
 
 /// The metrics registry of one node. Obtained with [`crate::Node::metrics`].
@@ -124,12 +128,12 @@ pub(crate) const OTHER: &str = "(unknown)";
 
 /// Mesh's own series, recorded by the transport.
 pub(crate) struct MeshMetrics {
-    messages_sent: Family<ServiceLabels, Counter>,
-    bytes_sent: Family<ServiceLabels, Counter>,
-    messages_received: Family<ServiceLabels, Counter>,
-    bytes_received: Family<ServiceLabels, Counter>,
-    asks: Family<PeerLabels, Counter>,
-    ask_timeouts: Family<PeerLabels, Counter>,
+    messages_sent: Family<ServiceLabels, HotCounter>,
+    bytes_sent: Family<ServiceLabels, HotCounter>,
+    messages_received: Family<ServiceLabels, HotCounter>,
+    bytes_received: Family<ServiceLabels, HotCounter>,
+    asks: Family<PeerLabels, HotCounter>,
+    ask_timeouts: Family<PeerLabels, HotCounter>,
     ask_duration: Family<PeerLabels, DurationHistogram, fn() -> DurationHistogram>,
     connections_up: Family<PeerLabels, Counter>,
     connections_down: Family<PeerLabels, Counter>,
@@ -296,8 +300,8 @@ impl MeshMetrics {
 
 /// The per-peer series of one link, looked up once when the link is made.
 pub(crate) struct LinkMetrics {
-    pub(crate) asks: Counter,
-    pub(crate) ask_timeouts: Counter,
+    pub(crate) asks: HotCounter,
+    pub(crate) ask_timeouts: HotCounter,
     pub(crate) ask_duration: DurationHistogram,
     pub(crate) sends_waited: Counter,
     pub(crate) sends_refused: Counter,
@@ -307,14 +311,14 @@ pub(crate) struct LinkMetrics {
 /// direction.
 #[derive(Clone)]
 pub(crate) struct Traffic {
-    messages: Counter,
-    bytes: Counter,
+    messages: HotCounter,
+    bytes: HotCounter,
 }
 
 impl Traffic {
     fn of(
-        messages: &Family<ServiceLabels, Counter>,
-        bytes: &Family<ServiceLabels, Counter>,
+        messages: &Family<ServiceLabels, HotCounter>,
+        bytes: &Family<ServiceLabels, HotCounter>,
         peer: &str,
         service: &str,
     ) -> Self {

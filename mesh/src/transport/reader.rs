@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::hooks::Hooks;
 use crate::link::incoming::Incoming;
+use crate::link::outbox::Outbox;
 use crate::link::pending::answer;
 use crate::link::Link;
 use crate::metrics::{MeshMetrics, Traffic, OTHER, REPLY};
@@ -179,7 +180,12 @@ const BEFORE_DELIVER: &str = "mesh.before_deliver";
 fn delivers_to_a_service(frame: &[u8]) -> bool {
     matches!(
         EnvelopeHeader::decode(frame),
-        Ok((EnvelopeHeader::Tell { .. } | EnvelopeHeader::Ask { .. }, _))
+        Ok((
+            EnvelopeHeader::Tell { .. }
+                | EnvelopeHeader::Ask { .. }
+                | EnvelopeHeader::TracedAsk { .. },
+            _
+        ))
     )
 }
 
@@ -205,26 +211,22 @@ fn deliver(
             deliver_tell(dispatch, from, service, body);
         }
         EnvelopeHeader::Ask { id, service } => {
-            let target = ReplyTarget::Remote {
-                outbox: replies.clone(),
-                id,
-            };
-            let failure = match services.resolve(&dispatch.services, service, bytes)? {
-                (name, None) => {
-                    Stats::bump(&dispatch.stats.unknown_service);
-                    Some(RemoteError::UnknownService(name.to_string()))
-                }
-                (_, Some(handler)) => match handler.deliver_remote(from, body, Some(target)) {
-                    Ok(()) => None,
-                    Err((error, _)) => {
-                        Stats::bump(&dispatch.stats.messages_malformed);
-                        Some(error)
-                    }
-                },
-            };
-            if let Some(error) = failure {
-                send_failure(replies, id, error);
-            }
+            let service = services.resolve(&dispatch.services, service, bytes)?;
+            deliver_ask(dispatch, from, replies, service, id, body);
+        }
+        EnvelopeHeader::TracedAsk {
+            id,
+            service,
+            context,
+        } => {
+            let service = services.resolve(&dispatch.services, service, bytes)?;
+            // The handler runs inside a span that continues the caller's trace.
+            #[cfg(feature = "otel")]
+            let _span = crate::otel::handler_span(id, &context).entered();
+            // Without `otel`: served as a plain ask.
+            #[cfg(not(feature = "otel"))]
+            let _ = context;
+            deliver_ask(dispatch, from, replies, service, id, body);
         }
         EnvelopeHeader::Reply { .. } | EnvelopeHeader::Failure { .. } => {
             services.traffic.replies.record(bytes);
@@ -239,6 +241,38 @@ fn deliver(
         }
     }
     Ok(())
+}
+
+/// Hands ask `id` to its service; an ask to an unknown service or one that
+/// does not decode is answered with a failure and counted.
+fn deliver_ask(
+    dispatch: &Dispatch,
+    from: &CompactString,
+    replies: &Arc<Outbox>,
+    (name, handler): (&str, Option<&Handler>),
+    id: u64,
+    body: &[u8],
+) {
+    let target = ReplyTarget::Remote {
+        outbox: replies.clone(),
+        id,
+    };
+    let failure = match handler {
+        None => {
+            Stats::bump(&dispatch.stats.unknown_service);
+            Some(RemoteError::UnknownService(name.to_string()))
+        }
+        Some(handler) => match handler.deliver_remote(from, body, Some(target)) {
+            Ok(()) => None,
+            Err((error, _)) => {
+                Stats::bump(&dispatch.stats.messages_malformed);
+                Some(error)
+            }
+        },
+    };
+    if let Some(error) = failure {
+        send_failure(replies, id, error);
+    }
 }
 
 /// Hands a tell to its service; a tell to an unknown service or one that
