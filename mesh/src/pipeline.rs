@@ -155,9 +155,9 @@ where
             };
             put_envelope(buf, &header, &message)
         };
+        remote.link.metrics().asks.inc();
         // Registered before the request can leave, and forgotten if it
         // does not (an error, or this send dropped while it waits for room).
-        remote.link.metrics().asks.inc();
         let pending = remote.link.pending();
         pending.insert_piped(id, &remote.inbox);
         let registration = pending.registration(id);

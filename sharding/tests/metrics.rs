@@ -255,7 +255,8 @@ async fn metrics_of_a_cluster_under_load() {
             "mesh_messages_sent_total",
             &[("service", "sharding.counter")],
         );
-        assert!(sharded > 0.0, "{node}: no sharding traffic counted");
+        // Most frames repeat their service: counted under it, not elsewhere.
+        assert!(sharded > 50.0, "{node}: {sharded} sharding frames counted");
         assert_eq!(
             sum(samples, "membership_unreachable_members", &[]),
             0.0,

@@ -196,6 +196,7 @@ impl ServiceIds {
             .get(self.last as usize)
             .is_some_and(|last| **last == *service)
         {
+            self.referred = Referred::Number(self.last);
             return ServiceRef::Id(self.last);
         }
         if let Some(id) = self.ids.get(service) {
@@ -493,6 +494,7 @@ impl Outbox {
 mod tests {
     use super::*;
     use crate::testing::loopback_connection;
+    use crate::wire::{put_envelope, EnvelopeHeader};
     use futures::FutureExt;
 
     fn test_outbox(limit: usize) -> Arc<Outbox> {
@@ -503,6 +505,30 @@ mod tests {
             SentTraffic::new(&metrics, "peer"),
             Counter::default(),
         )
+    }
+
+    #[test]
+    fn frames_count_under_the_service_they_name() {
+        let metrics = Arc::new(MeshMetrics::detached());
+        let traffic = SentTraffic::new(&metrics, "peer");
+        let outbox = Outbox::new(1 << 20, 1024, traffic, Counter::default());
+        let tell = |service: &'static str| {
+            move |buf: &mut Vec<u8>, ids: &mut ServiceIds| {
+                let header = EnvelopeHeader::Tell {
+                    service: ids.refer(service),
+                };
+                put_envelope(buf, &header, &0u8)
+            }
+        };
+        for service in ["a", "a", "b", "a"] {
+            outbox.push(tell(service)).unwrap();
+        }
+        let reply = |buf: &mut Vec<u8>, _: &mut ServiceIds| {
+            put_envelope(buf, &EnvelopeHeader::Reply { id: 1 }, &0u8)
+        };
+        outbox.push(reply).unwrap();
+        let sent = |service| metrics.sent("peer", service).messages();
+        assert_eq!((sent("a"), sent("b"), sent(REPLY)), (3, 1, 1));
     }
 
     fn parked_on(outbox: &Outbox) -> Option<usize> {

@@ -332,6 +332,12 @@ impl Traffic {
         }
     }
 
+    /// Frames counted so far.
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages.get()
+    }
+
     /// One frame of `bytes` bytes.
     #[inline]
     pub(crate) fn record(&self, bytes: usize) {
