@@ -557,17 +557,20 @@ impl<E: Entity> Driver<E> {
     /// ours), quorum and the fencing fast path.
     fn follow_membership(&mut self, now: Instant) {
         let state = self.node.cluster_state();
-        if let Some(coordinator) = &self.coordinator {
-            let down = state
-                .members
-                .iter()
-                .filter(|m| m.status == MemberStatus::Down);
+        // The failover clock of a Down member starts where the coordinator
+        // runs (see `sharding_failover_seconds`).
+        let mut down = state
+            .members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Down)
+            .peekable();
+        if let (Some(coordinator), Some(_)) = (&self.coordinator, down.peek()) {
+            let allocation = coordinator.allocation();
             for member in down {
-                let shards = coordinator
-                    .allocation()
-                    .into_iter()
-                    .filter(|(_, home)| *home == member.id)
-                    .map(|(shard, _)| shard)
+                let shards = allocation
+                    .iter()
+                    .filter(|(_, home)| **home == member.id)
+                    .map(|(shard, _)| *shard)
                     .collect();
                 self.metrics.member_down(&member.id, shards, now);
             }

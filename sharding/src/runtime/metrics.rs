@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use mesh::metrics::{DurationHistogram, RECOVERY_BUCKETS};
+use mesh::metrics::{DurationHistogram, Metrics, RECOVERY_BUCKETS};
 use mesh::Node;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -66,8 +66,14 @@ pub(crate) struct ShardingMetrics {
 impl ShardingMetrics {
     /// Registers sharding's series in `node`'s registry.
     pub(crate) fn register(node: &Node) -> Self {
+        let metrics = Self::new();
+        metrics.register_in(node.metrics());
+        metrics
+    }
+
+    fn new() -> Self {
         let histograms = || Histograms::new_with_constructor(recovery_histogram as fn() -> _);
-        let metrics = Self {
+        Self {
             shards: Family::default(),
             entities: Family::default(),
             buffered: Family::default(),
@@ -81,9 +87,11 @@ impl ShardingMetrics {
             epoch_changes: Family::default(),
             passivations: Family::default(),
             failover: histograms(),
-        };
-        let registry = node.metrics();
-        let m = &metrics;
+        }
+    }
+
+    fn register_in(&self, registry: &Metrics) {
+        let m = self;
         registry.register(
             "sharding_shards",
             "Shards whose state lives in this region",
@@ -149,7 +157,6 @@ impl ShardingMetrics {
             "From a member's Down to all of its shards allocated to other regions",
             m.failover.clone(),
         );
-        metrics
     }
 
     /// The series of `entity_type`, looked up once.
@@ -262,5 +269,76 @@ impl TypeMetrics {
     pub(crate) fn coordinator_stopped(&mut self) {
         self.handoffs.clear();
         self.failovers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use membership::NodeId;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    fn encoded(metrics: &ShardingMetrics) -> String {
+        let mut registry = Registry::default();
+        registry.register("handoff", "", metrics.handoff_duration.clone());
+        registry.register("failover", "", metrics.failover.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn failover_ends_when_the_last_shard_of_the_down_member_is_allocated() {
+        let metrics = ShardingMetrics::new();
+        let mut counter = metrics.of_type("counter");
+        let t0 = Instant::now();
+        let down = NodeId::new("b".to_string(), 1);
+        counter.member_down(&down, [ShardId(1), ShardId(2)].into(), t0);
+        // Seen Down again at the next tick: the clock keeps its start.
+        counter.member_down(
+            &down,
+            [ShardId(1), ShardId(2)].into(),
+            t0 + Duration::from_secs(1),
+        );
+        counter.shard_allocated(ShardId(1), t0 + Duration::from_secs(1));
+        assert!(encoded(&metrics).contains("failover_count{entity_type=\"counter\"} 0\n"));
+        counter.shard_allocated(ShardId(2), t0 + Duration::from_secs(2));
+        let text = encoded(&metrics);
+        assert!(
+            text.contains("failover_count{entity_type=\"counter\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failover_sum{entity_type=\"counter\"} 2.0\n"),
+            "{text}"
+        );
+        // Its shards are elsewhere now: a later tick starts no new clock.
+        counter.member_down(&down, BTreeSet::new(), t0 + Duration::from_secs(3));
+        assert!(counter.failovers.is_empty());
+    }
+
+    #[test]
+    fn a_handoff_is_timed_once_from_its_first_begin() {
+        let metrics = ShardingMetrics::new();
+        let mut counter = metrics.of_type("counter");
+        let t0 = Instant::now();
+        counter.handoff_begun(ShardId(3), t0);
+        counter.handoff_begun(ShardId(3), t0 + Duration::from_millis(10));
+        counter.shard_allocated(ShardId(3), t0 + Duration::from_millis(500));
+        counter.shard_allocated(ShardId(3), t0 + Duration::from_millis(900));
+        let text = encoded(&metrics);
+        assert!(
+            text.contains("handoff_count{entity_type=\"counter\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("handoff_sum{entity_type=\"counter\"} 0.5\n"),
+            "{text}"
+        );
+        assert_eq!(counter.handoffs_started.get(), 1);
+        assert_eq!(counter.handoffs_done.get(), 1);
     }
 }
