@@ -71,6 +71,7 @@ impl ShardingMetrics {
         metrics
     }
 
+    /// The series, in no registry yet.
     fn new() -> Self {
         let histograms = || Histograms::new_with_constructor(recovery_histogram as fn() -> _);
         Self {
@@ -90,6 +91,7 @@ impl ShardingMetrics {
         }
     }
 
+    /// Adds every series to `registry`.
     fn register_in(&self, registry: &Metrics) {
         let m = self;
         registry.register(
