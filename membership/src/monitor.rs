@@ -106,6 +106,11 @@ impl HeartbeatMonitor {
         &self.unreachable
     }
 
+    /// The current phi of every watched peer.
+    pub fn phis(&self, now: Instant) -> impl Iterator<Item = (&NodeId, f64)> + '_ {
+        self.detectors.iter().map(move |(id, d)| (id, d.phi(now)))
+    }
+
     /// The current phi of a watched peer.
     pub fn phi(&self, now: Instant, peer: &NodeId) -> Option<f64> {
         self.detectors.get(peer).map(|d| d.phi(now))

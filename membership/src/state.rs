@@ -273,6 +273,11 @@ impl Membership {
         self.monitor.monitored()
     }
 
+    /// The current phi of every peer this node sends heartbeats to.
+    pub fn phis(&self, now: Instant) -> impl Iterator<Item = (&NodeId, f64)> + '_ {
+        self.monitor.phis(now)
+    }
+
     /// What the split-brain resolver would decide and when, if some member
     /// is unreachable.
     pub fn pending_decision(&self) -> Option<PendingDecision> {

@@ -20,6 +20,9 @@
 //!   the singleton hosts, the downing strategy and its timers, and the pending
 //!   split-brain decision with the time left before it is taken
 //! - `GET /stats` -> the node's counters
+//! - `GET /metrics` -> every series of the node's [`crate::metrics::Metrics`]
+//!   registry (mesh, membership, and what other libraries registered, such
+//!   as sharding), in the OpenMetrics text format Prometheus scrapes
 //! - `GET /{view}` -> a view another part of the program registered with
 //!   [`Node::register_admin_view`] (sharding registers `/sharding`); an
 //!   unknown view is a 404 with `{"error": ...}`
@@ -188,6 +191,7 @@ pub fn router(node: Node) -> Router {
             "/stats",
             get(|State(node): State<Node>| async move { Json(node.stats()) }),
         )
+        .route("/metrics", get(metrics))
         .route("/{view}", get(registered_view))
         .with_state(node)
 }
@@ -294,6 +298,16 @@ async fn down(
             Json(serde_json::json!({ "error": format!("no live member named {member:?}") })),
         ),
     }
+}
+
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn metrics(
+    State(node): State<Node>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let text = node.metrics().encode();
+    ([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], text)
 }
 
 async fn cluster(State(node): State<Node>) -> Json<ClusterView> {

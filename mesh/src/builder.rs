@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::error::StartError;
 use crate::hooks::Hooks;
 use crate::members::spawn_members_view;
+use crate::metrics::{Metrics, NodeCollector};
 use crate::node::{crash, Node, NodeParts};
 use crate::services::Services;
 use crate::stats::Stats;
@@ -171,13 +172,15 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
     let stats = Arc::new(Stats::default());
     let services = Arc::new(Services::new(id.name.clone()));
     let hooks = Hooks::default();
-    let tasks = Arc::new(Tasks::default());
+    let metrics = Metrics::new();
+    let tasks = Arc::new(Tasks::new(tracing::info_span!("node", node = %id)));
     let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_INBOX);
     let dispatch = Arc::new(Dispatch {
         services: services.clone(),
         gossip: gossip_tx,
         hooks: hooks.clone(),
         stats: stats.clone(),
+        metrics: metrics.mesh.clone(),
         max_frame: config.max_frame_size,
     });
     let me = (id.clone(), advertise, config.cluster.clone());
@@ -190,7 +193,14 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
             max: config.reconnect_max,
         },
     };
-    let transport = Transport::start(handshakes, socket, limits, dispatch, tasks.clone());
+    let transport = Transport::start(
+        handshakes,
+        socket,
+        limits,
+        dispatch,
+        tasks.clone(),
+        metrics.mesh.clone(),
+    );
     let weak = Arc::downgrade(&transport);
     let crashed = tasks.clone();
     hooks.set_crash_handler(Arc::new(move || {
@@ -224,7 +234,10 @@ async fn start(builder: NodeBuilder) -> Result<Node, StartError> {
         chitchat: Mutex::new(Some(chitchat)),
         members,
         cluster,
+        metrics,
     });
+    node.metrics()
+        .register_collector(NodeCollector(node.downgrade()));
     if let Err(error) = crate::cluster::start(&node, gossip_state, driver).await {
         node.shutdown().await;
         return Err(error);

@@ -37,7 +37,10 @@ mod link;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod members;
+pub mod metrics;
 mod node;
+#[cfg(feature = "otel")]
+mod otel;
 mod pipeline;
 pub mod process;
 #[cfg(feature = "dns-seeds")]

@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use chitchat::ChitchatHandle;
 use membership::NodeId;
@@ -24,6 +24,7 @@ use crate::error::SendError;
 use crate::hooks::Hooks;
 use crate::link::Link;
 use crate::members::MemberInfo;
+use crate::metrics::Metrics;
 use crate::service::{Request, TypedService};
 use crate::services::{ServiceExists, Services};
 use crate::stats::NodeStats;
@@ -53,6 +54,17 @@ pub(crate) struct NodeParts {
     pub(crate) chitchat: Mutex<Option<ChitchatHandle>>,
     pub(crate) members: watch::Receiver<Vec<MemberInfo>>,
     pub(crate) cluster: ClusterHandle,
+    pub(crate) metrics: Metrics,
+}
+
+/// A [`Node`] that does not keep it alive (held by what the node owns).
+pub(crate) struct WeakNode(Weak<NodeParts>);
+
+impl WeakNode {
+    /// The node, unless it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|parts| Node { parts })
+    }
 }
 
 impl From<NodeParts> for Node {
@@ -90,6 +102,37 @@ impl Node {
     /// The hook registry of this node.
     pub fn hooks(&self) -> &Hooks {
         &self.parts.hooks
+    }
+
+    /// The span that carries this node's name (`node{node=name#generation}`):
+    /// every task the node spawns runs inside it. A library that spawns
+    /// tasks for the node (sharding does) instruments them with it, so that
+    /// a multi-node log can be filtered by node.
+    ///
+    /// ```no_run
+    /// # fn demo(node: &mesh::Node) {
+    /// use tracing::Instrument;
+    /// tokio::spawn(async { tracing::info!("runs as part of the node") }.instrument(node.span().clone()));
+    /// # }
+    /// ```
+    pub fn span(&self) -> &tracing::Span {
+        self.parts.tasks.span()
+    }
+
+    /// The node's metrics registry, served on `GET /metrics` (see
+    /// [`crate::metrics`]); other libraries add their series to it.
+    pub fn metrics(&self) -> &Metrics {
+        &self.parts.metrics
+    }
+
+    /// A handle that does not keep the node alive.
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.parts))
+    }
+
+    /// Bytes waiting to be written, per peer.
+    pub(crate) fn outbox_bytes(&self) -> Vec<(String, usize)> {
+        self.parts.transport.outbox_bytes()
     }
 
     /// Counters of refused and dropped input.
@@ -201,7 +244,7 @@ impl Node {
     /// Serves `GET /{name}` on the admin API (see [`crate::admin`]) with
     /// the JSON that `view` produces at each request (a later registration
     /// of the same name replaces the earlier one). The fixed routes
-    /// (`health`, `alive`, `ready`, `members`, `cluster`, `stats`) cannot
+    /// (`health`, `alive`, `ready`, `members`, `cluster`, `stats`, `metrics`) cannot
     /// be replaced.
     pub fn register_admin_view<F, Fut>(&self, name: &str, view: F)
     where

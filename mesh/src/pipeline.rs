@@ -155,6 +155,7 @@ where
             };
             put_envelope(buf, &header, &message)
         };
+        remote.link.metrics().asks.inc();
         // Registered before the request can leave, and forgotten if it
         // does not (an error, or this send dropped while it waits for room).
         let pending = remote.link.pending();
@@ -217,7 +218,10 @@ where
             Some(Err(AskFailure::ConnectionLost)) => {
                 Err(AskError::ConnectionLost(remote.link.name().to_string()))
             }
-            None => Err(AskError::Timeout(self.timeout)),
+            None => {
+                remote.link.metrics().ask_timeouts.inc();
+                Err(AskError::Timeout(self.timeout))
+            }
         };
         Poll::Ready(Some((Ticket(id), result)))
     }

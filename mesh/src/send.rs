@@ -4,14 +4,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
 use crate::link::answers::AnswerReader;
-use crate::link::outbox::{Outbox, PushError, ServiceIds};
+use crate::link::outbox::{PushError, ServiceIds};
 use crate::link::pending::{AskFailure, AskOutcome};
 use crate::link::Link;
 use crate::node::Node;
@@ -44,7 +44,7 @@ impl PeerRef {
         self.node.check_running()?;
         match &self.link {
             None => self.node.services().tell_local(service, message),
-            Some(link) => tell_remote(link.outbox(), &self.name, service, &message),
+            Some(link) => tell_remote(link, &self.name, service, &message),
         }
     }
 
@@ -130,9 +130,7 @@ impl Node {
         if peer == self.id().name {
             return self.services().tell_local(service, message);
         }
-        self.with_link(peer, |link| {
-            tell_remote(link.outbox(), peer, service, &message)
-        })?
+        self.with_link(peer, |link| tell_remote(link, peer, service, &message))?
     }
 
     /// Sends a request to `service` on node `peer` and waits up to `timeout`
@@ -166,15 +164,18 @@ fn put_tell<M: Serialize>(
 }
 
 fn tell_remote<M: Serialize>(
-    outbox: &Outbox,
+    link: &Link,
     peer: &str,
     service: &str,
     message: &M,
 ) -> Result<(), SendError> {
-    outbox
+    link.outbox()
         .push(|buf, ids| put_tell(buf, ids, service, message))
         .map_err(|error| match error {
-            PushError::Full => SendError::Backpressure(peer.to_string()),
+            PushError::Full => {
+                link.metrics().sends_refused.inc();
+                SendError::Backpressure(peer.to_string())
+            }
             PushError::Encode(error) => SendError::Encode(error),
         })
 }
@@ -190,18 +191,33 @@ where
     M: Serialize,
     R: DeserializeOwned,
 {
+    // The remote handler's span continues this one (feature `otel`).
+    #[cfg(feature = "otel")]
+    let span = tracing::info_span!("mesh.ask", peer = link.name(), service);
+    #[cfg(feature = "otel")]
+    let trace = crate::otel::context_of(&span);
     let id = node.next_ask_id();
+    let metrics = link.metrics();
+    metrics.asks.inc();
+    let started = Instant::now();
     let pending = link.pending();
     let answer = pending.insert(id);
     let registration = pending.registration(id);
     let outcome = tokio::time::timeout(timeout, async {
         link.outbox()
             .push_wait(|buf, ids| {
-                let header = EnvelopeHeader::Ask {
-                    id,
-                    service: ids.refer(service),
-                };
-                put_envelope(buf, &header, &message)
+                let service = ids.refer(service);
+                #[cfg(feature = "otel")]
+                if !trace.is_empty() {
+                    let context = trace.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                    let header = EnvelopeHeader::TracedAsk {
+                        id,
+                        service,
+                        context: context.collect(),
+                    };
+                    return put_envelope(buf, &header, &message);
+                }
+                put_envelope(buf, &EnvelopeHeader::Ask { id, service }, &message)
             })
             .await
             .map_err(SendError::from)?;
@@ -210,8 +226,12 @@ where
             .map_err(|_| AskError::ConnectionLost(link.name().to_string()))
     })
     .await
-    .map_err(|_| AskError::Timeout(timeout))??;
+    .map_err(|_| {
+        metrics.ask_timeouts.inc();
+        AskError::Timeout(timeout)
+    })??;
     registration.release();
+    metrics.ask_duration.observe(started.elapsed());
     let bytes = match outcome {
         Ok(bytes) => bytes,
         Err(AskFailure::Remote(error)) => return Err(AskError::Remote(error)),

@@ -86,7 +86,7 @@ pub(crate) async fn start(
         leaving: false,
         decision_due: None,
     };
-    let span = tracing::info_span!("membership", node = %node.id());
+    let span = tracing::info_span!(parent: node.span(), "membership");
     node.spawn(driver.run().instrument(span));
     Ok(())
 }
@@ -161,10 +161,13 @@ impl Driver {
                     tracing::info!("leaving the cluster: handing off");
                     let handoffs = self.out.handoffs.clone();
                     let done = self.out.command_tx.clone();
-                    tokio::spawn(async move {
-                        handoffs.run_all().await;
-                        let _ = done.send(Command::HandoffDone);
-                    });
+                    tokio::spawn(
+                        async move {
+                            handoffs.run_all().await;
+                            let _ = done.send(Command::HandoffDone);
+                        }
+                        .in_current_span(),
+                    );
                 }
                 effects
             }
@@ -220,6 +223,8 @@ impl Driver {
 
     fn publish(&mut self) {
         let state = ClusterState::of(&self.membership);
+        let phis = self.membership.phis(Instant::now()).map(|(_, phi)| phi);
+        self.node.metrics().mesh.record_phis(phis);
         // Only the deciding node acts on the timer; a due time already past
         // was handled by this very step (or the decision waits for a change).
         let now = Instant::now();

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use membership::NodeId;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::node::Node;
 use crate::service::Request;
@@ -26,7 +27,9 @@ pub(crate) type HeartbeatAnswer = (NodeId, Instant);
 /// Registers [`HEARTBEAT_SERVICE`] on `node`: it answers with the node's id.
 pub(crate) fn register(node: &Node) -> Result<(), ServiceExists> {
     let me = node.id().clone();
+    let requests = node.metrics().mesh.heartbeat_requests.clone();
     node.register_service(HEARTBEAT_SERVICE, move |req: Request<NodeId, NodeId>| {
+        requests.inc();
         // Answered whatever the addressee: the asker checks the id it gets back.
         req.reply(me.clone());
     })
@@ -48,12 +51,14 @@ pub(crate) fn send(
     let timeout = config.heartbeat_interval + config.acceptable_heartbeat_pause;
     let node = node.clone();
     let answers = answers.clone();
+    node.metrics().mesh.heartbeats_sent.inc();
     tokio::spawn(async move {
         let answer = node
             .ask::<NodeId, NodeId>(&to.name, HEARTBEAT_SERVICE, to.clone(), timeout)
             .await;
         match answer {
             Ok(from) if from == to => {
+                node.metrics().mesh.heartbeat_answers.inc();
                 let _ = answers.send((from, Instant::now()));
             }
             Ok(other) => {
@@ -63,5 +68,5 @@ pub(crate) fn send(
                 tracing::trace!(node = %node.id(), peer = %to, %error, "heartbeat not answered");
             }
         }
-    });
+    }.in_current_span());
 }

@@ -22,8 +22,9 @@ use tokio::sync::Notify;
 
 use self::conn::ActiveConn;
 use self::incoming::Incoming;
-use self::outbox::{Offered, Outbox};
+use self::outbox::{Offered, Outbox, SentTraffic};
 use self::pending::PendingAsks;
+use crate::metrics::{LinkMetrics, MeshMetrics};
 use crate::sync::lock;
 
 /// Everything known about one peer name.
@@ -40,6 +41,7 @@ pub(crate) struct Link {
     /// Signalled when a connection becomes active (the writer waits on it
     /// between dials).
     connected: Notify,
+    metrics: LinkMetrics,
 }
 
 /// What became of a connection offered to [`Link::offer`].
@@ -56,15 +58,27 @@ pub(crate) struct Offer {
 impl Link {
     /// A link to `name` with no connection yet; `buffer` bytes of frames may
     /// wait for it, each at most `max_frame`.
-    pub(crate) fn new(name: &str, buffer: usize, max_frame: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        name: &str,
+        buffer: usize,
+        max_frame: usize,
+        metrics: &Arc<MeshMetrics>,
+    ) -> Arc<Self> {
+        let link_metrics = metrics.link(name);
         Arc::new(Self {
             name: name.to_string(),
             addr: Mutex::new(None),
-            outbox: Outbox::new(buffer, max_frame),
+            outbox: Outbox::new(
+                buffer,
+                max_frame,
+                SentTraffic::new(metrics, name),
+                link_metrics.sends_waited.clone(),
+            ),
             pending: PendingAsks::default(),
             incoming: Mutex::new(None),
             waiters: AtomicUsize::new(0),
             connected: Notify::new(),
+            metrics: link_metrics,
         })
     }
 
@@ -89,6 +103,10 @@ impl Link {
     }
 
     /// The asks that wait for the peer's answers.
+    pub(crate) fn metrics(&self) -> &LinkMetrics {
+        &self.metrics
+    }
+
     pub(crate) fn pending(&self) -> &PendingAsks {
         &self.pending
     }

@@ -23,10 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
 use super::conn::ActiveConn;
+use crate::metrics::{MeshMetrics, Traffic, OTHER, REPLY};
 use crate::sync::lock;
 use crate::wire::frame::{encode_frame_into, FrameError};
 use crate::wire::{ServiceRef, MAX_SERVICE_IDS};
@@ -48,6 +50,8 @@ pub(crate) struct Outbox {
     max_frame: usize,
     /// Replies dropped because the buffer was full (the asker times out).
     replies_dropped: AtomicU64,
+    /// Sends that found the buffer full and waited for room.
+    waited: Counter,
 }
 
 /// The writer task's open stream and the connection it belongs to (its
@@ -78,7 +82,6 @@ impl Drop for Hold<'_> {
     }
 }
 
-#[derive(Default)]
 struct Buffered {
     bytes: Vec<u8>,
     frames: u64,
@@ -142,12 +145,47 @@ const MAX_NUMBERED_NAME: usize = 256;
 /// [`ServiceRef`]). A number is kept only once a frame defining it is
 /// buffered, so a stream that starts with every number kept so far (the
 /// writer's [`Outbox::service_names`]) defines each number before its use.
-#[derive(Default)]
 pub(crate) struct ServiceIds {
     ids: FxHashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
     /// The number referred to last: a sender mostly repeats its service.
     last: u32,
+    /// What the frame being written referred to, for its counters.
+    referred: Referred,
+    traffic: SentTraffic,
+}
+
+/// The service a frame being written named.
+#[derive(Clone, Copy)]
+enum Referred {
+    /// None: a reply or a failure.
+    Nothing,
+    Number(u32),
+    /// A service sent by name, not numbered.
+    Unnumbered,
+}
+
+/// The counters of the frames sent to one peer: per numbered service
+/// (looked up once, when the number is given), replies, and the rest.
+pub(crate) struct SentTraffic {
+    metrics: Arc<MeshMetrics>,
+    peer: Box<str>,
+    by_number: Vec<Traffic>,
+    replies: Traffic,
+    other: Traffic,
+}
+
+impl SentTraffic {
+    /// The counters of frames sent to `peer`.
+    pub(crate) fn new(metrics: &Arc<MeshMetrics>, peer: &str) -> Self {
+        Self {
+            by_number: Vec::new(),
+            replies: metrics.sent(peer, REPLY),
+            other: metrics.sent(peer, OTHER),
+            metrics: metrics.clone(),
+            peer: peer.into(),
+        }
+    }
 }
 
 impl ServiceIds {
@@ -158,19 +196,27 @@ impl ServiceIds {
             .get(self.last as usize)
             .is_some_and(|last| **last == *service)
         {
+            self.referred = Referred::Number(self.last);
             return ServiceRef::Id(self.last);
         }
         if let Some(id) = self.ids.get(service) {
             self.last = *id;
+            self.referred = Referred::Number(*id);
             return ServiceRef::Id(*id);
         }
         let id = self.names.len() as u32;
         if id >= MAX_SERVICE_IDS || service.len() > MAX_NUMBERED_NAME {
+            self.referred = Referred::Unnumbered;
             return ServiceRef::Name(service);
         }
         self.ids.insert(service.into(), id);
         self.names.push(service.into());
+        let traffic = &mut self.traffic;
+        traffic
+            .by_number
+            .push(traffic.metrics.sent(&traffic.peer, service));
         self.last = id;
+        self.referred = Referred::Number(id);
         ServiceRef::Define { id, name: service }
     }
 
@@ -179,18 +225,55 @@ impl ServiceIds {
         for name in self.names.drain(len.min(self.names.len())..) {
             self.ids.remove(&name);
         }
+        self.traffic.by_number.truncate(self.names.len());
+    }
+
+    /// Counts a frame of `bytes` just written, by what it referred to.
+    #[inline]
+    fn count_sent(&mut self, bytes: usize) {
+        let traffic = &self.traffic;
+        let counters = match std::mem::replace(&mut self.referred, Referred::Nothing) {
+            Referred::Nothing => &traffic.replies,
+            Referred::Number(id) => &traffic.by_number[id as usize],
+            Referred::Unnumbered => &traffic.other,
+        };
+        counters.record(bytes);
     }
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, max_frame: usize) -> Arc<Self> {
+    /// An outbox of at most `limit` buffered bytes, counting what it sends
+    /// in `traffic` and the sends that wait for room in `waited`.
+    pub(crate) fn new(
+        limit: usize,
+        max_frame: usize,
+        traffic: SentTraffic,
+        waited: Counter,
+    ) -> Arc<Self> {
+        let state = Buffered {
+            bytes: Vec::new(),
+            frames: 0,
+            services: ServiceIds {
+                ids: FxHashMap::default(),
+                names: Vec::new(),
+                last: 0,
+                referred: Referred::Nothing,
+                traffic,
+            },
+            parked: None,
+            active: None,
+            quiet_until: None,
+            holds: 0,
+            unflushed: false,
+        };
         Arc::new(Self {
-            state: Mutex::default(),
+            state: Mutex::new(state),
             ready: Notify::new(),
             space: Notify::new(),
             limit,
             max_frame,
             replies_dropped: AtomicU64::new(0),
+            waited,
         })
     }
 
@@ -230,14 +313,17 @@ impl Outbox {
             return Err(PushError::Full);
         }
         let was_empty = state.bytes.is_empty();
+        let before = state.bytes.len();
         let numbered = state.services.names.len();
         let services = &mut state.services;
         if let Err(error) =
             encode_frame_into(&mut state.bytes, self.max_frame, |buf| write(buf, services))
         {
+            state.services.referred = Referred::Nothing;
             state.services.truncate(numbered);
             return Err(error.into());
         }
+        state.services.count_sent(state.bytes.len() - before);
         state.frames += 1;
         if !flush {
             state.unflushed = true;
@@ -336,6 +422,11 @@ impl Outbox {
     }
 
     /// How many replies were dropped.
+    /// Bytes buffered now.
+    pub(crate) fn buffered(&self) -> usize {
+        lock(&self.state).bytes.len()
+    }
+
     pub(crate) fn replies_dropped(&self) -> u64 {
         self.replies_dropped.load(Ordering::Relaxed)
     }
@@ -351,13 +442,13 @@ impl Outbox {
         &self,
         write: impl Fn(&mut Vec<u8>, &mut ServiceIds) -> postcard::Result<()>,
     ) -> Result<(), FrameError> {
+        match self.push(&write) {
+            Err(PushError::Full) => self.waited.inc(),
+            Err(PushError::Encode(error)) => return Err(error),
+            Ok(()) => return Ok(()),
+        };
         loop {
-            match self.push(&write) {
-                Err(PushError::Full) => {}
-                Err(PushError::Encode(error)) => return Err(error),
-                Ok(()) => return Ok(()),
-            }
-            // Registered before the second try, so a `take` between the
+            // Registered before the next try, so a `take` between the
             // two is not missed.
             let space = self.space.notified();
             match self.push(&write) {
@@ -403,7 +494,42 @@ impl Outbox {
 mod tests {
     use super::*;
     use crate::testing::loopback_connection;
+    use crate::wire::{put_envelope, EnvelopeHeader};
     use futures::FutureExt;
+
+    fn test_outbox(limit: usize) -> Arc<Outbox> {
+        let metrics = Arc::new(MeshMetrics::detached());
+        Outbox::new(
+            limit,
+            1024,
+            SentTraffic::new(&metrics, "peer"),
+            Counter::default(),
+        )
+    }
+
+    #[test]
+    fn frames_count_under_the_service_they_name() {
+        let metrics = Arc::new(MeshMetrics::detached());
+        let traffic = SentTraffic::new(&metrics, "peer");
+        let outbox = Outbox::new(1 << 20, 1024, traffic, Counter::default());
+        let tell = |service: &'static str| {
+            move |buf: &mut Vec<u8>, ids: &mut ServiceIds| {
+                let header = EnvelopeHeader::Tell {
+                    service: ids.refer(service),
+                };
+                put_envelope(buf, &header, &0u8)
+            }
+        };
+        for service in ["a", "a", "b", "a"] {
+            outbox.push(tell(service)).unwrap();
+        }
+        let reply = |buf: &mut Vec<u8>, _: &mut ServiceIds| {
+            put_envelope(buf, &EnvelopeHeader::Reply { id: 1 }, &0u8)
+        };
+        outbox.push(reply).unwrap();
+        let sent = |service| metrics.sent("peer", service).messages();
+        assert_eq!((sent("a"), sent("b"), sent(REPLY)), (3, 1, 1));
+    }
 
     fn parked_on(outbox: &Outbox) -> Option<usize> {
         lock(&outbox.state).parked.as_ref().map(|(conn, _)| *conn)
@@ -424,7 +550,7 @@ mod tests {
         let (conn, _server, _endpoints) = loopback_connection().await;
         let (other, _other_server, _other_endpoints) = loopback_connection().await;
         let id = conn.stable_id();
-        let outbox = Outbox::new(1 << 20, 1024);
+        let outbox = test_outbox(1 << 20);
         let mut batch = Vec::new();
         let mut stream = Some((id, conn.open_uni().await.unwrap()));
 
@@ -465,7 +591,7 @@ mod tests {
     async fn frames_pushed_unflushed_wait_for_a_flush_or_the_next_frame() {
         let (conn, _server, _endpoints) = loopback_connection().await;
         let id = conn.stable_id();
-        let outbox = Outbox::new(1 << 20, 1024);
+        let outbox = test_outbox(1 << 20);
         activate(&outbox, &conn);
         let mut batch = Vec::new();
         let mut stream = Some((id, conn.open_uni().await.unwrap()));
@@ -503,7 +629,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_are_taken_in_order_and_the_limit_holds() {
-        let outbox = Outbox::new(10, 1024);
+        let outbox = test_outbox(10);
         outbox
             .push(|b, _| {
                 b.extend_from_slice(b"abc");
@@ -525,7 +651,7 @@ mod tests {
 
     #[test]
     fn a_service_is_numbered_once_its_defining_frame_is_buffered() {
-        let outbox = Outbox::new(1 << 20, 1024);
+        let outbox = test_outbox(1 << 20);
         let mut seen = Vec::new();
         let mut refer = |name: &'static str, fail: bool| {
             let result = outbox.push(|_, ids| {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use membership::NodeId;
+use tracing::Instrument;
 
 use crate::link::choice::Dialer;
 use crate::stats::Stats;
@@ -186,10 +187,13 @@ impl Handshakes {
                     // Give the refusal a moment to reach the dialer before closing.
                     let closing = conn.clone();
                     let why = reason.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        closing.close(ErrorCode::Refused.into(), why.as_bytes());
-                    });
+                    tokio::spawn(
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            closing.close(ErrorCode::Refused.into(), why.as_bytes());
+                        }
+                        .in_current_span(),
+                    );
                     Err(format!(
                         "{} claims {}: {reason}",
                         conn.remote_address(),

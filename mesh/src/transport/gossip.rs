@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use chitchat::transport::{Socket, Transport as ChitchatTransport};
 use chitchat::{ChitchatMessage, Serializable};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::Transport;
 use crate::stats::Stats;
@@ -87,7 +88,10 @@ impl QuicGossipSocket {
         }
         let active = transport.link_by_addr(&to).and_then(|link| link.active());
         if let Some(active) = active {
-            tokio::spawn(write_gossip(active.conn, bytes));
+            // Chitchat calls from its own task: run in the node's span.
+            tokio::spawn(
+                write_gossip(active.conn, bytes).instrument(transport.tasks.span().clone()),
+            );
             return;
         }
         let stats = transport.stats();
@@ -96,17 +100,21 @@ impl QuicGossipSocket {
             return;
         }
         let (transport, dialing) = (transport.clone(), self.dialing.clone());
-        tokio::spawn(async move {
-            let dialed = transport.connect(to, None).await;
-            lock(&dialing).remove(&to);
-            match dialed {
-                Ok(active) => write_gossip(active.conn, bytes).await,
-                Err(error) => {
-                    Stats::bump(&transport.stats().gossip_dropped);
-                    tracing::debug!(%to, %error, "gossip dial failed");
+        let span = transport.tasks.span().clone();
+        tokio::spawn(
+            async move {
+                let dialed = transport.connect(to, None).await;
+                lock(&dialing).remove(&to);
+                match dialed {
+                    Ok(active) => write_gossip(active.conn, bytes).await,
+                    Err(error) => {
+                        Stats::bump(&transport.stats().gossip_dropped);
+                        tracing::debug!(%to, %error, "gossip dial failed");
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 

@@ -38,6 +38,13 @@ impl Links {
         self.by_addr.insert(addr, link.name().to_string());
     }
 
+    pub(crate) fn outbox_bytes(&self) -> Vec<(String, usize)> {
+        self.by_name
+            .iter()
+            .map(|(name, link)| (name.clone(), link.outbox().buffered()))
+            .collect()
+    }
+
     pub(crate) fn replies_dropped(&self) -> u64 {
         self.by_name
             .values()

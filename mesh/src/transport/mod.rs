@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use membership::NodeId;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use self::dial::{DialError, Handshaken, Handshakes};
 use self::links::Links;
@@ -30,6 +31,7 @@ use self::socket::CrashableSocket;
 use self::writer::{run_writer, Backoff};
 use crate::link::conn::ActiveConn;
 use crate::link::Link;
+use crate::metrics::MeshMetrics;
 use crate::stats::Stats;
 use crate::sync::{read, write, CacheAligned};
 use crate::tasks::Tasks;
@@ -78,6 +80,7 @@ pub(crate) struct Transport {
     dispatch: Arc<Dispatch>,
     events: broadcast::Sender<ConnectionEvent>,
     tasks: Arc<Tasks>,
+    metrics: Arc<MeshMetrics>,
 }
 
 impl Transport {
@@ -89,6 +92,7 @@ impl Transport {
         limits: LinkLimits,
         dispatch: Arc<Dispatch>,
         tasks: Arc<Tasks>,
+        metrics: Arc<MeshMetrics>,
     ) -> Arc<Self> {
         let transport = Arc::new(Self {
             handshakes,
@@ -98,6 +102,7 @@ impl Transport {
             dispatch,
             events: broadcast::channel(256).0,
             tasks,
+            metrics,
         });
         transport.tasks.spawn(transport.clone().accept_loop());
         transport
@@ -152,7 +157,12 @@ impl Transport {
         let link = match links.get(name) {
             Some(link) => link.clone(),
             None => {
-                let link = Link::new(name, self.limits.buffer, self.limits.max_frame);
+                let link = Link::new(
+                    name,
+                    self.limits.buffer,
+                    self.limits.max_frame,
+                    &self.metrics,
+                );
                 links.insert(link.clone());
                 self.spawn_writer(&link);
                 link
@@ -232,6 +242,7 @@ impl Transport {
         }
         if offer.came_up {
             tracing::info!(peer = %id, %advertise, "connection up");
+            self.metrics.connection_up(&id.name);
             let _ = self.events.send(ConnectionEvent::Up {
                 peer: id.clone(),
                 addr: advertise,
@@ -254,6 +265,7 @@ impl Transport {
         let reason = conn.closed().await;
         if link.closed(conn.stable_id()) {
             tracing::info!(peer = %link.name(), %reason, "connection down");
+            self.metrics.connection_down(link.name());
             let _ = self.events.send(ConnectionEvent::Down {
                 peer: link.name().to_string(),
                 reason: reason.to_string(),
@@ -269,6 +281,11 @@ impl Transport {
     /// Peers with an active connection.
     pub(crate) fn connected(&self) -> Vec<NodeId> {
         read(&self.links.0).connected()
+    }
+
+    /// Bytes waiting to be written, per peer.
+    pub(crate) fn outbox_bytes(&self) -> Vec<(String, usize)> {
+        read(&self.links.0).outbox_bytes()
     }
 
     /// Replies dropped on every link, and asks waiting on every link.
@@ -293,8 +310,11 @@ impl Transport {
 }
 
 fn retire(conn: quinn::Connection) {
-    tokio::spawn(async move {
-        tokio::time::sleep(RETIRE_GRACE).await;
-        conn.close(ErrorCode::Duplicate.into(), b"duplicate connection");
-    });
+    tokio::spawn(
+        async move {
+            tokio::time::sleep(RETIRE_GRACE).await;
+            conn.close(ErrorCode::Duplicate.into(), b"duplicate connection");
+        }
+        .in_current_span(),
+    );
 }

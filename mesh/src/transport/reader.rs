@@ -14,8 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::hooks::Hooks;
 use crate::link::incoming::Incoming;
+use crate::link::outbox::Outbox;
 use crate::link::pending::answer;
 use crate::link::Link;
+use crate::metrics::{MeshMetrics, Traffic, OTHER, REPLY};
 use crate::service::{send_failure, ErasedService, ReplyTarget};
 use crate::services::Services;
 use crate::stats::Stats;
@@ -36,6 +38,8 @@ pub(crate) struct Dispatch {
     pub(crate) gossip: GossipSender,
     pub(crate) hooks: Hooks,
     pub(crate) stats: Arc<Stats>,
+    /// Counters of what peers send.
+    pub(crate) metrics: Arc<MeshMetrics>,
     /// Larger frames close their stream.
     pub(crate) max_frame: usize,
 }
@@ -91,7 +95,7 @@ async fn read_messages(dispatch: &Dispatch, link: &Link, recv: quinn::RecvStream
     let _published = link.publish_incoming(&stream);
     let replies = link.outbox();
     let sender = from.name.clone();
-    let mut services = StreamServices::default();
+    let mut services = StreamServices::new(ReceivedTraffic::new(&dispatch.metrics, &sender));
     // Set once the hook point fired for the frame at the stream's head.
     let mut hook_fired = false;
     loop {
@@ -176,7 +180,12 @@ const BEFORE_DELIVER: &str = "mesh.before_deliver";
 fn delivers_to_a_service(frame: &[u8]) -> bool {
     matches!(
         EnvelopeHeader::decode(frame),
-        Ok((EnvelopeHeader::Tell { .. } | EnvelopeHeader::Ask { .. }, _))
+        Ok((
+            EnvelopeHeader::Tell { .. }
+                | EnvelopeHeader::Ask { .. }
+                | EnvelopeHeader::TracedAsk { .. },
+            _
+        ))
     )
 }
 
@@ -189,40 +198,38 @@ fn deliver(
     services: &mut StreamServices,
 ) -> Result<(), StreamError> {
     let replies = link.outbox();
+    let bytes = frame.len();
     if let Some((id, body)) = EnvelopeHeader::tell_by_number(frame) {
-        let service = services.resolve_number(&dispatch.services, id)?;
+        let service = services.resolve_number(&dispatch.services, id, bytes)?;
         deliver_tell(dispatch, from, service, body);
         return Ok(());
     }
     let (header, body) = EnvelopeHeader::decode(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
-            let service = services.resolve(&dispatch.services, service)?;
+            let service = services.resolve(&dispatch.services, service, bytes)?;
             deliver_tell(dispatch, from, service, body);
         }
         EnvelopeHeader::Ask { id, service } => {
-            let target = ReplyTarget::Remote {
-                outbox: replies.clone(),
-                id,
-            };
-            let failure = match services.resolve(&dispatch.services, service)? {
-                (name, None) => {
-                    Stats::bump(&dispatch.stats.unknown_service);
-                    Some(RemoteError::UnknownService(name.to_string()))
-                }
-                (_, Some(handler)) => match handler.deliver_remote(from, body, Some(target)) {
-                    Ok(()) => None,
-                    Err((error, _)) => {
-                        Stats::bump(&dispatch.stats.messages_malformed);
-                        Some(error)
-                    }
-                },
-            };
-            if let Some(error) = failure {
-                send_failure(replies, id, error);
-            }
+            let service = services.resolve(&dispatch.services, service, bytes)?;
+            deliver_ask(dispatch, from, replies, service, id, body);
+        }
+        EnvelopeHeader::TracedAsk {
+            id,
+            service,
+            context,
+        } => {
+            let service = services.resolve(&dispatch.services, service, bytes)?;
+            // The handler runs inside a span that continues the caller's trace.
+            #[cfg(feature = "otel")]
+            let _span = crate::otel::handler_span(id, &context).entered();
+            // Without `otel`: served as a plain ask.
+            #[cfg(not(feature = "otel"))]
+            let _ = context;
+            deliver_ask(dispatch, from, replies, service, id, body);
         }
         EnvelopeHeader::Reply { .. } | EnvelopeHeader::Failure { .. } => {
+            services.traffic.replies.record(bytes);
             if let Some((id, outcome)) = answer(header, body) {
                 link.pending().complete(id, outcome);
             }
@@ -234,6 +241,38 @@ fn deliver(
         }
     }
     Ok(())
+}
+
+/// Hands ask `id` to its service; an ask to an unknown service or one that
+/// does not decode is answered with a failure and counted.
+fn deliver_ask(
+    dispatch: &Dispatch,
+    from: &CompactString,
+    replies: &Arc<Outbox>,
+    (name, handler): (&str, Option<&Handler>),
+    id: u64,
+    body: &[u8],
+) {
+    let target = ReplyTarget::Remote {
+        outbox: replies.clone(),
+        id,
+    };
+    let failure = match handler {
+        None => {
+            Stats::bump(&dispatch.stats.unknown_service);
+            Some(RemoteError::UnknownService(name.to_string()))
+        }
+        Some(handler) => match handler.deliver_remote(from, body, Some(target)) {
+            Ok(()) => None,
+            Err((error, _)) => {
+                Stats::bump(&dispatch.stats.messages_malformed);
+                Some(error)
+            }
+        },
+    };
+    if let Some(error) = failure {
+        send_failure(replies, id, error);
+    }
 }
 
 /// Hands a tell to its service; a tell to an unknown service or one that
@@ -261,18 +300,40 @@ type Handler = Arc<dyn ErasedService>;
 /// The services one stream has numbered (see [`ServiceRef`]), each with
 /// its handler as of a registry version: a lookup by number per message,
 /// no string compared or registry locked.
-#[derive(Default)]
 struct StreamServices {
     numbered: Vec<Service>,
     /// The last service named in full (not numbered).
     named: Option<Service>,
+    traffic: ReceivedTraffic,
+}
+
+/// The counters of frames received from one peer: a service registered
+/// here counts under its name, anything else under [`OTHER`], so that a
+/// peer cannot grow the label set.
+struct ReceivedTraffic {
+    metrics: Arc<MeshMetrics>,
+    peer: CompactString,
+    replies: Traffic,
+    other: Traffic,
+}
+
+impl ReceivedTraffic {
+    fn new(metrics: &Arc<MeshMetrics>, peer: &CompactString) -> Self {
+        Self {
+            replies: metrics.received(peer, REPLY),
+            other: metrics.received(peer, OTHER),
+            metrics: metrics.clone(),
+            peer: peer.clone(),
+        }
+    }
 }
 
 /// One service a stream addresses.
 struct Service {
     name: Box<str>,
-    /// The registry version of the lookup and its result (`None`: unknown).
-    lookup: Option<(u64, Option<Handler>)>,
+    /// The registry version of the lookup, its result (`None`: unknown)
+    /// and the service's counters.
+    lookup: Option<(u64, Option<Handler>, Traffic)>,
 }
 
 impl Service {
@@ -283,18 +344,38 @@ impl Service {
         }
     }
 
-    /// Its name and handler, looked up again if the registry changed.
-    fn resolve(&mut self, registry: &Services) -> (&str, Option<&Handler>) {
+    /// Its name and handler, looked up again if the registry changed;
+    /// counts a frame of `bytes` for it.
+    fn resolve(
+        &mut self,
+        registry: &Services,
+        traffic: &ReceivedTraffic,
+        bytes: usize,
+    ) -> (&str, Option<&Handler>) {
         let version = registry.version();
-        if self.lookup.as_ref().is_none_or(|(v, _)| *v != version) {
-            self.lookup = Some((version, registry.get(&self.name)));
+        if self.lookup.as_ref().is_none_or(|(v, _, _)| *v != version) {
+            let handler = registry.get(&self.name);
+            let counters = match handler {
+                Some(_) => traffic.metrics.received(&traffic.peer, &self.name),
+                None => traffic.other.clone(),
+            };
+            self.lookup = Some((version, handler, counters));
         }
-        let handler = self.lookup.as_ref().and_then(|(_, h)| h.as_ref());
-        (&self.name, handler)
+        let (_, handler, counters) = self.lookup.as_ref().expect("looked up above");
+        counters.record(bytes);
+        (&self.name, handler.as_ref())
     }
 }
 
 impl StreamServices {
+    fn new(traffic: ReceivedTraffic) -> Self {
+        Self {
+            numbered: Vec::new(),
+            named: None,
+            traffic,
+        }
+    }
+
     fn define(&mut self, id: u32, name: &str) -> Result<(), StreamError> {
         let index = id as usize;
         let redefined = || StreamError::Redefined {
@@ -319,9 +400,10 @@ impl StreamServices {
         &mut self,
         registry: &Services,
         service: ServiceRef<'_>,
+        bytes: usize,
     ) -> Result<(&str, Option<&Handler>), StreamError> {
         let service = match service {
-            ServiceRef::Id(id) => return self.resolve_number(registry, id),
+            ServiceRef::Id(id) => return self.resolve_number(registry, id, bytes),
             ServiceRef::Name(name) => {
                 if self.named.as_ref().is_none_or(|named| *named.name != *name) {
                     self.named = Some(Service::new(name));
@@ -333,7 +415,7 @@ impl StreamServices {
                 &mut self.numbered[id as usize]
             }
         };
-        Ok(service.resolve(registry))
+        Ok(service.resolve(registry, &self.traffic, bytes))
     }
 
     /// Like [`Self::resolve`] for a service this stream numbered.
@@ -341,12 +423,13 @@ impl StreamServices {
         &mut self,
         registry: &Services,
         id: u32,
+        bytes: usize,
     ) -> Result<(&str, Option<&Handler>), StreamError> {
         let service = self
             .numbered
             .get_mut(id as usize)
             .ok_or(StreamError::UndefinedService(id))?;
-        Ok(service.resolve(registry))
+        Ok(service.resolve(registry, &self.traffic, bytes))
     }
 }
 

@@ -66,6 +66,21 @@ pub enum EnvelopeHeader<'a> {
         #[serde(borrow)]
         names: Vec<&'a str>,
     },
+    /// An [`EnvelopeHeader::Ask`] made inside a traced span, with its W3C
+    /// trace context: only a node built with the `otel` feature sends it
+    /// (the last variant, so the encoding of the others does not change);
+    /// a node without the feature serves it as a plain ask.
+    TracedAsk {
+        /// Correlation id, unique per sender.
+        id: u64,
+        /// Target service.
+        #[serde(borrow)]
+        service: ServiceRef<'a>,
+        /// The caller's trace context: `traceparent` and, if any,
+        /// `tracestate`, as W3C header name and value.
+        #[serde(borrow)]
+        context: Vec<(&'a str, &'a str)>,
+    },
 }
 
 /// The bytes `postcard` gives `EnvelopeHeader::Tell { service: ServiceRef::Id(id) }`
@@ -143,6 +158,14 @@ mod tests {
                     service: ServiceRef::Id(2),
                 },
                 EnvelopeHeader::Reply { id: 7 },
+                EnvelopeHeader::TracedAsk {
+                    id: 9,
+                    service: ServiceRef::Id(2),
+                    context: vec![(
+                        "traceparent",
+                        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                    )],
+                },
             ]);
         for header in headers {
             let mut ours = Vec::new();

@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use super::{EntityRef, RegionView, Sharding, ShardingError};
 use crate::entity::{Entity, EntityContext};
@@ -87,12 +88,15 @@ impl DaemonWorker {
             lease: lease.clone(),
         });
         let bound = LeaseBound::new(run, lease.clone());
-        let task = tokio::spawn(async move {
-            tokio::select! {
-                _ = bound => {}
-                _ = lease.lost() => {}
+        let task = tokio::spawn(
+            async move {
+                tokio::select! {
+                    _ = bound => {}
+                    _ = lease.lost() => {}
+                }
             }
-        });
+            .in_current_span(),
+        );
         self.task = Some(task.abort_handle());
     }
 }

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mesh::Node;
+use mesh::{MemberStatus, Node};
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{TypeAction, TypeCore};
 use super::host::{Host, Job};
+use super::metrics::TypeMetrics;
 use super::replies::{Replies, ReplySender};
 use super::routes::Routes;
 use super::view::{CoordinatorView, RegionLease, RegionView, ShardRow};
@@ -120,6 +121,7 @@ pub(crate) struct Driver<E: Entity> {
     work: VecDeque<Work<E::Message>>,
     /// The time of the current round of work (see `process`).
     now: Instant,
+    metrics: TypeMetrics,
 }
 
 impl<E: Entity> Driver<E> {
@@ -129,6 +131,7 @@ impl<E: Entity> Driver<E> {
         config: ShardingConfig,
         replies: Arc<Replies<E::Reply>>,
         routes: Arc<Routes>,
+        metrics: TypeMetrics,
     ) -> Self {
         let me = node.id().clone();
         let proxy_only = settings
@@ -161,6 +164,7 @@ impl<E: Entity> Driver<E> {
             next_passivation: now,
             work: VecDeque::new(),
             now,
+            metrics,
         }
     }
 
@@ -300,13 +304,33 @@ impl<E: Entity> Driver<E> {
         }
         if let Some(idle) = self.settings.passivate_after {
             if now >= self.next_passivation {
-                self.host.passivate_idle(now, idle);
+                let passivated = self.host.passivate_idle(now, idle);
+                self.metrics.passivations.inc_by(passivated as u64);
                 self.next_passivation = now + (idle / 4).max(self.config.tick_interval);
             }
         }
         self.keep_alive(now);
         self.replies.forget_abandoned();
         self.check_left();
+        self.record_gauges(now);
+    }
+
+    /// Sets the gauges of the region's state; counts epoch changes and
+    /// lease expiries.
+    fn record_gauges(&mut self, now: Instant) {
+        let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let buffered = self.buffered();
+        let metrics = &mut self.metrics;
+        metrics
+            .shards
+            .set(as_gauge(self.region.local_shards().len()));
+        metrics.entities.set(as_gauge(self.host.entity_count()));
+        metrics.buffered.set(as_gauge(buffered));
+        let lease_live = self
+            .region
+            .lease_valid_until()
+            .is_some_and(|until| until > now);
+        metrics.region_state(self.region.coordinator_epoch().0, lease_live);
     }
 
     /// Performs queued work until none is left (local coordinator <->
@@ -355,6 +379,9 @@ impl<E: Entity> Driver<E> {
         for shard in (0..self.config.number_of_shards).map(ShardId) {
             let runs = self.region.runs(shard);
             if self.gates.set_open(shard, runs) && !runs {
+                if self.region.shard_status(shard) == Some(ShardStatus::Fenced) {
+                    self.metrics.fences.inc();
+                }
                 self.host.interrupt(shard);
             }
         }
@@ -383,6 +410,9 @@ impl<E: Entity> Driver<E> {
             }
             match effect {
                 RegionEffect::ToCoordinator(message) => {
+                    if matches!(message.body, RegionToCoordinator::RenewLease) {
+                        self.metrics.lease_renewals.inc();
+                    }
                     if matches!(message.body, RegionToCoordinator::ShardStopped { .. })
                         && self.hook(hook_points::BEFORE_SHARD_STOPPED)
                     {
@@ -483,6 +513,15 @@ impl<E: Entity> Driver<E> {
                 CoordinatorEffect::Send { to, message } => {
                     let begin_handoff =
                         matches!(message.body, CoordinatorToRegion::BeginHandoff { .. });
+                    match message.body {
+                        CoordinatorToRegion::BeginHandoff { shard } => {
+                            self.metrics.handoff_begun(shard, self.now);
+                        }
+                        CoordinatorToRegion::HostShard { shard } => {
+                            self.metrics.shard_allocated(shard, self.now);
+                        }
+                        _ => {}
+                    }
                     if to == self.me {
                         self.work
                             .push_back(Work::Region(RegionInput::FromCoordinator(message)));
@@ -519,6 +558,24 @@ impl<E: Entity> Driver<E> {
     /// ours), quorum and the fencing fast path.
     fn follow_membership(&mut self, now: Instant) {
         let state = self.node.cluster_state();
+        // The failover clock of a Down member starts where the coordinator
+        // runs (see `sharding_failover_seconds`).
+        let mut down = state
+            .members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Down)
+            .peekable();
+        if let (Some(coordinator), Some(_)) = (&self.coordinator, down.peek()) {
+            let allocation = coordinator.allocation();
+            for member in down {
+                let shards = allocation
+                    .iter()
+                    .filter(|(_, home)| **home == member.id)
+                    .map(|(shard, _)| *shard)
+                    .collect();
+                self.metrics.member_down(&member.id, shards, now);
+            }
+        }
         let epoch = self.region.coordinator_epoch();
         let actions = self
             .core
@@ -552,6 +609,7 @@ impl<E: Entity> Driver<E> {
                 TypeAction::StopCoordinator => {
                     tracing::info!(entity_type = %self.settings.name, "the coordinator stops on this node");
                     self.coordinator = None;
+                    self.metrics.coordinator_stopped();
                 }
                 TypeAction::KeepAlive { worker } => {
                     if let Some(keep_alive) = &self.settings.keep_alive {

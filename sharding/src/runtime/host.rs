@@ -445,8 +445,9 @@ impl<E: Entity> Host<E> {
         }
     }
 
-    /// Passivates every idle entity that received nothing for `idle`.
-    pub(crate) fn passivate_idle(&mut self, now: Instant, idle: Duration) {
+    /// Passivates every idle entity that received nothing for `idle`;
+    /// how many.
+    pub(crate) fn passivate_idle(&mut self, now: Instant, idle: Duration) -> usize {
         let mut due = Vec::new();
         for (shard, slots) in &mut self.shards {
             for (id, slot) in slots.iter_mut() {
@@ -456,9 +457,11 @@ impl<E: Entity> Host<E> {
                 }
             }
         }
+        let passivated = due.len();
         for (shard, id) in due {
             self.kick(shard, &id);
         }
+        passivated
     }
 
     fn remove(&mut self, shard: ShardId, id: &str) {

@@ -12,6 +12,7 @@ mod core;
 mod daemon;
 mod driver;
 mod host;
+mod metrics;
 mod replies;
 mod routes;
 mod view;
@@ -24,6 +25,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use mesh::Node;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use self::metrics::ShardingMetrics;
 
 pub use self::core::{RegionSignal, TypeAction, TypeCore};
 pub use daemon::{DaemonContext, DaemonHandle, DaemonWorker};
@@ -71,6 +75,7 @@ struct Inner {
     node: Node,
     config: ShardingConfig,
     types: Mutex<BTreeMap<String, Arc<dyn TypeControl>>>,
+    metrics: ShardingMetrics,
 }
 
 /// What `Sharding` needs from every entity type, whatever its entity.
@@ -86,7 +91,8 @@ trait TypeControl: Send + Sync {
 impl Sharding {
     /// Starts sharding on `node`: checks the config, hands off every shard
     /// when the node leaves ([`mesh::Node::leave`]), serves
-    /// `GET /sharding` on the node's admin API and adds to its `GET /ready`
+    /// `GET /sharding` on the node's admin API, registers its series in the
+    /// node's metrics (see `GET /metrics`) and adds to its `GET /ready`
     /// that every entity type's region is registered with a coordinator.
     pub async fn start(node: &Node, config: ShardingConfig) -> Result<Self, ShardingError> {
         config
@@ -96,6 +102,7 @@ impl Sharding {
             node: node.clone(),
             config,
             types: Mutex::new(BTreeMap::new()),
+            metrics: ShardingMetrics::register(node),
         });
         let weak = Arc::downgrade(&inner);
         node.on_leave(move || async move {
@@ -209,7 +216,9 @@ impl Sharding {
                 let (_, responder) = request.into_parts();
                 let (answer, view) = oneshot::channel();
                 if views.try_send(Command::CoordinatorView(answer)).is_ok() {
-                    tokio::spawn(async move { responder.reply(view.await.ok().flatten()) });
+                    tokio::spawn(
+                        async move { responder.reply(view.await.ok().flatten()) }.in_current_span(),
+                    );
                 }
             },
         )
@@ -227,8 +236,9 @@ impl Sharding {
                 routes: routes.clone(),
             }),
         };
-        let driver = Driver::new(node.clone(), settings, config, replies, routes);
-        tokio::spawn(driver.run(receiver));
+        let metrics = self.inner.metrics.of_type(&name);
+        let driver = Driver::new(node.clone(), settings, config, replies, routes, metrics);
+        tokio::spawn(driver.run(receiver).instrument(node.span().clone()));
         types.insert(name, Arc::new(entity_ref.clone()));
         Ok(entity_ref)
     }
