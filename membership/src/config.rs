@@ -46,8 +46,8 @@ pub struct MembershipConfig {
     /// The split-brain strategy. Default `keep-majority`.
     pub downing: DowningStrategy,
     /// If the unreachable set keeps changing for `stable_after` plus this long,
-    /// the deciding node downs every member of its side and the other side
-    /// (Akka's `down-all-when-unstable`). `"off"` disables it. Default 4 s
+    /// the deciding node downs every member of its own side (Akka's
+    /// `down-all-when-unstable`; the other side decides for itself). `"off"` disables it. Default 4 s
     /// (Akka: 3/4 of `stable_after`, at least 4 s).
     #[serde(with = "crate::duration::human_opt")]
     pub down_all_when_unstable: Option<Duration>,
