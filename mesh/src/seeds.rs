@@ -15,7 +15,7 @@ use std::time::Duration;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
-use hickory_resolver::TokioResolver;
+use hickory_resolver::{ResolverBuilder, TokioResolver};
 
 use crate::Node;
 
@@ -53,14 +53,8 @@ impl DnsSeeds {
     /// configuration.
     pub fn system(name_port: &str) -> Result<Self, DnsSeedError> {
         let (name, port) = split_name_port(name_port)?;
-        let mut builder = TokioResolver::builder_tokio().map_err(DnsSeedError::SystemConfig)?;
-        fresh_answers(builder.options_mut());
-        let resolver = builder.build().map_err(DnsSeedError::SystemConfig)?;
-        Ok(Self {
-            name,
-            port,
-            resolver,
-        })
+        let builder = TokioResolver::builder_tokio().map_err(DnsSeedError::SystemConfig)?;
+        Self::built(name, port, builder)
     }
 
     /// Seeds from `NAME:PORT`, looked up at the nameserver `nameserver`
@@ -73,8 +67,16 @@ impl DnsSeeds {
         }
         let mut config = ResolverConfig::default();
         config.add_name_server(server);
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        Self::built(name, port, builder)
+    }
+
+    /// Seeds resolved by `builder`, set not to cache answers.
+    fn built(
+        name: String,
+        port: u16,
+        mut builder: ResolverBuilder<TokioRuntimeProvider>,
+    ) -> Result<Self, DnsSeedError> {
         fresh_answers(builder.options_mut());
         let resolver = builder.build().map_err(DnsSeedError::SystemConfig)?;
         Ok(Self {
