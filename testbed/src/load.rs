@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharding::{shard_id, Entity, EntityContext, EntityRef, EntityType};
+use sharding::{shard_id, Entity, EntityContext, EntityRef, EntityType, Sharding, ShardingConfig};
+
+use crate::Cluster;
 
 /// An entity that answers at once.
 pub struct Probe;
@@ -26,6 +28,18 @@ impl Entity for Probe {
 /// The `probe` entity type of [`Probe`]s.
 pub fn probe_type() -> EntityType<Probe> {
     EntityType::new("probe", |_id| Probe)
+}
+
+/// Starts sharding with `config` on the cluster's node `name` and registers
+/// the [`probe_type`] there.
+pub async fn start_probes(
+    cluster: &Cluster,
+    name: &str,
+    config: &ShardingConfig,
+) -> anyhow::Result<(Sharding, EntityRef<Probe>)> {
+    let sharding = Sharding::start(&cluster.node(name), config.clone()).await?;
+    let probes = sharding.init(probe_type())?;
+    Ok((sharding, probes))
 }
 
 /// One entity id per shard (`e-<i>`, the first that hashes to each shard),

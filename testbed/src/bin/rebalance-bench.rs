@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use sharding::{EntityRef, Sharding, ShardingConfig};
-use testbed::load::{entity_per_shard, homes, node_of, probe_type, Ping, Probe};
+use sharding::{EntityRef, ShardingConfig};
+use testbed::load::{entity_per_shard, homes, node_of, start_probes, Ping, Probe};
 use testbed::Cluster;
 
 const GIVE_UP: Duration = Duration::from_secs(120);
@@ -182,16 +182,6 @@ impl Load {
     }
 }
 
-async fn start_type(
-    cluster: &Cluster,
-    name: &str,
-    config: &ShardingConfig,
-) -> anyhow::Result<(Sharding, EntityRef<Probe>)> {
-    let sharding = Sharding::start(&cluster.node(name), config.clone()).await?;
-    let probes = sharding.init(probe_type())?;
-    Ok((sharding, probes))
-}
-
 /// One run: a fresh loaded cluster, the joins, the moves until fair shares.
 async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
     let config = ShardingConfig {
@@ -202,7 +192,7 @@ async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
     let mut keep = Vec::new();
     let mut refs = Vec::new();
     for name in cluster.names() {
-        let (sharding, probes) = start_type(&cluster, &name, &config).await?;
+        let (sharding, probes) = start_probes(&cluster, &name, &config).await?;
         keep.push(sharding);
         refs.push(probes);
     }
@@ -223,7 +213,7 @@ async fn run(kind: Kind, shards: u32) -> anyhow::Result<Run> {
     let joined = Instant::now();
     for name in kind.joiners() {
         cluster.add_node(name).await?;
-        let (sharding, _) = start_type(&cluster, name, &config).await?;
+        let (sharding, _) = start_probes(&cluster, name, &config).await?;
         keep.push(sharding);
     }
     let regions = 3 + kind.joiners().len();

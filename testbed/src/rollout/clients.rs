@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use mesh::sync::lock;
 use sharding::EntityRef;
 
 use crate::load::{Ping, Probe};
@@ -56,12 +57,6 @@ impl NodeSlot {
         let entities = lock(&self.entities).clone()?;
         (rolls % 2 == 0).then_some((entities, rolls))
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the clients saw.

@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use membership::AppVersion;
 use serde::Serialize;
-use sharding::{EntityRef, Sharding, ShardingConfig};
+use sharding::{EntityRef, ShardingConfig};
 
-use crate::load::{entity_per_shard, homes, node_of, probe_type, Ping, Probe};
+use mesh::sync::lock;
+
+use crate::load::{entity_per_shard, homes, node_of, start_probes, Ping, Probe};
 use crate::Cluster;
 use clients::{Clients, NodeSlot, Phase};
 pub use placements::Placements;
@@ -263,22 +265,6 @@ pub async fn run(spec: &RolloutSpec) -> anyhow::Result<RolloutReport> {
         moved_onto_older: placements.onto_older().to_vec(),
         downgraded: placements.downgraded().to_vec(),
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-async fn start_probes(
-    cluster: &Cluster,
-    name: &str,
-    config: &ShardingConfig,
-) -> anyhow::Result<(Sharding, EntityRef<Probe>)> {
-    let sharding = Sharding::start(&cluster.node(name), config.clone()).await?;
-    let probes = sharding.init(probe_type())?;
-    Ok((sharding, probes))
 }
 
 /// Until every entity answered once and the shards are spread evenly.
