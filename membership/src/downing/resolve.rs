@@ -14,7 +14,9 @@
 //!   unreachable members, only they are; otherwise the strategy weighs the
 //!   cleanly unreachable members against the rest (the observations involving
 //!   indirectly connected members are suspicious and left out, as in Akka) and
-//!   the indirectly connected are downed whatever it decides.
+//!   the indirectly connected are downed whatever it decides: all of them by
+//!   a winning side, only those of its own side by a losing one (see down
+//!   all below).
 //! - The deciding node is the oldest counted member of its side: the members
 //!   nobody reports, plus itself (Akka's leader rule).
 //! - **Down all** downs the decider's own side (itself and the members
@@ -81,26 +83,26 @@ pub fn resolve(
         .id
         .clone();
 
+    // The other side: every member that an observer which is not itself
+    // indirectly connected reports (Akka drops only the suspicious
+    // observations, not the members they concern). An indirectly connected
+    // member that such an observer reports is on the other side too:
+    // counting it as reachable here let a lone node cut off right after a
+    // crash believe it held the majority.
+    let other_side: BTreeSet<NodeId> = observers_of
+        .iter()
+        .filter(|(_, observers)| {
+            observers
+                .iter()
+                .any(|observer| !indirectly_connected.contains(*observer))
+        })
+        .map(|(subject, _)| (*subject).clone())
+        .collect();
     let decision = if indirectly_connected.is_empty() {
         strategy.decide(&split(members, &taking_part, &unreachable))
     } else if unreachable.is_subset(&indirectly_connected) {
         Decision::DownIndirectlyConnected
     } else {
-        // The other side: every member that an observer which is not
-        // itself indirectly connected reports (Akka drops only the suspicious
-        // observations, not the members they concern). An indirectly
-        // connected member that such an observer reports is on the other
-        // side too: counting it as reachable here let a lone node cut off
-        // right after a crash believe it held the majority.
-        let other_side: BTreeSet<NodeId> = observers_of
-            .iter()
-            .filter(|(_, observers)| {
-                observers
-                    .iter()
-                    .any(|observer| !indirectly_connected.contains(*observer))
-            })
-            .map(|(subject, _)| (*subject).clone())
-            .collect();
         match strategy.decide(&split(members, &taking_part, &other_side)) {
             Decision::DownReachable => Decision::DownReachableAndIndirectlyConnected,
             other => other,
@@ -122,8 +124,13 @@ pub fn resolve(
             .intersection(&indirectly_connected)
             .cloned()
             .collect(),
+        // Only the indirectly connected members of this side: those on the
+        // other side are for the other side to decide about, as with down-all
+        // (found by the simulation: a node cut off alone, which had heard a
+        // paused member reported by the others, counted the whole majority
+        // as indirectly connected and downed it with itself).
         Decision::DownReachableAndIndirectlyConnected => own_side()
-            .chain(downable.intersection(&indirectly_connected).cloned())
+            .chain(indirectly_connected.difference(&other_side).cloned())
             .collect(),
     };
 
@@ -296,6 +303,25 @@ mod tests {
         let resolution =
             resolve(&DowningStrategy::KeepMajority, &id(3), &other_side, 5).expect("a resolution");
         assert_eq!(resolution.decision, Decision::DownUnreachable);
+    }
+
+    /// The simulation's seed 2: n1 paused and every other member reported
+    /// it; then n4 was cut off alone. n2, n3 and n5 report n1 and n4 reports
+    /// them, so for n4 they are indirectly connected. n4's side loses and it
+    /// downs itself only: the majority is the other side's to decide about
+    /// (downed from here, it went down once the cut healed).
+    #[test]
+    fn a_losing_side_downs_no_indirectly_connected_member_of_the_other_side() {
+        let reports = [(2, 1), (3, 1), (5, 1), (4, 1), (4, 2), (4, 3), (4, 5)];
+        let members = view(5, &reports);
+        let resolution =
+            resolve(&DowningStrategy::KeepMajority, &id(4), &members, 5).expect("a resolution");
+        assert_eq!(
+            resolution.decision,
+            Decision::DownReachableAndIndirectlyConnected
+        );
+        assert_eq!(resolution.indirectly_connected, ids(&[2, 3, 5]));
+        assert_eq!(resolution.to_down, ids(&[4]));
     }
 
     #[test]

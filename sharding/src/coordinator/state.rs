@@ -315,7 +315,6 @@ impl Coordinator {
             match self.resolve_claim(&from, shard, claimed.contains(&shard), report.proxy_only) {
                 Claim::Confirm => confirmed.push(shard),
                 Claim::Drop => drop.push(shard),
-                Claim::Wait => {}
             }
         }
         for shard in report.handing_off.iter().copied() {
@@ -363,8 +362,8 @@ impl Coordinator {
     }
 
     /// A region reports running (`active`) or holding fenced a shard: keep
-    /// it there, tell it to drop it, or let it wait (resolved
-    /// deterministically from the table, whatever the arrival order).
+    /// it there or tell it to drop it (resolved deterministically from the
+    /// table, whatever the arrival order).
     fn resolve_claim(
         &mut self,
         from: &RegionId,
@@ -373,7 +372,7 @@ impl Coordinator {
         proxy_only: bool,
     ) -> Claim {
         let Some(state) = self.table.get(shard) else {
-            return Claim::Wait;
+            return Claim::Drop;
         };
         if proxy_only {
             return Claim::Drop;
@@ -400,26 +399,21 @@ impl Coordinator {
             | ShardState::Hosted { .. }
             | ShardState::BeginningHandoff { .. }
             | ShardState::HandingOff { .. } => Claim::Drop,
-            // Nobody else can hold it: a region that runs it under a valid
-            // lease keeps it. A fenced copy is dropped: while its lease had
-            // lapsed, a previous coordinator may have moved the shard and
-            // its new home written state that this copy never saw (found by
-            // the simulation: a node paused past its lease came back as the
-            // only survivor and served its old copy). Dropped, the shard is
-            // allocated afresh and its entities start from the store.
-            ShardState::Free if active => {
+            // Nobody else can hold it under a valid lease (or a lease of an
+            // earlier grant may still cover it): a region that runs it under
+            // a valid lease is its only home. A fenced copy is dropped:
+            // while its lease had lapsed, a previous coordinator may have
+            // moved the shard and its new home written state that this copy
+            // never saw (found by the simulation: a node paused past its
+            // lease came back as the only survivor and served its old copy;
+            // and a copy kept waiting out a predecessor's lease was given
+            // the shard again after another home had written). Dropped, the
+            // shard is allocated afresh and its entities start from the store.
+            ShardState::Free | ShardState::LeaseRunningOut { .. } if active => {
                 self.take_home(shard, from);
                 Claim::Confirm
             }
-            ShardState::Free => Claim::Drop,
-            // A lease of an earlier grant may still cover it. A region that
-            // runs it under a valid lease is its only home; a fenced copy
-            // must wait until the lease has surely run out.
-            ShardState::LeaseRunningOut { .. } if active => {
-                self.take_home(shard, from);
-                Claim::Confirm
-            }
-            ShardState::LeaseRunningOut { .. } => Claim::Wait,
+            ShardState::Free | ShardState::LeaseRunningOut { .. } => Claim::Drop,
         }
     }
 
@@ -1150,5 +1144,4 @@ struct Report {
 enum Claim {
     Confirm,
     Drop,
-    Wait,
 }

@@ -117,7 +117,12 @@ impl RegionSignal {
 #[derive(Clone, Debug)]
 struct HostSeen {
     host: NodeId,
+    /// The last view that could not rule out that the host still granted
+    /// leases: one that showed it reachable, or the first one after such a
+    /// view (the host may have granted until then, for all this node saw
+    /// while it was paused or between views).
     last_reachable: Instant,
+    reachable: bool,
 }
 
 /// The daemon keep-alive schedule.
@@ -306,9 +311,10 @@ impl TypeCore {
             let reachable = members
                 .iter()
                 .any(|m| m.id == seen.host && !m.status.is_gone() && m.reachability.is_reachable());
-            if reachable {
+            if reachable || seen.reachable {
                 seen.last_reachable = now;
             }
+            seen.reachable = reachable;
         }
         let moved = self.coordinator_host.as_ref().map(|seen| &seen.host) != host.as_ref();
         if moved {
@@ -316,6 +322,7 @@ impl TypeCore {
             self.coordinator_host = host.clone().map(|host| HostSeen {
                 host,
                 last_reachable: now,
+                reachable: true,
             });
             if let Some(previous) = previous.filter(|p| p.host != self.me) {
                 self.previous_grants_until(previous.last_reachable);

@@ -127,6 +127,19 @@ impl Checker {
         });
     }
 
+    /// A process started on `slot`. One on neither side of the split (a
+    /// joiner) talks to both: the cluster may legitimately span the cut
+    /// through it, so the split no longer counts as clean.
+    pub fn process_started(&mut self, slot: usize) {
+        if self
+            .split
+            .as_ref()
+            .is_some_and(|split| !split.side_of.contains_key(&slot))
+        {
+            self.split = None;
+        }
+    }
+
     /// A handler step of `entity` on `node` (slot `slot`) that read `read`
     /// at `started` wrote at `ended`.
     pub fn step_committed(
@@ -386,5 +399,19 @@ mod tests {
             checker.violation().map(|v| v.invariant),
             Some("one-side-serves")
         );
+    }
+
+    #[test]
+    fn a_joiner_on_neither_side_bridges_the_split() {
+        let a = NodeId::new("a", 1);
+        let b = NodeId::new("b", 2);
+        let (e, f): (EntityId, EntityId) = ("e".into(), "f".into());
+        let mut checker = Checker::default();
+        checker.set_split(0, Some(&[vec![0], vec![1]]));
+        checker.process_started(1);
+        checker.step_committed(0, &a, &e, 0, SPLIT_SETTLE, SPLIT_SETTLE + MS);
+        checker.process_started(2);
+        checker.step_committed(1, &b, &f, 0, SPLIT_SETTLE, SPLIT_SETTLE + 2 * MS);
+        assert!(checker.violation().is_none());
     }
 }

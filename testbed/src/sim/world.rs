@@ -538,6 +538,7 @@ impl World {
     // ----- processes ------------------------------------------------------
 
     fn start(&mut self, slot: usize) {
+        self.checker.process_started(slot);
         let generation = 1_000 + self.now / MS + slot as u64;
         let id = NodeId::new(format!("n{slot}"), generation);
         let now = self.instant(slot);

@@ -107,38 +107,46 @@ fn the_epoch_goes_above_every_epoch_the_region_has_seen() {
 }
 
 #[test]
-fn a_successor_waits_for_the_previous_host_last_seen_reachable() {
+fn a_successor_waits_until_the_first_view_that_showed_the_previous_host_unreachable() {
     let t = Instant::now();
     let (a, b) = (id("a", 10), id("b", 20));
     let mut core = TypeCore::new(b.clone(), None, None, t);
-    core.on_cluster(
-        t,
-        &[member(&a, MemberStatus::Up), member(&b, MemberStatus::Up)],
-        true,
-        Epoch(0),
-    );
-    // a is last seen reachable at 1 s, unreachable at 2 s, Down at 4 s.
-    core.on_cluster(
-        ms(t, 1_000),
-        &[member(&a, MemberStatus::Up), member(&b, MemberStatus::Up)],
-        true,
-        Epoch(10),
-    );
-    core.on_cluster(
-        ms(t, 2_000),
-        &[unreachable(&a, &b), member(&b, MemberStatus::Up)],
-        true,
-        Epoch(10),
-    );
+    let both_up = [member(&a, MemberStatus::Up), member(&b, MemberStatus::Up)];
+    core.on_cluster(t, &both_up, true, Epoch(0));
+    // a is seen reachable at 1 s, unreachable at 2 s and 3 s, Down at 4 s:
+    // it may have granted leases until the view at 2 s.
+    core.on_cluster(ms(t, 1_000), &both_up, true, Epoch(10));
+    for at in [2_000, 3_000] {
+        let cut = [unreachable(&a, &b), member(&b, MemberStatus::Up)];
+        core.on_cluster(ms(t, at), &cut, true, Epoch(10));
+    }
     let actions = core.on_cluster(
         ms(t, 4_000),
         &[member(&a, MemberStatus::Down), member(&b, MemberStatus::Up)],
         true,
         Epoch(10),
     );
-    assert_eq!(started(&actions), Some((Epoch(20), Some(ms(t, 1_000)))));
+    assert_eq!(started(&actions), Some((Epoch(20), Some(ms(t, 2_000)))));
     assert!(actions.contains(&TypeAction::Region(RegionSignal::MemberDown(a.clone()))));
     assert!(actions.contains(&TypeAction::Coordinator(CoordinatorInput::MemberDown(a))));
+}
+
+#[test]
+fn a_successor_that_was_paused_waits_from_its_first_view_after_the_pause() {
+    // b saw a reachable at 1 s, was paused, and its next view, at 9 s, shows
+    // a Down: a may have granted leases all that time.
+    let t = Instant::now();
+    let (a, b) = (id("a", 10), id("b", 20));
+    let mut core = TypeCore::new(b.clone(), None, None, t);
+    let both_up = [member(&a, MemberStatus::Up), member(&b, MemberStatus::Up)];
+    core.on_cluster(ms(t, 1_000), &both_up, true, Epoch(10));
+    let actions = core.on_cluster(
+        ms(t, 9_000),
+        &[member(&a, MemberStatus::Down), member(&b, MemberStatus::Up)],
+        true,
+        Epoch(10),
+    );
+    assert_eq!(started(&actions), Some((Epoch(20), Some(ms(t, 9_000)))));
 }
 
 #[test]
