@@ -134,6 +134,7 @@ mod tests {
             status,
             roles: Default::default(),
             app_version: None,
+            up_number: None,
             reachability: Reachability::Reachable,
         };
         BTreeMap::from([(id, member)])

@@ -79,6 +79,7 @@ pub(crate) struct Said {
     status: Option<MemberStatus>,
     roles: BTreeSet<String>,
     app_version: Option<AppVersion>,
+    up_number: Option<u64>,
     unreachable: BTreeSet<NodeId>,
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
@@ -100,6 +101,7 @@ impl Said {
                 MembershipKey::Status => said.status = keys::decode_status(value).ok(),
                 MembershipKey::Roles => said.roles = keys::decode_roles(value),
                 MembershipKey::AppVersion => said.app_version = AppVersion::new(value),
+                MembershipKey::UpNumber => said.up_number = value.parse().ok(),
                 MembershipKey::MayStart => said.may_start = true,
                 MembershipKey::Unreachable(id) => {
                     said.unreachable.insert(id);
@@ -240,6 +242,7 @@ impl GossipView {
                     status: status_of(id),
                     roles: said.get(id).map(|s| s.roles.clone()).unwrap_or_default(),
                     app_version: said.get(id).and_then(|s| s.app_version.clone()),
+                    up_number: said.get(id).and_then(|s| s.up_number),
                     reachability: Reachability::from_observers(
                         observers.remove(id).unwrap_or_default(),
                     ),

@@ -9,6 +9,7 @@
 //! | `member.status` | `joining` `up` `leaving` `exiting` `removed` | the node itself | its lifecycle status (`down` is never self-published) |
 //! | `member.roles` | `role-a,role-b` (sorted, no empty names) | the node itself | the roles it offers |
 //! | `member.app-version` | e.g. `1.4.2` (see [`AppVersion`](crate::AppVersion)) | the node itself | the version of the application it runs; absent when it has none (the lowest) |
+//! | `member.up-number` | a decimal number | the node itself | its place in the order members became Up: one more than the highest it saw among Up, Leaving and Exiting members when it became Up (Akka's `upNumber`); the singleton goes to the lowest (see [`crate::ordering`]) |
 //! | `member.may-start` | `1` | the node itself | it may start a cluster (see `MembershipConfig::may_start_cluster`); published only while it is joining |
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
@@ -35,6 +36,8 @@ pub const STATUS: &str = "member.status";
 pub const ROLES: &str = "member.roles";
 /// The node's app version (absent: none, the lowest).
 pub const APP_VERSION: &str = "member.app-version";
+/// The node's place in the order members became Up.
+pub const UP_NUMBER: &str = "member.up-number";
 /// Set by a joining node that may start a cluster.
 pub const MAY_START: &str = "member.may-start";
 /// Prefix of an unreachability observation: `member.unreachable.<name>#<gen>`.
@@ -61,6 +64,8 @@ pub enum MembershipKey {
     Roles,
     /// `member.app-version`
     AppVersion,
+    /// `member.up-number`: the writer's place in the order members became Up.
+    UpNumber,
     /// `member.may-start`: a joining node that may start a cluster.
     MayStart,
     /// `member.unreachable.<id>`: the writer observes `id` unreachable.
@@ -92,6 +97,9 @@ impl MembershipKey {
         }
         if key == APP_VERSION {
             return Some(Ok(Self::AppVersion));
+        }
+        if key == UP_NUMBER {
+            return Some(Ok(Self::UpNumber));
         }
         if key == MAY_START {
             return Some(Ok(Self::MayStart));
@@ -128,6 +136,7 @@ impl fmt::Display for MembershipKey {
             Self::Status => f.write_str(STATUS),
             Self::Roles => f.write_str(ROLES),
             Self::AppVersion => f.write_str(APP_VERSION),
+            Self::UpNumber => f.write_str(UP_NUMBER),
             Self::MayStart => f.write_str(MAY_START),
             Self::Unreachable(id) => write!(f, "{UNREACHABLE_PREFIX}{id}"),
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
@@ -220,6 +229,7 @@ mod tests {
             MembershipKey::Status,
             MembershipKey::Roles,
             MembershipKey::AppVersion,
+            MembershipKey::UpNumber,
             MembershipKey::MayStart,
             MembershipKey::Unreachable(id.clone()),
             MembershipKey::Down(id.clone()),

@@ -20,7 +20,7 @@
 //! - Each member gossips its roles and its [`AppVersion`] (the version of
 //!   the application it runs; a rolling update prefers the newest).
 //! - [`ordering`]: oldest first by `(generation, name)`; a role's singleton runs
-//!   on the oldest Up member.
+//!   on the member that became Up first.
 //!
 //! # Joining -> Up
 //!

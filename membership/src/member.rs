@@ -146,6 +146,9 @@ pub struct Member {
     /// The version of the application it runs (`None`: it gossips none,
     /// the lowest of all).
     pub app_version: Option<AppVersion>,
+    /// Its place in the order members became Up (`None`: not Up yet, or
+    /// not gossiped yet); see [`crate::ordering`].
+    pub up_number: Option<u64>,
     /// Whether some observer reports it unreachable.
     pub reachability: Reachability,
 }

@@ -1,9 +1,16 @@
 //! The deterministic ordering of members and what follows from it.
 //!
 //! Members order oldest first by `(generation, name)` ([`NodeId`]'s `Ord`), so
-//! every node that sees the same members agrees on the oldest one and on the
-//! singleton host, without a vote. A restarted node takes a larger
-//! generation and can never become the oldest while the others live.
+//! every node that sees the same members agrees on the oldest one without a
+//! vote. A restarted node takes a larger generation and can never become the
+//! oldest while the others live.
+//!
+//! The singleton goes by when members became Up instead (their up-number,
+//! then the id; Akka's `upNumber`): a node started early that joined late
+//! (it waited out a cut, say) must not take the singleton from a member that
+//! has held it all along as soon as it is Up; found by the simulation, where
+//! it started a second coordinator under a lower epoch. A member whose
+//! up-number has not arrived yet comes last.
 
 use crate::{Member, MemberStatus, NodeId};
 
@@ -17,9 +24,9 @@ pub fn oldest<'a>(members: impl IntoIterator<Item = &'a Member>) -> Option<NodeI
         .cloned()
 }
 
-/// Where the singleton for `role` runs (`None`: any member): the oldest member
-/// with that role that is `Up`. Unreachability alone never moves it; Down
-/// (and leaving) does.
+/// Where the singleton for `role` runs (`None`: any member): the `Up` member
+/// with that role that became Up first. Unreachability alone never moves it;
+/// Down (and leaving) does.
 pub fn singleton_host<'a>(
     members: impl IntoIterator<Item = &'a Member>,
     role: Option<&str>,
@@ -27,9 +34,8 @@ pub fn singleton_host<'a>(
     members
         .into_iter()
         .filter(|m| m.status == MemberStatus::Up && m.has_role(role))
-        .map(|m| &m.id)
-        .min()
-        .cloned()
+        .min_by_key(|m| (m.up_number.unwrap_or(u64::MAX), &m.id))
+        .map(|m| m.id.clone())
 }
 
 #[cfg(test)]
@@ -46,6 +52,7 @@ mod tests {
             status,
             roles: roles.iter().map(|r| r.to_string()).collect(),
             app_version: None,
+            up_number: None,
             reachability: Reachability::Reachable,
         }
     }
@@ -78,6 +85,27 @@ mod tests {
         assert_eq!(singleton_host(&members, None), Some(NodeId::new("a", 1)));
         members[0].status = MemberStatus::Leaving;
         assert_eq!(singleton_host(&members, None), Some(NodeId::new("b", 2)));
+    }
+
+    #[test]
+    fn the_singleton_goes_by_when_members_became_up_not_by_generation() {
+        let mut members = [
+            member("early", 1, MemberStatus::Up, &[]),
+            member("host", 2, MemberStatus::Up, &[]),
+            member("c", 3, MemberStatus::Up, &[]),
+        ];
+        // "early" started first but became Up last.
+        members[0].up_number = Some(4);
+        members[1].up_number = Some(0);
+        members[2].up_number = Some(1);
+        assert_eq!(singleton_host(&members, None), Some(NodeId::new("host", 2)));
+        // Equal up-numbers (admitted together): the id decides.
+        members[2].up_number = Some(0);
+        assert_eq!(singleton_host(&members, None), Some(NodeId::new("host", 2)));
+        // An up-number not gossiped yet comes last.
+        members[1].up_number = None;
+        assert_eq!(singleton_host(&members, None), Some(NodeId::new("c", 3)));
+        assert_eq!(oldest(&members), Some(NodeId::new("early", 1)));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Membership {
     self_id: NodeId,
     roles: BTreeSet<String>,
     app_version: Option<AppVersion>,
+    /// Set once, when this node becomes Up (see [`keys::UP_NUMBER`]).
+    up_number: Option<u64>,
     started: Instant,
     now: Instant,
     /// What this node publishes as its status (never Down: that is decided).
@@ -81,6 +83,7 @@ impl Membership {
             self_id,
             roles,
             app_version: None,
+            up_number: None,
             started: now,
             now,
             lifecycle: MemberStatus::Joining,
@@ -332,6 +335,9 @@ impl Membership {
         if let Some(version) = &self.app_version {
             own.insert(keys::APP_VERSION.to_owned(), version.to_string());
         }
+        if let Some(number) = self.up_number {
+            own.insert(keys::UP_NUMBER.to_owned(), number.to_string());
+        }
         if self.config.may_start_cluster && self.lifecycle == MemberStatus::Joining {
             own.insert(keys::MAY_START.to_owned(), keys::MARKER.to_owned());
         }
@@ -434,6 +440,24 @@ impl Membership {
             .all(|m| self.view.has_seen(&m.id, MemberStatus::Down, subject))
     }
 
+    /// One more than the highest up-number among the members that are or
+    /// were Up (0 for the first): members that became Up earlier come first
+    /// in [`ordering`], whatever their generation.
+    fn next_up_number(&self) -> u64 {
+        self.view
+            .members
+            .values()
+            .filter(|m| {
+                matches!(
+                    m.status,
+                    MemberStatus::Up | MemberStatus::Leaving | MemberStatus::Exiting
+                )
+            })
+            .filter_map(|m| m.up_number)
+            .max()
+            .map_or(0, |highest| highest + 1)
+    }
+
     /// The members as the split-brain resolver weighs them: a Down member
     /// that some member has not acknowledged yet stays in (keep-majority
     /// counts it against the deciding side, since a side that has not heard
@@ -452,6 +476,7 @@ impl Membership {
             MemberStatus::Joining => {
                 if self.view.admitted.contains(&self.self_id) || self.may_admit_itself(now) {
                     self.lifecycle = MemberStatus::Up;
+                    self.up_number = Some(self.next_up_number());
                 }
             }
             MemberStatus::Leaving => {

@@ -382,3 +382,26 @@ fn a_node_joining_through_a_downed_side_never_starts_its_own_cluster() {
         );
     }
 }
+
+/// A node started before the others (lower generation) that joins late,
+/// e.g. after waiting out a cut, is the oldest member but not the singleton
+/// host: the singleton stays with the member that became Up first.
+#[test]
+fn a_node_started_earlier_that_joins_later_does_not_take_the_singleton() {
+    let mut sim = Sim::with_nodes(3);
+    sim.converge();
+    let early = NodeId::new("n0", 0);
+    sim.start_node(early.clone());
+    sim.run_until(secs(10.0), |sim| {
+        sim.running()
+            .iter()
+            .all(|n| sim.status_seen_by(n, &early) == Some(MemberStatus::Up))
+    })
+    .expect("the late joiner is Up everywhere");
+    sim.run_for(secs(1.0));
+    for node in sim.running() {
+        let m = &sim.nodes[&node].membership;
+        assert_eq!(m.oldest(), Some(early.clone()), "seen by {node}");
+        assert_eq!(m.singleton_host(None), Some(id(1)), "seen by {node}");
+    }
+}

@@ -90,7 +90,7 @@ pub struct ClusterView {
     pub status: MemberStatus,
     /// The oldest member that is neither Down nor Removed.
     pub oldest: Option<String>,
-    /// Where a singleton for any role runs: the oldest Up member.
+    /// Where a singleton for any role runs: the member that became Up first.
     pub singleton_host: Option<String>,
     /// The singleton host of each role offered by some member.
     pub singleton_hosts: BTreeMap<String, Option<String>>,

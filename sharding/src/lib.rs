@@ -10,7 +10,7 @@
 //! An *entity* has an id; its shard is [`shard_id`]`(entity_id,
 //! number_of_shards)` (a stable FNV-1a hash). A [`Region`] runs on each node
 //! for each entity type and hosts shards; the [`Coordinator`] (a singleton
-//! on the oldest Up member) decides which region hosts which shard; a
+//! on the member that became Up first) decides which region hosts which shard; a
 //! *proxy* region hosts nothing and only routes. A region is identified by
 //! its node's [`RegionId`] (`membership::NodeId`): a restarted node is a new
 //! region. Every message (see [`messages`]) travels in an [`Envelope`] with

@@ -83,12 +83,18 @@ pub fn resolve(
         .id
         .clone();
 
-    // The other side: every member that an observer which is not itself
-    // indirectly connected reports (Akka drops only the suspicious
-    // observations, not the members they concern). An indirectly connected
-    // member that such an observer reports is on the other side too:
-    // counting it as reachable here let a lone node cut off right after a
-    // crash believe it held the majority.
+    // What this node itself cannot reach: first-hand, never suspicious.
+    let cut_off_from_me: BTreeSet<NodeId> = observers_of
+        .iter()
+        .filter(|(_, observers)| observers.contains(self_id))
+        .map(|(subject, _)| (*subject).clone())
+        .collect();
+    // The other side: every member that this node or an observer which is
+    // not itself indirectly connected reports (Akka drops only the
+    // suspicious observations, not the members they concern). An indirectly
+    // connected member that such an observer reports is on the other side
+    // too: counting it as reachable here let a lone node cut off right after
+    // a crash believe it held the majority.
     let other_side: BTreeSet<NodeId> = observers_of
         .iter()
         .filter(|(_, observers)| {
@@ -97,10 +103,18 @@ pub fn resolve(
                 .any(|observer| !indirectly_connected.contains(*observer))
         })
         .map(|(subject, _)| (*subject).clone())
+        .chain(cut_off_from_me.iter().cloned())
         .collect();
     let decision = if indirectly_connected.is_empty() {
         strategy.decide(&split(members, &taking_part, &unreachable))
-    } else if unreachable.is_subset(&indirectly_connected) {
+    } else if unreachable.is_subset(&indirectly_connected)
+        && indirectly_connected.is_disjoint(&cut_off_from_me)
+    {
+        // Flaky links inside a cluster this node still reaches whole.
+        // Members it cannot reach itself make it a side of a cut instead,
+        // which the strategy weighs: downing them and staying up, a node cut
+        // off alone survived with the majority downed by its hand, while the
+        // majority downed it (found by the simulation).
         Decision::DownIndirectlyConnected
     } else {
         match strategy.decide(&split(members, &taking_part, &other_side)) {
@@ -245,6 +259,7 @@ mod tests {
                     status: MemberStatus::Up,
                     roles: BTreeSet::new(),
                     app_version: None,
+                    up_number: None,
                     reachability: Reachability::from_observers(observers),
                 }
             })
@@ -324,6 +339,31 @@ mod tests {
         assert_eq!(resolution.to_down, ids(&[4]));
     }
 
+    /// The simulation's seed 935: three cuts in a row left n4 cut off from
+    /// everyone, n4 still reporting n1 and n2 (from the first cut), and n5
+    /// cut off alone. Every member n5 hears of is indirectly connected, but
+    /// n5 reaches none of them itself: it is a side of one, and downs itself
+    /// (downing them, it stayed up alone while they downed it).
+    #[test]
+    fn a_node_that_reaches_no_indirectly_connected_member_is_a_side_of_a_cut() {
+        let reports = [
+            (4, 1),
+            (4, 2),
+            (1, 4),
+            (2, 4),
+            (3, 4),
+            (5, 4),
+            (5, 1),
+            (5, 2),
+            (5, 3),
+        ];
+        let members = view(5, &reports);
+        let resolution =
+            resolve(&DowningStrategy::KeepMajority, &id(5), &members, 5).expect("a resolution");
+        assert_eq!(resolution.indirectly_connected, ids(&[1, 2, 3, 4]));
+        assert_eq!(resolution.to_down, ids(&[5]));
+    }
+
     #[test]
     fn resolver_table() {
         use Decision::*;
@@ -399,13 +439,14 @@ mod tests {
                 to_down: &[1, 3],
             },
             Case {
-                name: "link n1-n3 cut, seen from n1 itself: same decision",
+                name: "link n1-n3 cut, seen from n1 itself (it cannot reach n3: a side of one \
+                       link, weighed by the strategy): the same members go",
                 strategy: keep_majority(),
                 members: 5,
                 reports: vec![(1, 3), (3, 1)],
                 resolver: 1,
                 decider: 1,
-                decision: DownIndirectlyConnected,
+                decision: DownUnreachable,
                 to_down: &[1, 3],
             },
             Case {
@@ -590,6 +631,7 @@ mod tests {
                 status: MemberStatus::Joining,
                 roles: BTreeSet::new(),
                 app_version: None,
+                up_number: None,
                 reachability: Reachability::from_observers(observers),
             });
         }
@@ -607,6 +649,7 @@ mod tests {
             status: MemberStatus::Joining,
             roles: BTreeSet::new(),
             app_version: None,
+            up_number: None,
             reachability: Reachability::Reachable,
         });
         assert_eq!(

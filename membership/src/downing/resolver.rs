@@ -149,6 +149,7 @@ mod tests {
                 status: MemberStatus::Up,
                 roles: BTreeSet::new(),
                 app_version: None,
+                up_number: None,
                 reachability: Reachability::from_observers(
                     unreachable
                         .iter()

@@ -49,7 +49,7 @@ pub struct ClusterState {
     pub departed: Vec<Member>,
     /// The oldest member that is neither Down nor Removed.
     pub oldest: Option<NodeId>,
-    /// Where a singleton for any role runs: the oldest Up member.
+    /// Where a singleton for any role runs: the member that became Up first.
     pub singleton_host: Option<NodeId>,
     /// Where the singleton of each role offered by some member runs.
     pub singleton_hosts: BTreeMap<String, Option<NodeId>>,

@@ -1,4 +1,4 @@
-//! The shard coordinator: a singleton (on the oldest Up member) that owns
+//! The shard coordinator: a singleton (on the member that became Up first) that owns
 //! the allocation table of one entity type.
 //!
 //! - **Allocation.** A region asks `GetShardHome`; a free shard goes where

@@ -7,7 +7,7 @@
 //! - **member tracking**: which member changed status since the last view,
 //!   and what that means to the region (`MemberDown`) and the coordinator
 //!   (`MemberUp` / `MemberLeaving` / `MemberDown`);
-//! - **where the coordinator runs**: the oldest Up member with the role;
+//! - **where the coordinator runs**: the member with the role that became Up first (its up-number);
 //!   starting one here (with its epoch) or stopping it;
 //! - **the epoch** of a coordinator started here: above the node's
 //!   generation and above every epoch seen here;
@@ -46,10 +46,11 @@
 //!     status: MemberStatus::Up,
 //!     roles: Default::default(),
 //!     app_version: None,
+//!     up_number: Some(0),
 //!     reachability: Reachability::default(),
 //! };
 //! let actions = core.on_cluster(now, &[up], true, Epoch(0));
-//! // The oldest Up member hosts the coordinator, with its generation as epoch.
+//! // The first member Up hosts the coordinator, with its generation as epoch.
 //! assert!(actions.contains(&TypeAction::StartCoordinator { epoch: Epoch(7), previous_grants_until: None }));
 //! assert_eq!(core.coordinator_host(), Some(&me));
 //! ```

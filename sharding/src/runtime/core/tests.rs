@@ -18,6 +18,7 @@ fn member(id: &NodeId, status: MemberStatus) -> Member {
         status,
         roles: Default::default(),
         app_version: None,
+        up_number: None,
         reachability: Reachability::default(),
     }
 }
