@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
         }
         let case = known_case(name).with_context(|| format!("no known case {name:?}"))?;
         config.nodes = case.nodes;
-        return replay(&config, args.seed.unwrap_or(1), Some(case.schedule));
+        return replay(&config, args.seed.unwrap_or(case.seed), Some(case.schedule));
     }
     if let Some(seed) = args.seed {
         let schedule = match &args.schedule {
