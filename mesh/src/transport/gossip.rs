@@ -6,9 +6,10 @@
 //! hello, never the UDP source, so replies reach it behind a proxy or NAT.
 //! `send` only queues: chitchat awaits it inside its gossip loop.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chitchat::transport::{Socket, Transport as ChitchatTransport};
 use chitchat::{ChitchatMessage, Serializable};
@@ -30,13 +31,17 @@ pub(crate) type GossipInbox = mpsc::Receiver<(SocketAddr, ChitchatMessage)>;
 pub(crate) struct QuicGossip {
     transport: Arc<Transport>,
     inbox: Mutex<Option<GossipInbox>>,
+    interval: Duration,
 }
 
 impl QuicGossip {
-    pub(crate) fn new(transport: Arc<Transport>, inbox: GossipInbox) -> Self {
+    /// Gossip over `transport`, received through `inbox`, in rounds of
+    /// `interval` (see [`QuicGossipSocket::send_gossip`] for what it is for).
+    pub(crate) fn new(transport: Arc<Transport>, inbox: GossipInbox, interval: Duration) -> Self {
         Self {
             transport,
             inbox: Mutex::new(Some(inbox)),
+            interval,
         }
     }
 }
@@ -51,6 +56,7 @@ impl ChitchatTransport for QuicGossip {
             transport: self.transport.clone(),
             inbox,
             dialing: Arc::default(),
+            interval: self.interval,
         }))
     }
 }
@@ -58,8 +64,10 @@ impl ChitchatTransport for QuicGossip {
 struct QuicGossipSocket {
     transport: Arc<Transport>,
     inbox: GossipInbox,
-    /// Addresses dialed for gossip right now: one dial each at a time.
-    dialing: Arc<Mutex<HashSet<SocketAddr>>>,
+    /// Addresses dialed for gossip right now, with when each dial started.
+    dialing: Arc<Mutex<HashMap<SocketAddr, Instant>>>,
+    /// The gossip interval: how long a dial holds up the next one at most.
+    interval: Duration,
 }
 
 #[async_trait::async_trait]
@@ -80,6 +88,18 @@ impl Socket for QuicGossipSocket {
 impl QuicGossipSocket {
     /// Sends one gossip message to the node advertising `to`, dialing it first
     /// if there is no connection (the message then waits for the dial).
+    ///
+    /// One gossip dial at a time: chitchat gossips with peers chosen at
+    /// random, so in a cluster that starts at once every node would dial
+    /// nearly every other within a few rounds, hundreds of TLS handshakes in
+    /// flight on a few cores, each then taking a second or more, and a
+    /// heartbeat that waits for its connection behind them comes too late.
+    /// A message to a peer with no connection while another gossip dial is
+    /// in flight is dropped like a lost datagram (chitchat's next rounds
+    /// pick other peers). A dial holds the next one up for one gossip
+    /// interval at most, so that a slow one (to a crashed node, which lasts
+    /// the handshake timeout) does not stop gossip from finding new peers.
+    /// Heartbeats and services dial on their own.
     fn send_gossip(&self, to: SocketAddr, bytes: Vec<u8>) {
         let transport = &self.transport;
         // Our own address, e.g. held by a previous incarnation of this node.
@@ -95,9 +115,14 @@ impl QuicGossipSocket {
             return;
         }
         let stats = transport.stats();
-        if !lock(&self.dialing).insert(to) {
-            Stats::bump(&stats.gossip_dropped);
-            return;
+        {
+            let mut dialing = lock(&self.dialing);
+            let now = Instant::now();
+            if !may_dial(&dialing, to, now, self.interval) {
+                Stats::bump(&stats.gossip_dropped);
+                return;
+            }
+            dialing.insert(to, now);
         }
         let (transport, dialing) = (transport.clone(), self.dialing.clone());
         let span = transport.tasks.span().clone();
@@ -118,6 +143,21 @@ impl QuicGossipSocket {
     }
 }
 
+/// Whether a gossip dial to `to` may start at `now`, given the gossip dials
+/// in flight and when each started: none to `to`, and none other started
+/// less than `interval` ago (see [`QuicGossipSocket::send_gossip`]).
+fn may_dial(
+    dialing: &HashMap<SocketAddr, Instant>,
+    to: SocketAddr,
+    now: Instant,
+    interval: Duration,
+) -> bool {
+    !dialing.contains_key(&to)
+        && dialing
+            .values()
+            .all(|started| now.duration_since(*started) >= interval)
+}
+
 async fn write_gossip(conn: quinn::Connection, bytes: Vec<u8>) {
     let Ok(mut send) = conn.open_uni().await else {
         return;
@@ -126,5 +166,34 @@ async fn write_gossip(conn: quinn::Connection, bytes: Vec<u8>) {
         && send.write_all(&bytes).await.is_ok()
     {
         let _ = send.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_gossip_dial_at_a_time_for_an_interval_at_most() {
+        let interval = Duration::from_millis(200);
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        );
+        let start = Instant::now();
+        let mut dialing = HashMap::new();
+        assert!(may_dial(&dialing, a, start, interval));
+        dialing.insert(a, start);
+        let later = start + Duration::from_millis(100);
+        assert!(!may_dial(&dialing, b, later, interval), "a dial in flight");
+        let after = start + interval;
+        assert!(
+            may_dial(&dialing, b, after, interval),
+            "a slow dial holds up one interval"
+        );
+        assert!(
+            !may_dial(&dialing, a, after, interval),
+            "never two dials to one peer"
+        );
     }
 }
