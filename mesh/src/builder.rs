@@ -272,7 +272,7 @@ async fn start_gossip(
         catchup_callback: None,
         extra_liveness_predicate: None,
     };
-    let gossip = QuicGossip::new(transport.clone(), inbox);
+    let gossip = QuicGossip::new(transport.clone(), inbox, interval);
     chitchat::spawn_chitchat(
         chitchat_config,
         vec![(keys::ROLES.to_string(), keys::encode_roles(roles))],

@@ -38,6 +38,17 @@ pub struct NodeConfig {
     /// who may be admitted. Reachability comes from membership's heartbeats.
     #[serde(with = "millis")]
     pub gossip_interval: Duration,
+    /// A change of this node's own membership keys (an observation, a Down
+    /// decision, a status) is pushed at once, besides chitchat's regular
+    /// rounds, to at most this many live peers: the oldest reachable member
+    /// (it admits joiners and takes the downing decisions), then peers
+    /// chosen at random. Gossip carries the change on from there, and so do
+    /// the pushes of the peers whose own keys it changes. Default 3, like
+    /// chitchat's fan-out per round; 0 pushes nothing. Pushing to every
+    /// live peer would cost O(N) gossip rounds per change, O(N^2) when
+    /// every member reacts to one event (a join), and saturates the CPU
+    /// of a large cluster.
+    pub gossip_push_fanout: usize,
     /// Bytes of outgoing frames buffered per peer before `tell` reports
     /// backpressure (and `ask` waits). Default 4 MiB.
     pub peer_buffer: usize,
@@ -102,6 +113,7 @@ impl Default for NodeConfig {
             app_version: None,
             max_frame_size: 8 * 1024 * 1024,
             gossip_interval: Duration::from_millis(200),
+            gossip_push_fanout: 3,
             peer_buffer: 4 * 1024 * 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(1),

@@ -7,15 +7,20 @@
 //! tasks of their own and report back through channels.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chitchat::ListenerHandle;
-use membership::{AppVersion, MemberEvent, Membership, MembershipConfig, MembershipEffect, NodeId};
+use membership::{
+    AppVersion, MemberEvent, MemberStatus, Membership, MembershipConfig, MembershipEffect, NodeId,
+};
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
-use super::gossip_io::{read_gossip, who_downed, write_own_keys, KeyChange, SharedChitchat};
+use super::gossip_io::{
+    push_targets, read_gossip, who_downed, write_own_keys, KeyChange, SharedChitchat,
+};
 use super::handle::{ClusterHandle, Command, NodeExit, Outputs};
 use super::heartbeat::{self, HeartbeatAnswer};
 use super::state::{ClusterState, Downed};
@@ -210,8 +215,12 @@ impl Driver {
             // Before anyone can read the Down status: nothing is served from now on.
             self.node.close_services();
         }
-        let peers = write_own_keys(&self.chitchat, keys).await;
-        self.node.gossip_now(&peers);
+        let live = write_own_keys(&self.chitchat, keys).await;
+        if !live.is_empty() {
+            let fanout = self.node.config().gossip_push_fanout;
+            let peers = push_targets(live, self.leader(), fanout, &mut rand::thread_rng());
+            self.node.gossip_now(&peers);
+        }
         self.publish();
         for event in events {
             log_event(&event);
@@ -219,6 +228,23 @@ impl Driver {
             let _ = self.out.events.send(event);
         }
         ending
+    }
+
+    /// The gossip address of the oldest reachable member other than this
+    /// node that is neither Down nor gone: the one that admits joiners and
+    /// takes the downing decisions, so it hears of every change first.
+    fn leader(&self) -> Option<SocketAddr> {
+        let me = self.membership.self_id();
+        self.membership
+            .members()
+            .into_iter()
+            .find(|m| {
+                m.id != *me
+                    && m.reachability.is_reachable()
+                    && m.status != MemberStatus::Down
+                    && !m.status.is_gone()
+            })
+            .map(|m| m.addr)
     }
 
     fn publish(&mut self) {

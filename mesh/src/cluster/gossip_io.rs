@@ -8,6 +8,8 @@ use std::sync::Arc;
 use chitchat::{Chitchat, ChitchatId};
 use membership::keys::MembershipKey;
 use membership::{GossipNode, NodeId};
+use rand::seq::SliceRandom;
+use rand::Rng;
 use tokio::sync::Mutex;
 
 /// A chitchat instance shared with its gossip loop.
@@ -80,6 +82,26 @@ pub(crate) async fn write_own_keys(
         .collect()
 }
 
+/// The peers to push a change of this node's own keys to: `first` (the
+/// leader) if it is among the `live` peers, then peers of `live` chosen at
+/// random, `fanout` at most in all (see `NodeConfig::gossip_push_fanout`).
+pub(crate) fn push_targets(
+    mut live: Vec<SocketAddr>,
+    first: Option<SocketAddr>,
+    fanout: usize,
+    rng: &mut impl Rng,
+) -> Vec<SocketAddr> {
+    let mut targets = Vec::with_capacity(fanout.min(live.len()));
+    if let Some(at) = first.and_then(|first| live.iter().position(|addr| *addr == first)) {
+        if fanout > 0 {
+            targets.push(live.swap_remove(at));
+        }
+    }
+    let rest = fanout.saturating_sub(targets.len());
+    targets.extend(live.choose_multiple(rng, rest).copied());
+    targets
+}
+
 /// Who published a Down decision naming `me` (this node included), and the
 /// youngest incarnation of `me`'s name if it is younger than `me`.
 pub(crate) async fn who_downed(
@@ -106,6 +128,47 @@ pub(crate) async fn who_downed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addrs(n: u16) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .collect()
+    }
+
+    #[test]
+    fn pushes_to_the_leader_and_a_few_random_live_peers() {
+        let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+        let live = addrs(50);
+        let leader = live[17];
+        let targets = push_targets(live.clone(), Some(leader), 3, &mut rng);
+        assert_eq!(targets.len(), 3);
+        assert_eq!(targets[0], leader);
+        let distinct: HashSet<_> = targets.iter().collect();
+        assert_eq!(distinct.len(), 3, "no peer twice: {targets:?}");
+        assert!(targets.iter().all(|t| live.contains(t)));
+    }
+
+    #[test]
+    fn a_leader_that_is_not_live_is_not_pushed_to() {
+        let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+        let gone = SocketAddr::from(([127, 0, 0, 2], 1));
+        let targets = push_targets(addrs(10), Some(gone), 3, &mut rng);
+        assert_eq!(targets.len(), 3);
+        assert!(!targets.contains(&gone));
+    }
+
+    #[test]
+    fn the_fanout_caps_the_targets() {
+        let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+        let live = addrs(2);
+        assert!(push_targets(live.clone(), Some(live[0]), 0, &mut rng).is_empty());
+        let all = push_targets(live.clone(), None, 5, &mut rng);
+        assert_eq!(all.iter().collect::<HashSet<_>>(), live.iter().collect());
+        assert_eq!(
+            push_targets(live.clone(), Some(live[1]), 1, &mut rng),
+            [live[1]]
+        );
+    }
 
     #[test]
     fn reads_a_chitchat_node_state() {

@@ -42,6 +42,11 @@ struct Args {
     /// How long a converged cluster runs before the crash, in ms.
     #[arg(long, default_value_t = 2000)]
     warmup: u64,
+    /// How many peers an own-key change is pushed to (`NodeConfig::gossip_push_fanout`;
+    /// default: the node default). A number at least the cluster size pushes to
+    /// every live peer.
+    #[arg(long)]
+    push_fanout: Option<usize>,
 }
 
 /// Gives up on a figure after this long.
@@ -59,12 +64,16 @@ async fn main() -> anyhow::Result<()> {
         "cluster sizes are at least 1"
     );
     let ca = ClusterCa::generate("mesh")?;
+    let mut config = NodeConfig::default();
+    if let Some(fanout) = args.push_fanout {
+        config.gossip_push_fanout = fanout;
+    }
 
     let mut convergence = Vec::new();
     for &size in &args.sizes {
         let mut runs = Vec::new();
         for _ in 0..args.runs.max(1) {
-            let took = converge(&ca, size).await?;
+            let took = converge(&ca, &config, size).await?;
             eprintln!("converged {size} nodes in {took:?}");
             runs.push(took);
         }
@@ -78,7 +87,8 @@ async fn main() -> anyhow::Result<()> {
 
     let mut crash_runs = Vec::new();
     for _ in 0..args.crash_runs.max(1) {
-        let run = crash_to_down(&ca, args.crash_nodes, Duration::from_millis(args.warmup)).await?;
+        let warmup = Duration::from_millis(args.warmup);
+        let run = crash_to_down(&ca, &config, args.crash_nodes, warmup).await?;
         eprintln!(
             "crash: unreachable after {:?}, Down on the first survivor after {:?}, on all after {:?}",
             run.unreachable, run.down_first, run.down_all
@@ -92,10 +102,10 @@ async fn main() -> anyhow::Result<()> {
         .position(|n| *n == 20)
         .and_then(|i| convergence[i]["median_ms"].as_f64());
 
-    let config = NodeConfig::default();
     let out = json!({
         "settings": {
             "gossip_interval_ms": millis(config.gossip_interval),
+            "gossip_push_fanout": config.gossip_push_fanout,
             "membership": config.membership,
             "tls": "mutual (cluster CA)",
             "transport": "QUIC on 127.0.0.1, one process",
@@ -126,10 +136,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Starts `size` nodes and returns how long until every one saw all Up.
-async fn converge(ca: &ClusterCa, size: usize) -> anyhow::Result<Duration> {
+async fn converge(ca: &ClusterCa, config: &NodeConfig, size: usize) -> anyhow::Result<Duration> {
     let tls = credentials(ca, size)?;
     let start = Instant::now();
-    let (nodes, watchers) = start_cluster(tls, start).await?;
+    let (nodes, watchers) = start_cluster(config, tls, start).await?;
     let mut took = Duration::ZERO;
     for watcher in watchers {
         took = took.max(watcher.await??);
@@ -145,9 +155,14 @@ struct CrashRun {
     down_all: Duration,
 }
 
-async fn crash_to_down(ca: &ClusterCa, size: usize, warmup: Duration) -> anyhow::Result<CrashRun> {
+async fn crash_to_down(
+    ca: &ClusterCa,
+    config: &NodeConfig,
+    size: usize,
+    warmup: Duration,
+) -> anyhow::Result<CrashRun> {
     let tls = credentials(ca, size)?;
-    let (nodes, watchers) = start_cluster(tls, Instant::now()).await?;
+    let (nodes, watchers) = start_cluster(config, tls, Instant::now()).await?;
     for watcher in watchers {
         watcher.await??;
     }
@@ -210,9 +225,11 @@ fn credentials(ca: &ClusterCa, size: usize) -> anyhow::Result<Vec<(String, TlsSe
 
 type Converged = JoinHandle<anyhow::Result<Duration>>;
 
-/// Starts the nodes one after the other, all seeded with the first, each
-/// with a task that reports when it sees every member Up (time since `start`).
+/// Starts the nodes one after the other with `config`, all seeded with the
+/// first, each with a task that reports when it sees every member Up (time
+/// since `start`).
 async fn start_cluster(
+    config: &NodeConfig,
     tls: Vec<(String, TlsSettings)>,
     start: Instant,
 ) -> anyhow::Result<(Vec<Node>, Vec<Converged>)> {
@@ -222,6 +239,7 @@ async fn start_cluster(
     for (name, tls) in tls {
         let seeds = nodes.first().map(|n| vec![n.advertise_addr()]);
         let node = Node::builder(&name)
+            .config(config.clone())
             .seeds(seeds.unwrap_or_default())
             .tls(tls)
             .start()
