@@ -42,8 +42,9 @@ pub struct NodeConfig {
     /// decision, a status) is pushed at once, besides chitchat's regular
     /// rounds, to at most this many live peers: the oldest reachable member
     /// (it admits joiners and takes the downing decisions), then peers
-    /// chosen at random. Gossip carries the change on from there, and so do
-    /// the pushes of the peers whose own keys it changes. Default 3, like
+    /// chosen at random (a Down decision goes to every live peer). Gossip
+    /// carries the change on from there, and so do the pushes of the peers
+    /// whose own keys it changes. Default 3, like
     /// chitchat's fan-out per round; 0 pushes nothing. Pushing to every
     /// live peer would cost O(N) gossip rounds per change, O(N^2) when
     /// every member reacts to one event (a join), and saturates the CPU

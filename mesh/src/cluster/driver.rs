@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
 use super::gossip_io::{
-    push_targets, read_gossip, who_downed, write_own_keys, KeyChange, SharedChitchat,
+    push_fanout, push_targets, read_gossip, who_downed, write_own_keys, KeyChange, SharedChitchat,
 };
 use super::handle::{ClusterHandle, Command, NodeExit, Outputs};
 use super::heartbeat::{self, HeartbeatAnswer};
@@ -215,9 +215,9 @@ impl Driver {
             // Before anyone can read the Down status: nothing is served from now on.
             self.node.close_services();
         }
+        let fanout = push_fanout(&keys, self.node.config().gossip_push_fanout);
         let live = write_own_keys(&self.chitchat, keys).await;
         if !live.is_empty() {
-            let fanout = self.node.config().gossip_push_fanout;
             let peers = push_targets(live, self.leader(), fanout, &mut rand::thread_rng());
             self.node.gossip_now(&peers);
         }
