@@ -462,12 +462,32 @@ impl Membership {
     /// that some member has not acknowledged yet stays in (keep-majority
     /// counts it against the deciding side, since a side that has not heard
     /// of the Down may still count it as its own).
+    ///
+    /// Likewise an unreachable `Joining` member counts as `Up` (on the other
+    /// side) once every Up member publishes the joiners this node sees: the
+    /// leader may have admitted it just as the cut came, and the other side
+    /// counts it as its own (found by the simulation: a 2|3 cut right after
+    /// two restarted nodes joined the 3 side; the 2 side, which never saw
+    /// them Up, counted 2 against 1 and both sides survived).
     fn resolver_view(&self) -> Vec<Member> {
+        let admissible = self.every_member_sees_my_joiners();
         self.view
             .members
             .values()
             .filter(|m| m.status != MemberStatus::Down || !self.down_seen_by_everyone(&m.id))
-            .cloned()
+            .map(|m| {
+                let maybe_up_elsewhere = admissible
+                    && m.status == MemberStatus::Joining
+                    && !m.reachability.is_reachable();
+                Member {
+                    status: if maybe_up_elsewhere {
+                        MemberStatus::Up
+                    } else {
+                        m.status
+                    },
+                    ..m.clone()
+                }
+            })
             .collect()
     }
 
@@ -599,14 +619,7 @@ impl Membership {
         if leader.as_ref() != Some(&self.self_id) {
             return;
         }
-        let joiners = self.joiners_seen();
-        let everyone_sees_them = self
-            .view
-            .members
-            .values()
-            .filter(|m| m.status.is_counted() && m.id != self.self_id)
-            .all(|m| self.view.seen_joiners(&m.id) == Some(joiners.as_str()));
-        if !everyone_sees_them {
+        if !self.every_member_sees_my_joiners() {
             return;
         }
         self.admits = self
@@ -620,6 +633,17 @@ impl Membership {
             })
             .map(|m| m.id.clone())
             .collect();
+    }
+
+    /// Every other Up or Leaving member publishes exactly the joiners this
+    /// node sees (Akka's convergence, the leader's condition for admitting).
+    fn every_member_sees_my_joiners(&self) -> bool {
+        let joiners = self.joiners_seen();
+        self.view
+            .members
+            .values()
+            .filter(|m| m.status.is_counted() && m.id != self.self_id)
+            .all(|m| self.view.seen_joiners(&m.id) == Some(joiners.as_str()))
     }
 
     /// The Joining members of this node's view, as `member.seen-joiners`

@@ -565,3 +565,62 @@ fn a_node_that_may_not_start_a_cluster_waits_to_be_admitted() {
     }
     assert_eq!(m.status(), MemberStatus::Joining);
 }
+
+/// The simulation's seed 2927: a cut comes just as the leader admits two
+/// joiners on its side. This node (n2, with n4) never sees them Up, but
+/// every Up member had published that it saw them joining, so they may be
+/// Up over there: counted, the other side is 3 to this side's 2, and this
+/// side downs itself (counting only Up members, it won 2 to 1, and both
+/// sides served).
+#[test]
+fn admissible_joiners_cut_off_count_for_the_other_side() {
+    let start = Instant::now();
+    let mut m = new_node(2, start);
+    tick(&mut m, start);
+    m.on_gossip(start, vec![node(1, true, &[status("up"), admit(2)])]);
+    tick(&mut m, start + ms(100));
+    assert_eq!(m.status(), MemberStatus::Up);
+    let joiners = keys::encode_joiners([id(5), id(6)].iter());
+    let seen = (keys::SEEN_JOINERS.to_string(), joiners.as_str());
+    let cut = |n: u64| {
+        (
+            format!("{}{}", keys::UNREACHABLE_PREFIX, id(n)),
+            keys::MARKER,
+        )
+    };
+    let gossip = vec![
+        node(1, true, &[status("up"), seen.clone()]),
+        node(
+            4,
+            true,
+            &[status("up"), seen.clone(), cut(1), cut(5), cut(6)],
+        ),
+        node(5, true, &[status("joining")]),
+        node(6, true, &[status("joining")]),
+    ];
+    let mut now = start + ms(200);
+    m.on_gossip(now, gossip.clone());
+    // Only n4 answers this node's heartbeats from now on.
+    let downed = loop {
+        now += ms(100);
+        m.on_gossip(now, gossip.clone());
+        for effect in m.tick(now) {
+            if let MembershipEffect::SendHeartbeat { to } = effect {
+                if to == id(4) {
+                    m.on_heartbeat(now, &to);
+                }
+            }
+        }
+        let downed: BTreeSet<NodeId> = m
+            .members()
+            .into_iter()
+            .filter(|member| member.status == MemberStatus::Down)
+            .map(|member| member.id)
+            .collect();
+        if !downed.is_empty() {
+            break downed;
+        }
+        assert!(now < start + ms(10_000), "no decision: {:?}", m.members());
+    };
+    assert_eq!(downed, BTreeSet::from([id(2), id(4)]));
+}
