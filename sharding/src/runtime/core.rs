@@ -119,9 +119,10 @@ impl RegionSignal {
 struct HostSeen {
     host: NodeId,
     /// The last view that could not rule out that the host still granted
-    /// leases: one that showed it reachable, or the first one after such a
-    /// view (the host may have granted until then, for all this node saw
-    /// while it was paused or between views).
+    /// leases: one in which this node did not itself report it unreachable
+    /// (nor saw it gone), or the first one after such a view (the host may
+    /// have granted until then, for all this node saw while it was paused
+    /// or between views).
     last_reachable: Instant,
     reachable: bool,
 }
@@ -309,9 +310,16 @@ impl TypeCore {
     ) {
         let host = ordering::singleton_host(members, self.role.as_deref());
         if let Some(seen) = &mut self.coordinator_host {
-            let reachable = members
-                .iter()
-                .any(|m| m.id == seen.host && !m.status.is_gone() && m.reachability.is_reachable());
+            // First-hand only: a report by another observer may be stale (one
+            // cut off since, that cannot take it back) while the host goes on
+            // granting leases to the regions it reaches (found by the
+            // simulation, seed 1879).
+            let me = &self.me;
+            let reachable = members.iter().any(|m| {
+                m.id == seen.host
+                    && !m.status.is_gone()
+                    && !m.reachability.observers().any(|observer| observer == me)
+            });
             if reachable || seen.reachable {
                 seen.last_reachable = now;
             }

@@ -133,6 +133,29 @@ fn a_successor_waits_until_the_first_view_that_showed_the_previous_host_unreacha
 }
 
 #[test]
+fn only_this_nodes_own_report_of_the_previous_host_counts() {
+    // c reports a unreachable from 2 s on (perhaps stale: c may be cut off
+    // and unable to take it back); b itself never does. a may have granted
+    // leases until the view that shows it Down.
+    let t = Instant::now();
+    let (a, b, c) = (id("a", 10), id("b", 20), id("c", 30));
+    let mut core = TypeCore::new(b.clone(), None, None, t);
+    let up = |id: &NodeId| member(id, MemberStatus::Up);
+    core.on_cluster(ms(t, 1_000), &[up(&a), up(&b), up(&c)], true, Epoch(10));
+    for at in [2_000, 3_000] {
+        let reported = [unreachable(&a, &c), up(&b), up(&c)];
+        core.on_cluster(ms(t, at), &reported, true, Epoch(10));
+    }
+    let actions = core.on_cluster(
+        ms(t, 4_000),
+        &[member(&a, MemberStatus::Down), up(&b), up(&c)],
+        true,
+        Epoch(10),
+    );
+    assert_eq!(started(&actions), Some((Epoch(20), Some(ms(t, 4_000)))));
+}
+
+#[test]
 fn a_successor_that_was_paused_waits_from_its_first_view_after_the_pause() {
     // b saw a reachable at 1 s, was paused, and its next view, at 9 s, shows
     // a Down: a may have granted leases all that time.
