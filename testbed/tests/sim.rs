@@ -41,7 +41,11 @@ const SEED_BUDGET: u64 = 100;
 /// cluster went down after the heal); a node started early that joined late
 /// taking the singleton under a lower epoch (seeds 39, 99, `epochs-grow`);
 /// a node cut off alone downing every indirectly connected member and
-/// staying up (seed 935, `two-valid-homes`).
+/// staying up (seed 935, `two-valid-homes`); a side that never saw two
+/// joiners admitted on the other side counting itself the majority (seed
+/// 2927); a successor coordinator trusting another observer's stale report
+/// of the old host (seeds 1069, 1742, 1879, `two-valid-homes`; 2797,
+/// `epochs-grow`).
 const OPEN_FINDINGS: &[(u64, &str)] = &[
     (0, "every-ask-ends"),
     (22, "every-ask-ends"),
