@@ -44,6 +44,13 @@ fn down(n: u64) -> (String, &'static str) {
     (format!("{}{}", keys::DOWN_PREFIX, id(n)), keys::MARKER)
 }
 
+fn unreachable(n: u64) -> (String, &'static str) {
+    (
+        format!("{}{}", keys::UNREACHABLE_PREFIX, id(n)),
+        keys::MARKER,
+    )
+}
+
 fn seen_exiting(n: u64) -> (String, &'static str) {
     (
         format!("{}{}", keys::SEEN_EXITING_PREFIX, id(n)),
@@ -582,18 +589,18 @@ fn admissible_joiners_cut_off_count_for_the_other_side() {
     assert_eq!(m.status(), MemberStatus::Up);
     let joiners = keys::encode_joiners([id(5), id(6)].iter());
     let seen = (keys::SEEN_JOINERS.to_string(), joiners.as_str());
-    let cut = |n: u64| {
-        (
-            format!("{}{}", keys::UNREACHABLE_PREFIX, id(n)),
-            keys::MARKER,
-        )
-    };
     let gossip = vec![
         node(1, true, &[status("up"), seen.clone()]),
         node(
             4,
             true,
-            &[status("up"), seen.clone(), cut(1), cut(5), cut(6)],
+            &[
+                status("up"),
+                seen.clone(),
+                unreachable(1),
+                unreachable(5),
+                unreachable(6),
+            ],
         ),
         node(5, true, &[status("joining")]),
         node(6, true, &[status("joining")]),

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chitchat::ListenerHandle;
-use membership::{
-    AppVersion, MemberEvent, MemberStatus, Membership, MembershipConfig, MembershipEffect, NodeId,
-};
+use membership::{AppVersion, MemberEvent, Membership, MembershipConfig, MembershipEffect, NodeId};
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
@@ -238,12 +236,7 @@ impl Driver {
         self.membership
             .members()
             .into_iter()
-            .find(|m| {
-                m.id != *me
-                    && m.reachability.is_reachable()
-                    && m.status != MemberStatus::Down
-                    && !m.status.is_gone()
-            })
+            .find(|m| m.id != *me && m.reachability.is_reachable() && !m.status.is_gone())
             .map(|m| m.addr)
     }
 
