@@ -16,6 +16,10 @@
 //! keeping `window` requests in flight: the raw one on one stream, the mesh
 //! one through a [`mesh::Pipeline`] for `ask_c64` and as 64 independent ask
 //! futures for `ask_c64_independent` (compared with the same raw rounds).
+//!
+//! `--only FIGURE` measures one figure (repeatable), e.g. under `perf`;
+//! `--workers 1` shows the mesh's CPU cost alone, without the wake-ups of
+//! a second worker that a multi-threaded runtime adds between tasks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,9 +56,33 @@ struct Args {
     /// Worker threads of the runtime that runs both nodes and every client.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+    /// Measure only these figures (repeat the flag; default: all), e.g. to
+    /// profile one.
+    #[arg(long, value_enum)]
+    only: Vec<Figure>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// The figures, for `--only`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Figure {
+    /// `tell_64B_per_s` and `tell_64B_per_s_vs_prebuilt`.
+    Tell,
+    /// `ask_c1_*`.
+    AskC1,
+    /// `ask_c64_*`: a [`mesh::Pipeline`].
+    AskC64,
+    /// `ask_c64_independent_*` (with the raw rounds of `ask_c64`).
+    AskC64Independent,
+}
+
+impl Args {
+    /// Whether `figure` is measured in this run.
+    fn measures(&self, figure: Figure) -> bool {
+        self.only.is_empty() || self.only.contains(&figure)
+    }
 }
 
 /// A 64-byte message: encoded as one byte string, copied, never allocated.
@@ -113,31 +141,51 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let mut c1 = (Vec::new(), Vec::new());
     let mut c64 = (Vec::new(), Vec::new());
     let mut c64_independent = (Vec::new(), Vec::new());
+    let raw_c64 = args.measures(Figure::AskC64) || args.measures(Figure::AskC64Independent);
     for round in 0..args.rounds {
-        tell.0.push(raw.tell(args.tells, RawTell::Framed).await?);
-        tell_prebuilt.push(raw.tell(args.tells, RawTell::Prebuilt).await?);
-        tell.1.push(mesh.tell(args.tells).await?);
-        c1.0.push(raw.asks(args.asks_serial, 1).await?);
-        c1.1.push(mesh.asks(args.asks_serial, 1).await?);
-        c64.0.push(raw.asks(args.asks, 64).await?);
-        c64.1.push(mesh.asks(args.asks, 64).await?);
-        c64_independent
-            .0
-            .push(*c64.0.last().expect("just measured"));
-        c64_independent
-            .1
-            .push(mesh.independent_asks(args.asks, 64).await?);
+        if args.measures(Figure::Tell) {
+            tell.0.push(raw.tell(args.tells, RawTell::Framed).await?);
+            tell_prebuilt.push(raw.tell(args.tells, RawTell::Prebuilt).await?);
+            tell.1.push(mesh.tell(args.tells).await?);
+        }
+        if args.measures(Figure::AskC1) {
+            c1.0.push(raw.asks(args.asks_serial, 1).await?);
+            c1.1.push(mesh.asks(args.asks_serial, 1).await?);
+        }
+        if raw_c64 {
+            c64.0.push(raw.asks(args.asks, 64).await?);
+        }
+        if args.measures(Figure::AskC64) {
+            c64.1.push(mesh.asks(args.asks, 64).await?);
+        }
+        if args.measures(Figure::AskC64Independent) {
+            c64_independent
+                .0
+                .push(*c64.0.last().expect("just measured"));
+            c64_independent
+                .1
+                .push(mesh.independent_asks(args.asks, 64).await?);
+        }
         if !args.json {
             eprintln!("round {} done", round + 1);
         }
     }
-    figures.push(("tell_64B_per_s", tell.1.clone(), tell.0, true));
-    figures.push(("tell_64B_per_s_vs_prebuilt", tell.1, tell_prebuilt, true));
-    for (name, (raw_runs, mesh_runs)) in [
-        ("ask_c1", c1),
-        ("ask_c64", c64),
-        ("ask_c64_independent", c64_independent),
+    if args.measures(Figure::Tell) {
+        figures.push(("tell_64B_per_s", tell.1.clone(), tell.0, true));
+        figures.push(("tell_64B_per_s_vs_prebuilt", tell.1, tell_prebuilt, true));
+    }
+    for (name, figure, (raw_runs, mesh_runs)) in [
+        ("ask_c1", Figure::AskC1, c1),
+        ("ask_c64", Figure::AskC64, c64),
+        (
+            "ask_c64_independent",
+            Figure::AskC64Independent,
+            c64_independent,
+        ),
     ] {
+        if !args.measures(figure) {
+            continue;
+        }
         let pick = |runs: &[AskFigures], f: fn(&AskFigures) -> f64| -> Vec<f64> {
             runs.iter().map(f).collect()
         };
