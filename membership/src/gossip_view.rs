@@ -84,8 +84,10 @@ pub(crate) struct Said {
     down: BTreeSet<NodeId>,
     admit: BTreeSet<NodeId>,
     may_start: bool,
-    /// The joiners it sees, as [`keys::encode_joiners`] writes them.
+    /// The joiners it sees, as [`keys::encode_ids`] writes them.
     seen_joiners: Option<String>,
+    /// The joining and Up members it sees, likewise.
+    seen_members: Option<String>,
     /// (the status it was seen in, the member)
     seen: BTreeSet<(MemberStatus, NodeId)>,
 }
@@ -113,6 +115,7 @@ impl Said {
                     said.admit.insert(id);
                 }
                 MembershipKey::SeenJoiners => said.seen_joiners = Some(value.clone()),
+                MembershipKey::SeenMembers => said.seen_members = Some(value.clone()),
                 MembershipKey::SeenExiting(id) => {
                     said.seen.insert((MemberStatus::Exiting, id));
                 }
@@ -145,9 +148,15 @@ pub struct GossipView {
 }
 
 impl GossipView {
-    /// The joiners `observer` says it sees ([`keys::encode_joiners`]).
+    /// The joiners `observer` says it sees ([`keys::encode_ids`]).
     pub fn seen_joiners(&self, observer: &NodeId) -> Option<&str> {
         self.said.get(observer)?.seen_joiners.as_deref()
+    }
+
+    /// The joining and Up members `observer` says it sees
+    /// ([`keys::encode_ids`]); `None` from a build that predates the key.
+    pub fn seen_members(&self, observer: &NodeId) -> Option<&str> {
+        self.said.get(observer)?.seen_members.as_deref()
     }
 
     /// Whether `observer` says it has seen `subject` in `status`

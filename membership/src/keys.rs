@@ -14,7 +14,8 @@
 //! | `member.unreachable.<name>#<gen>` | `1` | an observer | "my failure detector gave up on this member"; deleted when heartbeats resume or the observer stops monitoring it |
 //! | `member.down.<name>#<gen>` | `1` | a deciding node | a Down decision; every node adopts the union of all of them and Down is final |
 //! | `member.admit.<name>#<gen>` | `1` | the leader (oldest Up reachable member) | "this joining member may become Up"; deleted once it is no longer `Joining` |
-//! | `member.seen-joiners` | `<count>:<digest>` of the sorted ids (see [`encode_joiners`]) | every Up or Leaving member | "these are the `Joining` members I see": the leader admits joiners only once every other Up member sees exactly the joiners it sees (Akka's convergence). One key, not one per joiner: N nodes joining at once would otherwise publish N^2 keys |
+//! | `member.seen-members` | `<count>:<digest>` of the sorted ids (see [`encode_ids`]) | every Up or Leaving member | "these are the `Joining` and `Up` members I see": the leader admits joiners only once every other Up member sees exactly the members it sees (Akka's convergence). A joiner that becomes Up stays in the set, so a wave of admissions does not change it. One key, not one per member: N nodes joining at once would otherwise publish N^2 keys |
+//! | `member.seen-joiners` | `<count>:<digest>` of the sorted ids of the `Joining` members only | every Up or Leaving member | the same for builds that predate `member.seen-members` (its value changes whenever a joiner becomes Up, so a leader that has only this key admits in waves); a leader compares it only for members that do not publish `member.seen-members` |
 //! | `member.seen-exiting.<name>#<gen>` | `1` | every other member | "I have seen this member `Exiting`": the leaver waits for these before `Removed`; deleted once it is no longer `Exiting` |
 //! | `member.seen-down.<name>#<gen>` | `1` | every other member | "I have seen this member `Down`": once every Up, reachable member says so, the member is `Removed` everywhere; deleted once it is out of gossip |
 //!
@@ -46,8 +47,11 @@ pub const UNREACHABLE_PREFIX: &str = "member.unreachable.";
 pub const DOWN_PREFIX: &str = "member.down.";
 /// Prefix of an admission of a joining member: `member.admit.<name>#<gen>`.
 pub const ADMIT_PREFIX: &str = "member.admit.";
-/// The joining members a member sees, as [`encode_joiners`] writes them.
+/// The joining members a member sees, as [`encode_ids`] writes them (for
+/// builds that predate [`SEEN_MEMBERS`]).
 pub const SEEN_JOINERS: &str = "member.seen-joiners";
+/// The joining and Up members a member sees, as [`encode_ids`] writes them.
+pub const SEEN_MEMBERS: &str = "member.seen-members";
 /// Prefix of an acknowledgement of a leaver's exit: `member.seen-exiting.<name>#<gen>`.
 pub const SEEN_EXITING_PREFIX: &str = "member.seen-exiting.";
 /// Prefix of an acknowledgement of a Down decision: `member.seen-down.<name>#<gen>`.
@@ -76,6 +80,8 @@ pub enum MembershipKey {
     Admit(NodeId),
     /// `member.seen-joiners`: the joining members the writer sees.
     SeenJoiners,
+    /// `member.seen-members`: the joining and Up members the writer sees.
+    SeenMembers,
     /// `member.seen-exiting.<id>`: the writer has seen `id` Exiting.
     SeenExiting(NodeId),
     /// `member.seen-down.<id>`: the writer has seen `id` Down.
@@ -106,6 +112,9 @@ impl MembershipKey {
         }
         if key == SEEN_JOINERS {
             return Some(Ok(Self::SeenJoiners));
+        }
+        if key == SEEN_MEMBERS {
+            return Some(Ok(Self::SeenMembers));
         }
         let (make, rest): (fn(NodeId) -> Self, &str) =
             if let Some(rest) = key.strip_prefix(UNREACHABLE_PREFIX) {
@@ -142,23 +151,24 @@ impl fmt::Display for MembershipKey {
             Self::Down(id) => write!(f, "{DOWN_PREFIX}{id}"),
             Self::Admit(id) => write!(f, "{ADMIT_PREFIX}{id}"),
             Self::SeenJoiners => f.write_str(SEEN_JOINERS),
+            Self::SeenMembers => f.write_str(SEEN_MEMBERS),
             Self::SeenExiting(id) => write!(f, "{SEEN_EXITING_PREFIX}{id}"),
             Self::SeenDown(id) => write!(f, "{SEEN_DOWN_PREFIX}{id}"),
         }
     }
 }
 
-/// The value of [`SEEN_JOINERS`]: how many joiners, and a 64-bit FNV-1a
-/// digest of their ids in order, one `Display` form and a newline each. Two
-/// members publish the same value exactly when they see the same joiners
-/// (up to a digest collision, which is not a concern between members that
-/// authenticate each other).
-pub fn encode_joiners<'a>(joiners: impl IntoIterator<Item = &'a NodeId>) -> String {
+/// The value of [`SEEN_MEMBERS`] and [`SEEN_JOINERS`]: how many ids, and a
+/// 64-bit FNV-1a digest of them in order, one `Display` form and a newline
+/// each. Two members publish the same value exactly when they see the same
+/// members (up to a digest collision, which is not a concern between
+/// members that authenticate each other).
+pub fn encode_ids<'a>(ids: impl IntoIterator<Item = &'a NodeId>) -> String {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut digest = OFFSET;
     let mut count = 0usize;
-    for id in joiners {
+    for id in ids {
         count += 1;
         for byte in id.to_string().bytes().chain([b'\n']) {
             digest = (digest ^ u64::from(byte)).wrapping_mul(PRIME);
@@ -243,13 +253,13 @@ mod tests {
     }
 
     #[test]
-    fn joiners_encode_their_count_and_every_id() {
+    fn ids_encode_their_count_and_every_id() {
         let (a, b) = (NodeId::new("a", 1), NodeId::new("b", 1));
-        assert_eq!(encode_joiners([&a, &b]), encode_joiners([&a, &b]));
-        assert_ne!(encode_joiners([&a, &b]), encode_joiners([&a]));
-        assert_ne!(encode_joiners([&a]), encode_joiners([&NodeId::new("a", 2)]));
-        assert!(encode_joiners([]).starts_with("0:"));
-        assert!(encode_joiners([&a, &b]).starts_with("2:"));
+        assert_eq!(encode_ids([&a, &b]), encode_ids([&a, &b]));
+        assert_ne!(encode_ids([&a, &b]), encode_ids([&a]));
+        assert_ne!(encode_ids([&a]), encode_ids([&NodeId::new("a", 2)]));
+        assert!(encode_ids([]).starts_with("0:"));
+        assert!(encode_ids([&a, &b]).starts_with("2:"));
     }
 
     #[test]

@@ -343,7 +343,9 @@ impl Membership {
         }
         // Only an Up or Leaving member's sighting counts for an admission.
         if self.lifecycle.is_counted() {
-            own.insert(keys::SEEN_JOINERS.to_owned(), self.joiners_seen());
+            let (members, joiners) = self.members_seen();
+            own.insert(keys::SEEN_MEMBERS.to_owned(), members);
+            own.insert(keys::SEEN_JOINERS.to_owned(), joiners);
         }
         let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
         own.extend(
@@ -464,13 +466,13 @@ impl Membership {
     /// of the Down may still count it as its own).
     ///
     /// Likewise an unreachable `Joining` member counts as `Up` (on the other
-    /// side) once every Up member publishes the joiners this node sees: the
+    /// side) once every Up member publishes the members this node sees: the
     /// leader may have admitted it just as the cut came, and the other side
     /// counts it as its own (found by the simulation: a 2|3 cut right after
     /// two restarted nodes joined the 3 side; the 2 side, which never saw
     /// them Up, counted 2 against 1 and both sides survived).
     fn resolver_view(&self) -> Vec<Member> {
-        let admissible = self.every_member_sees_my_joiners();
+        let admissible = self.every_member_sees_my_members();
         self.view
             .members
             .values()
@@ -595,10 +597,15 @@ impl Membership {
     /// node) admits the live, reachable joining members, and only while its
     /// view has converged (Akka's rule): no member short of Down is
     /// unreachable, and every other Up or Leaving member says it sees
-    /// exactly the joiners this node sees. Admitting during a partition would let a joiner, or a
-    /// restarted incarnation, tip one side into a false majority; the
-    /// second condition also covers a cut not detected yet, since members
-    /// on the far side of it cannot have seen a joiner that came after it.
+    /// exactly the Joining and Up members this node sees. Admitting during
+    /// a partition would let a joiner, or a restarted incarnation, tip one
+    /// side into a false majority; the second condition also covers a cut
+    /// not detected yet, since members on the far side of it cannot have
+    /// seen a joiner that came after it. Joiners admitted together become Up
+    /// one by one and stay in that set, so the admission holds while its
+    /// news spreads (with the joiners alone in it, each joiner that became
+    /// Up withdrew the admission of the others until every view agreed
+    /// again: 50 nodes were admitted in waves 0.4 s apart).
     fn update_admissions(&mut self) {
         self.admits.clear();
         let converged = self
@@ -619,7 +626,7 @@ impl Membership {
         if leader.as_ref() != Some(&self.self_id) {
             return;
         }
-        if !self.every_member_sees_my_joiners() {
+        if !self.every_member_sees_my_members() {
             return;
         }
         self.admits = self
@@ -635,26 +642,38 @@ impl Membership {
             .collect();
     }
 
-    /// Every other Up or Leaving member publishes exactly the joiners this
-    /// node sees (Akka's convergence, the leader's condition for admitting).
-    fn every_member_sees_my_joiners(&self) -> bool {
-        let joiners = self.joiners_seen();
+    /// Every other Up or Leaving member publishes exactly the Joining and Up
+    /// members this node sees (Akka's convergence, the leader's condition
+    /// for admitting); a member of a build that predates
+    /// `member.seen-members`, exactly the joiners.
+    fn every_member_sees_my_members(&self) -> bool {
+        let (members, joiners) = self.members_seen();
         self.view
             .members
             .values()
             .filter(|m| m.status.is_counted() && m.id != self.self_id)
-            .all(|m| self.view.seen_joiners(&m.id) == Some(joiners.as_str()))
+            .all(|m| match self.view.seen_members(&m.id) {
+                Some(seen) => seen == members,
+                None => self.view.seen_joiners(&m.id) == Some(joiners.as_str()),
+            })
     }
 
-    /// The Joining members of this node's view, as `member.seen-joiners`
-    /// says them.
-    fn joiners_seen(&self) -> String {
-        keys::encode_joiners(
-            self.view
-                .members
-                .values()
-                .filter(|m| m.status == MemberStatus::Joining)
-                .map(|m| &m.id),
+    /// The Joining and Up members of this node's view, and its Joining
+    /// members alone, as `member.seen-members` and `member.seen-joiners`
+    /// say them.
+    fn members_seen(&self) -> (String, String) {
+        let with = |wanted: &[MemberStatus]| {
+            keys::encode_ids(
+                self.view
+                    .members
+                    .values()
+                    .filter(|m| wanted.contains(&m.status))
+                    .map(|m| &m.id),
+            )
+        };
+        (
+            with(&[MemberStatus::Joining, MemberStatus::Up]),
+            with(&[MemberStatus::Joining]),
         )
     }
 

@@ -478,7 +478,7 @@ fn unreachable_then_reachable_emits_both_events_and_keys() {
 fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
-    let joiners = keys::encode_joiners([&id(3)]);
+    let joiners = keys::encode_ids([&id(3)]);
     let seen_3 = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
     now += ms(100);
     m.on_gossip(
@@ -510,6 +510,83 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     assert_eq!(set_keys(&effects)[&admitted], keys::MARKER);
 }
 
+/// What an Up member of this build publishes it sees: `members` Joining or
+/// Up, `joiners` of them Joining.
+fn sees(members: &[u64], joiners: &[u64]) -> [(String, String); 2] {
+    let ids = |ns: &[u64]| keys::encode_ids(ns.iter().map(|&n| id(n)).collect::<Vec<_>>().iter());
+    [
+        (keys::SEEN_MEMBERS.to_owned(), ids(members)),
+        (keys::SEEN_JOINERS.to_owned(), ids(joiners)),
+    ]
+}
+
+fn up_seeing(n: u64, members: &[u64], joiners: &[u64]) -> GossipNode {
+    let [seen_members, seen_joiners] = sees(members, joiners);
+    node(
+        n,
+        true,
+        &[
+            status("up"),
+            (seen_members.0, seen_members.1.as_str()),
+            (seen_joiners.0, seen_joiners.1.as_str()),
+        ],
+    )
+}
+
+/// A wave of admissions holds while its news spreads: n2, admitted with n3
+/// and n4, already sees n3 Up while this leader still sees it joining. They
+/// see different joiners but the same members, so the admissions stand.
+/// (With the joiners alone compared, each joiner that became Up withdrew the
+/// admissions of the others until every view agreed again: 50 nodes were
+/// admitted in waves 0.4 s apart.)
+#[test]
+fn admissions_hold_while_the_admitted_become_up_one_by_one() {
+    let (mut m, mut now) = bootstrapped();
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            up_seeing(2, &[1, 2, 3, 4], &[4]),
+            node(3, true, &[status("joining")]),
+            node(4, true, &[status("joining")]),
+        ],
+    );
+    let published = set_keys(&tick(&mut m, now));
+    let [members, _] = sees(&[1, 2, 3, 4], &[3, 4]);
+    assert_eq!(published[&members.0], members.1, "n1 sees the same members");
+    for n in [3, 4] {
+        assert_eq!(
+            published.get(&admit(n).0).map(String::as_str),
+            Some(keys::MARKER),
+            "n{n} admitted"
+        );
+    }
+}
+
+/// ... and a member of this build that has not seen a joiner holds every
+/// admission back, as one that predates `member.seen-members` does (see
+/// above).
+#[test]
+fn a_member_that_has_not_seen_a_joiner_holds_the_admissions_back() {
+    let (mut m, mut now) = bootstrapped();
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            up_seeing(2, &[1, 2, 3], &[3]),
+            node(3, true, &[status("joining")]),
+            node(4, true, &[status("joining")]),
+        ],
+    );
+    let published = set_keys(&tick(&mut m, now));
+    assert!(
+        !published
+            .keys()
+            .any(|key| key.starts_with(keys::ADMIT_PREFIX)),
+        "n2 has not seen n4: {published:?}"
+    );
+}
+
 /// Akka's convergence, the other half: a joiner every Up member has seen is
 /// still not admitted while any member is unreachable (the cut came after
 /// everyone saw the joiner).
@@ -517,7 +594,7 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
 fn the_leader_admits_nobody_while_a_member_is_unreachable() {
     let (mut m, mut now) = bootstrapped();
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(3));
-    let joiners = keys::encode_joiners([&id(3)]);
+    let joiners = keys::encode_ids([&id(3)]);
     let seen_3 = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
     let n2_unreachable = (format!("{}{}", keys::UNREACHABLE_PREFIX, id(2)), "1");
     now += ms(100);
@@ -587,7 +664,7 @@ fn admissible_joiners_cut_off_count_for_the_other_side() {
     m.on_gossip(start, vec![node(1, true, &[status("up"), admit(2)])]);
     tick(&mut m, start + ms(100));
     assert_eq!(m.status(), MemberStatus::Up);
-    let joiners = keys::encode_joiners([id(5), id(6)].iter());
+    let joiners = keys::encode_ids([id(5), id(6)].iter());
     let seen = (keys::SEEN_JOINERS.to_string(), joiners.as_str());
     let gossip = vec![
         node(1, true, &[status("up"), seen.clone()]),
