@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
 use super::gossip_io::{
-    push_fanout, push_targets, read_gossip, who_downed, write_own_keys, KeyChange, SharedChitchat,
+    admitted, push_fanout, push_targets, read_gossip, who_downed, write_own_keys, KeyChange,
+    SharedChitchat,
 };
 use super::handle::{ClusterHandle, Command, NodeExit, Outputs};
 use super::heartbeat::{self, HeartbeatAnswer};
@@ -214,9 +215,18 @@ impl Driver {
             self.node.close_services();
         }
         let fanout = push_fanout(&keys, self.node.config().gossip_push_fanout);
+        let joiners: Vec<SocketAddr> = admitted(&keys)
+            .filter_map(|id| self.membership.member(&id).map(|m| m.addr))
+            .collect();
         let live = write_own_keys(&self.chitchat, keys).await;
         if !live.is_empty() {
-            let peers = push_targets(live, self.leader(), fanout, &mut rand::thread_rng());
+            let mut peers =
+                push_targets(live.clone(), self.leader(), fanout, &mut rand::thread_rng());
+            for joiner in joiners {
+                if live.contains(&joiner) && !peers.contains(&joiner) {
+                    peers.push(joiner);
+                }
+            }
             self.node.gossip_now(&peers);
         }
         self.publish();

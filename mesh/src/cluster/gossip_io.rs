@@ -97,6 +97,20 @@ pub(crate) fn push_fanout(changes: &[KeyChange], configured: usize) -> usize {
     }
 }
 
+/// The members that `changes` admit: the leader pushes its keys to each of
+/// them as well, since an admission is news to the joiner above all and it
+/// waits for it (one push per joiner, when it is admitted; with random
+/// peers alone, 49 joiners admitted together heard of it over 0.35 s).
+pub(crate) fn admitted(changes: &[KeyChange]) -> impl Iterator<Item = NodeId> + '_ {
+    changes.iter().filter_map(|change| match change {
+        KeyChange::Set(key, _) => match MembershipKey::decode(key) {
+            Some(Ok(MembershipKey::Admit(id))) => Some(id),
+            _ => None,
+        },
+        KeyChange::Delete(_) => None,
+    })
+}
+
 /// The peers to push a change of this node's own keys to: `first` (the
 /// leader) if it is among the `live` peers, then peers of `live` chosen at
 /// random, `fanout` at most in all (see `NodeConfig::gossip_push_fanout`).
@@ -148,6 +162,19 @@ mod tests {
         (1..=n)
             .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
             .collect()
+    }
+
+    #[test]
+    fn an_admission_names_the_admitted() {
+        let admit = |n: &str| MembershipKey::Admit(NodeId::new(n, 1)).encode();
+        let changes = [
+            KeyChange::Set(admit("a"), "1".into()),
+            KeyChange::Set(membership::keys::STATUS.into(), "up".into()),
+            KeyChange::Delete(admit("b")),
+            KeyChange::Set(admit("c"), "1".into()),
+        ];
+        let named: Vec<NodeId> = admitted(&changes).collect();
+        assert_eq!(named, vec![NodeId::new("a", 1), NodeId::new("c", 1)]);
     }
 
     #[test]
