@@ -106,6 +106,16 @@ impl HeartbeatMonitor {
         &self.unreachable
     }
 
+    /// The earliest moment a watched peer not yet reported becomes
+    /// unreachable if it stays silent (see [`Self::evaluate`]).
+    pub fn next_unreachable_at(&self) -> Option<Instant> {
+        self.detectors
+            .iter()
+            .filter(|(id, _)| !self.unreachable.contains(*id))
+            .filter_map(|(_, detector)| detector.unavailable_at())
+            .min()
+    }
+
     /// The current phi of every watched peer.
     pub fn phis(&self, now: Instant) -> impl Iterator<Item = (&NodeId, f64)> + '_ {
         self.detectors.iter().map(move |(id, d)| (id, d.phi(now)))

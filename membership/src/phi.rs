@@ -123,6 +123,19 @@ impl PhiAccrualDetector {
         self.last_heartbeat
     }
 
+    /// When phi reaches the threshold if no heartbeat arrives before: the
+    /// moment to look again, rather than at the next tick of a timer.
+    pub fn unavailable_at(&self) -> Option<Instant> {
+        let last = self.last_heartbeat?;
+        let mean = self.mean() + millis(self.config.acceptable_heartbeat_pause);
+        let std_deviation = self
+            .std_deviation()
+            .max(millis(self.config.min_std_deviation));
+        let after = mean + threshold_deviations(self.config.threshold) * std_deviation;
+        // A millisecond late rather than early, against rounding.
+        Some(last + Duration::from_secs_f64(after.max(0.0) / 1_000.0) + Duration::from_millis(1))
+    }
+
     fn push(&mut self, interval: f64) {
         if self.intervals.len() >= self.config.max_sample_size.max(1) {
             if let Some(dropped) = self.intervals.pop_front() {
@@ -162,6 +175,28 @@ fn phi(time_diff: f64, mean: f64, std_deviation: f64) -> f64 {
     } else {
         -(1.0 - 1.0 / (1.0 + e)).log10()
     }
+}
+
+/// The `y = (timeDiff - mean) / stdDeviation` at which [`phi`] equals
+/// `threshold` (above the mean): the root of `y (1.5976 + 0.070566 y^2) =
+/// ln((1 - p) / p)` with `p = 10^-threshold`, by Newton's method (the left
+/// side grows monotonically, so it converges from any start).
+fn threshold_deviations(threshold: f64) -> f64 {
+    let p = 10f64.powf(-threshold.max(f64::MIN_POSITIVE));
+    let target = ((1.0 - p) / p).ln();
+    let mut y = 1.0;
+    for _ in 0..50 {
+        let value = y * (1.5976 + 0.070566 * y * y) - target;
+        let slope = 1.5976 + 3.0 * 0.070566 * y * y;
+        let step = value / slope;
+        y -= step;
+        if step.abs() < 1e-9 {
+            break;
+        }
+    }
+    // A threshold at or below phi's value at the mean (never configured so)
+    // has its root below the mean, where `phi` takes its other branch.
+    y.max(0.0)
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -218,6 +253,30 @@ mod tests {
         }
         assert!(d.is_available(last + ms(1_250)));
         assert!(!d.is_available(last + ms(1_350)));
+    }
+
+    #[test]
+    fn unavailable_at_is_where_phi_crosses_the_threshold() {
+        let start = Instant::now();
+        let mut d = detector();
+        let mut at = start;
+        // Irregular intervals, so that the deviation is the measured one.
+        for i in 0..40u64 {
+            at += ms(170 + (i * 37) % 70);
+            d.heartbeat(at);
+        }
+        let crossing = d.unavailable_at().expect("heartbeats seen");
+        assert!(crossing > at + ms(1_000), "{:?}", crossing - at);
+        assert!(d.is_available(crossing - ms(3)), "available just before");
+        assert!(!d.is_available(crossing), "unavailable from then on");
+        for threshold in [1.0, 3.0, 8.0, 12.0] {
+            let y = threshold_deviations(threshold);
+            let phi_there = phi(1_000.0 + y * 50.0, 1_000.0, 50.0);
+            assert!(
+                (phi_there - threshold).abs() < 1e-6,
+                "{threshold}: {phi_there}"
+            );
+        }
     }
 
     #[test]

@@ -276,6 +276,14 @@ impl Membership {
         self.monitor.monitored()
     }
 
+    /// When to tick next, at the latest, besides the regular ticks: the
+    /// moment a silent monitored peer would become unreachable, so that a
+    /// crash is seen then rather than up to a tick later (`None`: nothing
+    /// after `now`).
+    pub fn next_check(&self, now: Instant) -> Option<Instant> {
+        self.monitor.next_unreachable_at().filter(|at| *at > now)
+    }
+
     /// The current phi of every peer this node sends heartbeats to.
     pub fn phis(&self, now: Instant) -> impl Iterator<Item = (&NodeId, f64)> + '_ {
         self.monitor.phis(now)

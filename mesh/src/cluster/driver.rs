@@ -126,11 +126,14 @@ impl Driver {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A pending downing decision is taken when it is due, not at the
-            // next tick.
+            // next tick; likewise a peer's silence is judged when it would
+            // cross the threshold.
             let decision_due = self.decision_due;
+            let check_due = self.membership.next_check(Instant::now());
             let ending = tokio::select! {
                 _ = ticks.tick() => self.step().await,
                 _ = sleep_until(decision_due) => self.step().await,
+                _ = sleep_until(check_due) => self.step().await,
                 _ = self.gossip_changed.notified() => self.step().await,
                 Some((from, at)) = self.answers.recv() => {
                     self.membership.on_heartbeat(at, &from);
