@@ -46,6 +46,8 @@ pub struct PhiAccrualDetector {
     last_heartbeat: Option<Instant>,
     /// `last_heartbeat` is the moment watching started, not an arrival.
     awaiting_first: bool,
+    /// [`threshold_deviations`] of the configured threshold, solved once.
+    threshold_deviations: f64,
 }
 
 impl PhiAccrualDetector {
@@ -58,6 +60,7 @@ impl PhiAccrualDetector {
             squared_sum: 0.0,
             last_heartbeat: None,
             awaiting_first: false,
+            threshold_deviations: threshold_deviations(config.threshold),
         }
     }
 
@@ -105,11 +108,7 @@ impl PhiAccrualDetector {
             return 0.0;
         };
         let time_diff = millis(now.saturating_duration_since(last));
-        let mean = self.mean() + millis(self.config.acceptable_heartbeat_pause);
-        let std_deviation = self
-            .std_deviation()
-            .max(millis(self.config.min_std_deviation))
-            .max(f64::MIN_POSITIVE);
+        let (mean, std_deviation) = self.expected_interval();
         phi(time_diff, mean, std_deviation)
     }
 
@@ -127,13 +126,22 @@ impl PhiAccrualDetector {
     /// moment to look again, rather than at the next tick of a timer.
     pub fn unavailable_at(&self) -> Option<Instant> {
         let last = self.last_heartbeat?;
+        let (mean, std_deviation) = self.expected_interval();
+        let after = mean + self.threshold_deviations * std_deviation;
+        // A millisecond late rather than early, against rounding.
+        Some(last + Duration::from_secs_f64(after.max(0.0) / 1_000.0) + Duration::from_millis(1))
+    }
+
+    /// The distribution phi measures silence against, in ms: the mean
+    /// interval shifted by the acceptable pause, and the standard deviation
+    /// floored.
+    fn expected_interval(&self) -> (f64, f64) {
         let mean = self.mean() + millis(self.config.acceptable_heartbeat_pause);
         let std_deviation = self
             .std_deviation()
-            .max(millis(self.config.min_std_deviation));
-        let after = mean + threshold_deviations(self.config.threshold) * std_deviation;
-        // A millisecond late rather than early, against rounding.
-        Some(last + Duration::from_secs_f64(after.max(0.0) / 1_000.0) + Duration::from_millis(1))
+            .max(millis(self.config.min_std_deviation))
+            .max(f64::MIN_POSITIVE);
+        (mean, std_deviation)
     }
 
     fn push(&mut self, interval: f64) {

@@ -223,13 +223,8 @@ impl Driver {
             .collect();
         let live = write_own_keys(&self.chitchat, keys).await;
         if !live.is_empty() {
-            let mut peers =
-                push_targets(live.clone(), self.leader(), fanout, &mut rand::thread_rng());
-            for joiner in joiners {
-                if live.contains(&joiner) && !peers.contains(&joiner) {
-                    peers.push(joiner);
-                }
-            }
+            let leader = self.leader();
+            let peers = push_targets(live, leader, &joiners, fanout, &mut rand::thread_rng());
             self.node.gossip_now(&peers);
         }
         self.publish();

@@ -112,21 +112,25 @@ pub(crate) fn admitted(changes: &[KeyChange]) -> impl Iterator<Item = NodeId> + 
 }
 
 /// The peers to push a change of this node's own keys to: `first` (the
-/// leader) if it is among the `live` peers, then peers of `live` chosen at
-/// random, `fanout` at most in all (see `NodeConfig::gossip_push_fanout`).
+/// leader) if it is among the `live` peers, then every live peer of `also`
+/// (the joiners the change admits, see [`admitted`]), then peers of `live`
+/// chosen at random: `fanout` at most besides `also` (see
+/// `NodeConfig::gossip_push_fanout`). No peer twice.
 pub(crate) fn push_targets(
     mut live: Vec<SocketAddr>,
     first: Option<SocketAddr>,
+    also: &[SocketAddr],
     fanout: usize,
     rng: &mut impl Rng,
 ) -> Vec<SocketAddr> {
-    let mut targets = Vec::with_capacity(fanout.min(live.len()));
-    if let Some(at) = first.and_then(|first| live.iter().position(|addr| *addr == first)) {
-        if fanout > 0 {
-            targets.push(live.swap_remove(at));
-        }
-    }
-    let rest = fanout.saturating_sub(targets.len());
+    let mut take = |addr: SocketAddr| {
+        let at = live.iter().position(|live| *live == addr)?;
+        Some(live.swap_remove(at))
+    };
+    let leader = first.filter(|_| fanout > 0).and_then(&mut take);
+    let mut targets: Vec<SocketAddr> = leader.into_iter().collect();
+    targets.extend(also.iter().filter_map(|addr| take(*addr)));
+    let rest = fanout.saturating_sub(usize::from(leader.is_some()));
     targets.extend(live.choose_multiple(rng, rest).copied());
     targets
 }
@@ -182,7 +186,7 @@ mod tests {
         let mut rng = rand::rngs::mock::StepRng::new(0, 1);
         let live = addrs(50);
         let leader = live[17];
-        let targets = push_targets(live.clone(), Some(leader), 3, &mut rng);
+        let targets = push_targets(live.clone(), Some(leader), &[], 3, &mut rng);
         assert_eq!(targets.len(), 3);
         assert_eq!(targets[0], leader);
         let distinct: HashSet<_> = targets.iter().collect();
@@ -191,10 +195,25 @@ mod tests {
     }
 
     #[test]
+    fn the_admitted_joiners_that_are_live_are_pushed_to_besides_the_fanout() {
+        let mut rng = rand::rngs::mock::StepRng::new(0, 1);
+        let live = addrs(50);
+        let leader = live[0];
+        let gone = SocketAddr::from(([127, 0, 0, 2], 1));
+        let joiners = [live[10], live[11], gone, live[0]];
+        let targets = push_targets(live.clone(), Some(leader), &joiners, 3, &mut rng);
+        assert_eq!(targets[..3], [leader, live[10], live[11]]);
+        assert_eq!(targets.len(), 5, "the leader, two joiners, two at random");
+        let distinct: HashSet<_> = targets.iter().collect();
+        assert_eq!(distinct.len(), 5, "no peer twice: {targets:?}");
+        assert!(!targets.contains(&gone));
+    }
+
+    #[test]
     fn a_leader_that_is_not_live_is_not_pushed_to() {
         let mut rng = rand::rngs::mock::StepRng::new(0, 1);
         let gone = SocketAddr::from(([127, 0, 0, 2], 1));
-        let targets = push_targets(addrs(10), Some(gone), 3, &mut rng);
+        let targets = push_targets(addrs(10), Some(gone), &[], 3, &mut rng);
         assert_eq!(targets.len(), 3);
         assert!(!targets.contains(&gone));
     }
@@ -209,7 +228,7 @@ mod tests {
         assert_eq!(push_fanout(&[observation(), down()], 3), usize::MAX);
         let mut rng = rand::rngs::mock::StepRng::new(0, 1);
         assert_eq!(
-            push_targets(addrs(49), None, usize::MAX, &mut rng).len(),
+            push_targets(addrs(49), None, &[], usize::MAX, &mut rng).len(),
             49
         );
     }
@@ -218,11 +237,11 @@ mod tests {
     fn the_fanout_caps_the_targets() {
         let mut rng = rand::rngs::mock::StepRng::new(0, 1);
         let live = addrs(2);
-        assert!(push_targets(live.clone(), Some(live[0]), 0, &mut rng).is_empty());
-        let all = push_targets(live.clone(), None, 5, &mut rng);
+        assert!(push_targets(live.clone(), Some(live[0]), &[], 0, &mut rng).is_empty());
+        let all = push_targets(live.clone(), None, &[], 5, &mut rng);
         assert_eq!(all.iter().collect::<HashSet<_>>(), live.iter().collect());
         assert_eq!(
-            push_targets(live.clone(), Some(live[1]), 1, &mut rng),
+            push_targets(live.clone(), Some(live[1]), &[], 1, &mut rng),
             [live[1]]
         );
     }
