@@ -353,7 +353,9 @@ impl Membership {
         if self.lifecycle.is_counted() {
             let (members, joiners) = self.members_seen();
             own.insert(keys::SEEN_MEMBERS.to_owned(), members);
-            own.insert(keys::SEEN_JOINERS.to_owned(), joiners);
+            if self.an_older_build_is_present() {
+                own.insert(keys::SEEN_JOINERS.to_owned(), joiners);
+            }
         }
         let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
         own.extend(
@@ -664,6 +666,20 @@ impl Membership {
                 Some(seen) => seen == members,
                 None => self.view.seen_joiners(&m.id) == Some(joiners.as_str()),
             })
+    }
+
+    /// Some member publishes `member.seen-joiners` but not
+    /// `member.seen-members`: a build that predates the latter, which reads
+    /// only the former when it admits. Only then is `member.seen-joiners`
+    /// published: its value changes each time a joiner becomes Up, and with
+    /// 49 joiners admitted at once those changes alone were most of the
+    /// gossip while the news spread (50 nodes converged in 1.6-2.7 s with
+    /// it, 1.45-1.7 s without).
+    fn an_older_build_is_present(&self) -> bool {
+        self.view
+            .members
+            .keys()
+            .any(|id| self.view.seen_joiners(id).is_some() && self.view.seen_members(id).is_none())
     }
 
     /// The Joining and Up members of this node's view, and its Joining

@@ -493,10 +493,11 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
         !set_keys(&effects).contains_key(&admitted),
         "n2 has not seen n3"
     );
+    let members = sees(&[1, 2, 3]);
     assert_eq!(
-        set_keys(&effects)[&seen_3.0],
-        joiners,
-        "n1 says it sees n3 joining"
+        set_keys(&effects)[&members.0],
+        members.1,
+        "n1 says it sees n3"
     );
     now += ms(100);
     m.on_gossip(
@@ -511,26 +512,15 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
 }
 
 /// What an Up member of this build publishes it sees: `members` Joining or
-/// Up, `joiners` of them Joining.
-fn sees(members: &[u64], joiners: &[u64]) -> [(String, String); 2] {
-    let ids = |ns: &[u64]| keys::encode_ids(ns.iter().map(|&n| id(n)).collect::<Vec<_>>().iter());
-    [
-        (keys::SEEN_MEMBERS.to_owned(), ids(members)),
-        (keys::SEEN_JOINERS.to_owned(), ids(joiners)),
-    ]
+/// Up.
+fn sees(members: &[u64]) -> (String, String) {
+    let ids = members.iter().map(|&n| id(n)).collect::<Vec<_>>();
+    (keys::SEEN_MEMBERS.to_owned(), keys::encode_ids(ids.iter()))
 }
 
-fn up_seeing(n: u64, members: &[u64], joiners: &[u64]) -> GossipNode {
-    let [seen_members, seen_joiners] = sees(members, joiners);
-    node(
-        n,
-        true,
-        &[
-            status("up"),
-            (seen_members.0, seen_members.1.as_str()),
-            (seen_joiners.0, seen_joiners.1.as_str()),
-        ],
-    )
+fn up_seeing(n: u64, members: &[u64]) -> GossipNode {
+    let (key, value) = sees(members);
+    node(n, true, &[status("up"), (key, value.as_str())])
 }
 
 /// A wave of admissions holds while its news spreads: n2, admitted with n3
@@ -546,13 +536,13 @@ fn admissions_hold_while_the_admitted_become_up_one_by_one() {
     m.on_gossip(
         now,
         vec![
-            up_seeing(2, &[1, 2, 3, 4], &[4]),
+            up_seeing(2, &[1, 2, 3, 4]),
             node(3, true, &[status("joining")]),
             node(4, true, &[status("joining")]),
         ],
     );
     let published = set_keys(&tick(&mut m, now));
-    let [members, _] = sees(&[1, 2, 3, 4], &[3, 4]);
+    let members = sees(&[1, 2, 3, 4]);
     assert_eq!(published[&members.0], members.1, "n1 sees the same members");
     for n in [3, 4] {
         assert_eq!(
@@ -573,7 +563,7 @@ fn a_member_that_has_not_seen_a_joiner_holds_the_admissions_back() {
     m.on_gossip(
         now,
         vec![
-            up_seeing(2, &[1, 2, 3], &[3]),
+            up_seeing(2, &[1, 2, 3]),
             node(3, true, &[status("joining")]),
             node(4, true, &[status("joining")]),
         ],
@@ -584,6 +574,41 @@ fn a_member_that_has_not_seen_a_joiner_holds_the_admissions_back() {
             .keys()
             .any(|key| key.starts_with(keys::ADMIT_PREFIX)),
         "n2 has not seen n4: {published:?}"
+    );
+}
+
+/// `member.seen-joiners` changes whenever a joiner becomes Up, so it is
+/// published only for a member of an older build, which reads nothing else
+/// when it admits: not in a cluster of this build, and again once a member
+/// that publishes it alone is seen.
+#[test]
+fn the_joiners_seen_are_published_only_while_an_older_build_is_present() {
+    let (mut m, mut now) = bootstrapped();
+    let joiners = keys::encode_ids([&id(3)]);
+    let joiners_seen =
+        |effects: &[MembershipEffect]| set_keys(effects).get(keys::SEEN_JOINERS).cloned();
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![
+            up_seeing(2, &[1, 2, 3]),
+            node(3, true, &[status("joining")]),
+        ],
+    );
+    assert_eq!(joiners_seen(&tick(&mut m, now)), None, "one build");
+    now += ms(100);
+    let older = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
+    m.on_gossip(
+        now,
+        vec![
+            node(2, true, &[status("up"), older]),
+            node(3, true, &[status("joining")]),
+        ],
+    );
+    assert_eq!(
+        joiners_seen(&tick(&mut m, now)),
+        Some(joiners.clone()),
+        "n2 predates member.seen-members"
     );
 }
 
