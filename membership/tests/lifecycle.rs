@@ -553,6 +553,37 @@ fn admissions_hold_while_the_admitted_become_up_one_by_one() {
     }
 }
 
+/// The admissions of a wave go together: n3, admitted with n4, keeps its
+/// admission once Up while n4 still joins, and both keys are deleted in one
+/// change when n4 is Up too (one change per joiner kept every node's gossip
+/// with the leader busy: 100 nodes mostly failed to converge).
+#[test]
+fn the_admissions_of_a_wave_are_withdrawn_together_once_all_are_up() {
+    let (mut m, mut now) = bootstrapped();
+    let joining = |n| node(n, true, &[status("joining")]);
+    let up = |n| up_seeing(n, &[1, 2, 3, 4]);
+    now += ms(100);
+    m.on_gossip(
+        now,
+        vec![up_seeing(2, &[1, 2, 3, 4]), joining(3), joining(4)],
+    );
+    let published = set_keys(&tick(&mut m, now));
+    assert!(published.contains_key(&admit(3).0) && published.contains_key(&admit(4).0));
+    now += ms(100);
+    m.on_gossip(now, vec![up_seeing(2, &[1, 2, 3, 4]), up(3), joining(4)]);
+    let effects = tick(&mut m, now);
+    assert!(
+        !deleted_keys(&effects).contains(&admit(3).0),
+        "n3 is Up, n4 still joins: n3's admission stays"
+    );
+    now += ms(100);
+    m.on_gossip(now, vec![up_seeing(2, &[1, 2, 3, 4]), up(3), up(4)]);
+    let mut deleted = deleted_keys(&tick(&mut m, now));
+    deleted.retain(|key| key.starts_with(keys::ADMIT_PREFIX));
+    deleted.sort();
+    assert_eq!(deleted, vec![admit(3).0, admit(4).0], "both at once");
+}
+
 /// ... and a member of this build that has not seen a joiner holds every
 /// admission back, as one that predates `member.seen-members` does (see
 /// above).
