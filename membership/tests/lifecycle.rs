@@ -32,6 +32,11 @@ fn node(n: u64, live: bool, entries: &[(String, &str)]) -> GossipNode {
     }
 }
 
+/// A live member `n` that is joining and says nothing else.
+fn joining(n: u64) -> GossipNode {
+    node(n, true, &[status("joining")])
+}
+
 fn status(value: &str) -> (String, &str) {
     (keys::STATUS.to_string(), value)
 }
@@ -226,13 +231,7 @@ fn an_admission_by_a_joining_node_does_not_count() {
 fn the_leader_admits_live_reachable_joining_nodes_and_cleans_up() {
     let (mut m, mut now) = bootstrapped();
     now += ms(100);
-    m.on_gossip(
-        now,
-        vec![
-            node(2, true, &[status("joining")]),
-            node(3, false, &[status("joining")]),
-        ],
-    );
+    m.on_gossip(now, vec![joining(2), node(3, false, &[status("joining")])]);
     let effects = tick(&mut m, now);
     let admitted = format!("{}{}", keys::ADMIT_PREFIX, id(2));
     assert_eq!(
@@ -296,7 +295,7 @@ fn an_older_live_joining_node_bootstraps_first() {
 fn an_older_joiner_that_may_not_start_a_cluster_does_not_block_the_one_that_may() {
     let start = Instant::now();
     let mut m = new_node(2, start);
-    m.on_gossip(start, vec![node(1, true, &[status("joining")])]);
+    m.on_gossip(start, vec![joining(1)]);
     let effects = tick(&mut m, start + ms(2_000));
     assert_eq!(m.status(), MemberStatus::Up);
     assert!(
@@ -481,13 +480,7 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     let joiners = keys::encode_ids([&id(3)]);
     let seen_3 = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
     now += ms(100);
-    m.on_gossip(
-        now,
-        vec![
-            node(2, true, &[status("up")]),
-            node(3, true, &[status("joining")]),
-        ],
-    );
+    m.on_gossip(now, vec![node(2, true, &[status("up")]), joining(3)]);
     let effects = tick(&mut m, now);
     assert!(
         !set_keys(&effects).contains_key(&admitted),
@@ -502,10 +495,7 @@ fn the_leader_admits_a_joiner_only_once_every_up_member_has_seen_it() {
     now += ms(100);
     m.on_gossip(
         now,
-        vec![
-            node(2, true, &[status("up"), seen_3.clone()]),
-            node(3, true, &[status("joining")]),
-        ],
+        vec![node(2, true, &[status("up"), seen_3.clone()]), joining(3)],
     );
     let effects = tick(&mut m, now);
     assert_eq!(set_keys(&effects)[&admitted], keys::MARKER);
@@ -535,11 +525,7 @@ fn admissions_hold_while_the_admitted_become_up_one_by_one() {
     now += ms(100);
     m.on_gossip(
         now,
-        vec![
-            up_seeing(2, &[1, 2, 3, 4]),
-            node(3, true, &[status("joining")]),
-            node(4, true, &[status("joining")]),
-        ],
+        vec![up_seeing(2, &[1, 2, 3, 4]), joining(3), joining(4)],
     );
     let published = set_keys(&tick(&mut m, now));
     let members = sees(&[1, 2, 3, 4]);
@@ -560,7 +546,6 @@ fn admissions_hold_while_the_admitted_become_up_one_by_one() {
 #[test]
 fn the_admissions_of_a_wave_are_withdrawn_together_once_all_are_up() {
     let (mut m, mut now) = bootstrapped();
-    let joining = |n| node(n, true, &[status("joining")]);
     let up = |n| up_seeing(n, &[1, 2, 3, 4]);
     now += ms(100);
     m.on_gossip(
@@ -591,14 +576,7 @@ fn the_admissions_of_a_wave_are_withdrawn_together_once_all_are_up() {
 fn a_member_that_has_not_seen_a_joiner_holds_the_admissions_back() {
     let (mut m, mut now) = bootstrapped();
     now += ms(100);
-    m.on_gossip(
-        now,
-        vec![
-            up_seeing(2, &[1, 2, 3]),
-            node(3, true, &[status("joining")]),
-            node(4, true, &[status("joining")]),
-        ],
-    );
+    m.on_gossip(now, vec![up_seeing(2, &[1, 2, 3]), joining(3), joining(4)]);
     let published = set_keys(&tick(&mut m, now));
     assert!(
         !published
@@ -619,23 +597,11 @@ fn the_joiners_seen_are_published_only_while_an_older_build_is_present() {
     let joiners_seen =
         |effects: &[MembershipEffect]| set_keys(effects).get(keys::SEEN_JOINERS).cloned();
     now += ms(100);
-    m.on_gossip(
-        now,
-        vec![
-            up_seeing(2, &[1, 2, 3]),
-            node(3, true, &[status("joining")]),
-        ],
-    );
+    m.on_gossip(now, vec![up_seeing(2, &[1, 2, 3]), joining(3)]);
     assert_eq!(joiners_seen(&tick(&mut m, now)), None, "one build");
     now += ms(100);
     let older = (keys::SEEN_JOINERS.to_owned(), joiners.as_str());
-    m.on_gossip(
-        now,
-        vec![
-            node(2, true, &[status("up"), older]),
-            node(3, true, &[status("joining")]),
-        ],
-    );
+    m.on_gossip(now, vec![node(2, true, &[status("up"), older]), joining(3)]);
     assert_eq!(
         joiners_seen(&tick(&mut m, now)),
         Some(joiners.clone()),
@@ -658,7 +624,7 @@ fn the_leader_admits_nobody_while_a_member_is_unreachable() {
         now,
         vec![
             node(2, true, &[status("up"), seen_3.clone()]),
-            node(3, true, &[status("joining")]),
+            joining(3),
             node(4, true, &[status("up"), seen_3.clone(), n2_unreachable]),
         ],
     );
@@ -672,7 +638,7 @@ fn the_leader_admits_nobody_while_a_member_is_unreachable() {
         now,
         vec![
             node(2, true, &[status("up"), seen_3.clone()]),
-            node(3, true, &[status("joining")]),
+            joining(3),
             node(4, true, &[status("up"), seen_3]),
         ],
     );
@@ -700,7 +666,7 @@ fn a_node_that_may_not_start_a_cluster_waits_to_be_admitted() {
     );
     for t in (0..5_000).step_by(100) {
         let now = start + ms(t);
-        m.on_gossip(now, vec![node(2, true, &[status("joining")])]);
+        m.on_gossip(now, vec![joining(2)]);
         tick(&mut m, now);
     }
     assert_eq!(m.status(), MemberStatus::Joining);
@@ -735,8 +701,8 @@ fn admissible_joiners_cut_off_count_for_the_other_side() {
                 unreachable(6),
             ],
         ),
-        node(5, true, &[status("joining")]),
-        node(6, true, &[status("joining")]),
+        joining(5),
+        joining(6),
     ];
     let mut now = start + ms(200);
     m.on_gossip(now, gossip.clone());
