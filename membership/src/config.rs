@@ -1,11 +1,13 @@
 //! Configuration of the membership state machine: one serde struct with
 //! documented defaults (DESIGN.md section 7).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::downing::DowningStrategy;
+use crate::error::ConfigError;
+use crate::phi::{PhiAccrualDetector, PhiConfig};
 
 /// Timings and policies of membership. Every duration reads and writes as
 /// `"200ms"`, `"2s"`, `"1m"` or an integer of milliseconds.
@@ -111,6 +113,36 @@ impl Default for MembershipConfig {
 }
 
 impl MembershipConfig {
+    /// How long after a node starts to monitor a peer that never answers it
+    /// finds the peer unreachable: the expected first interval, the
+    /// acceptable pause and the phi threshold's margin of deviations.
+    pub fn first_detection(&self) -> Duration {
+        let start = Instant::now();
+        PhiAccrualDetector::watching_from(PhiConfig::from_membership(self), start)
+            .unavailable_at()
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(start))
+    }
+
+    /// Checks what the guarantees rely on. The downing resolver takes the
+    /// silence of a member that monitors a reported peer for contact with it
+    /// (an indirectly connected peer, not a cut): so every monitor must be
+    /// able to report a silent peer before a decision, even one it started
+    /// to monitor just as the reports came (a node that joined one side of a
+    /// cut). With `stable_after` no longer than [`Self::first_detection`],
+    /// such a node keeps its side up beside the majority: with
+    /// `acceptable_heartbeat_pause` at Akka's 3 s and `stable_after` at 2 s,
+    /// both sides of the simulator's seed 2927 stayed up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let detection = self.first_detection();
+        if self.stable_after <= detection {
+            return Err(ConfigError::DetectionSlowerThanDecision {
+                stable_after: self.stable_after,
+                detection,
+            });
+        }
+        Ok(())
+    }
+
     /// How often the driver should call [`crate::Membership::tick`]: half the
     /// heartbeat interval, so that detection and decisions are not delayed by a
     /// whole interval.
@@ -122,6 +154,31 @@ impl MembershipConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_waits_longer_than_a_silent_new_peer_takes_to_be_found() {
+        let defaults = MembershipConfig::default();
+        assert!(defaults.validate().is_ok());
+        // 200 ms + 1 s + 5.2 deviations of the seeded history (50 ms).
+        let detection = defaults.first_detection();
+        assert!(
+            detection > Duration::from_millis(1_400) && detection < Duration::from_millis(1_500),
+            "{detection:?}"
+        );
+        let akka_pause = MembershipConfig {
+            acceptable_heartbeat_pause: Duration::from_secs(3),
+            ..MembershipConfig::default()
+        };
+        assert!(matches!(
+            akka_pause.validate(),
+            Err(ConfigError::DetectionSlowerThanDecision { .. })
+        ));
+        let waits_longer = MembershipConfig {
+            stable_after: Duration::from_secs(4),
+            ..akka_pause
+        };
+        assert!(waits_longer.validate().is_ok());
+    }
 
     #[test]
     fn defaults_round_trip_through_serde() {

@@ -18,3 +18,24 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("not a duration (expected e.g. \"200ms\", \"2s\", \"1m\"): {0:?}")]
 pub struct DurationError(pub String);
+
+/// A membership configuration that would break a guarantee.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `stable_after` is not longer than a node takes to find a newly
+    /// monitored peer that never answers unreachable (see
+    /// [`MembershipConfig::first_detection`](crate::MembershipConfig::first_detection)).
+    #[error(
+        "stable_after ({stable_after:?}) must be longer than the {detection:?} a node \
+         takes to find a newly monitored peer that never answers unreachable \
+         (heartbeat_interval, acceptable_heartbeat_pause and phi_threshold set it): \
+         otherwise a node that joined one side of a cut takes its own silence for \
+         contact, and its side stays up beside the majority"
+    )]
+    DetectionSlowerThanDecision {
+        /// The configured `stable_after`.
+        stable_after: std::time::Duration,
+        /// How long a silent new peer takes to be found unreachable.
+        detection: std::time::Duration,
+    },
+}

@@ -115,7 +115,7 @@ mod state;
 pub use app_version::AppVersion;
 pub use config::MembershipConfig;
 pub use downing::{Decision, DowningStrategy, PendingDecision};
-pub use error::{DurationError, KeyError};
+pub use error::{ConfigError, DurationError, KeyError};
 pub use events::{MemberEvent, MembershipEffect};
 pub use gossip_view::{GossipNode, GossipView};
 pub use member::{Member, MemberStatus, Reachability};

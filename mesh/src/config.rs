@@ -137,6 +137,9 @@ pub enum ConfigError {
     /// A duration or count must be positive.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// The membership settings would break a guarantee.
+    #[error("membership: {0}")]
+    Membership(#[from] membership::ConfigError),
 }
 
 impl NodeConfig {
@@ -169,6 +172,7 @@ impl NodeConfig {
                 return Err(ConfigError::Zero(what));
             }
         }
+        self.membership.validate()?;
         Ok(())
     }
 }
@@ -190,6 +194,24 @@ mod millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membership_settings_that_break_downing_are_refused() {
+        let mut config = NodeConfig {
+            name: "n1".into(),
+            ..NodeConfig::default()
+        };
+        config.membership.acceptable_heartbeat_pause = Duration::from_secs(3);
+        let error = config.validate().expect_err("3 s pause, 2 s stable_after");
+        assert!(
+            error
+                .to_string()
+                .contains("stable_after (2s) must be longer"),
+            "{error}"
+        );
+        config.membership.stable_after = Duration::from_secs(4);
+        assert!(config.validate().is_ok());
+    }
 
     #[test]
     fn names_must_be_dns_labels() {

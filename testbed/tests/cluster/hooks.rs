@@ -18,6 +18,7 @@ async fn a_hook_armed_on_one_node_fires_on_that_node_only() -> TestResult {
     // window and the count is exactly this test's pings.
     let mut node = NodeConfig::default();
     node.membership.heartbeat_interval = Duration::from_secs(60);
+    node.membership.stable_after = Duration::from_secs(600);
     let cluster = Cluster::builder().nodes(3).config(node).start().await?;
     ping_all(&cluster).await?;
     let fired = Arc::new(AtomicU64::new(0));
