@@ -13,7 +13,9 @@
 //!   Down on the first and on every survivor.
 //!
 //! Each figure is run `--runs`/`--crash-runs` times on a fresh cluster; the
-//! median and the max are reported.
+//! median and the max are reported. A convergence run that fails (a node is
+//! downed, or 30 s pass) is counted in `failed_runs` with its reason, and a
+//! size's target is met only if every run converged.
 
 use std::time::{Duration, Instant};
 
@@ -74,17 +76,26 @@ async fn main() -> anyhow::Result<()> {
 
     let mut convergence = Vec::new();
     for &size in &args.sizes {
-        let mut runs = Vec::new();
+        let (mut runs, mut failures) = (Vec::new(), Vec::new());
         for _ in 0..args.runs.max(1) {
-            let took = converge(&ca, &config, size).await?;
-            eprintln!("converged {size} nodes in {took:?}");
-            runs.push(took);
+            match converge(&ca, &config, size).await? {
+                Ok(took) => {
+                    eprintln!("converged {size} nodes in {took:?}");
+                    runs.push(took);
+                }
+                Err(failure) => {
+                    eprintln!("{size} nodes did not converge: {failure}");
+                    failures.push(failure);
+                }
+            }
         }
         convergence.push(json!({
             "nodes": size,
             "runs_ms": millis_all(&runs),
-            "median_ms": millis(median(&runs)),
-            "max_ms": millis(max(&runs)),
+            "median_ms": (!runs.is_empty()).then(|| millis(median(&runs))),
+            "max_ms": (!runs.is_empty()).then(|| millis(max(&runs))),
+            "failed_runs": failures.len(),
+            "failures": failures,
         }));
     }
 
@@ -99,11 +110,11 @@ async fn main() -> anyhow::Result<()> {
         crash_runs.push(run);
     }
     let down_all: Vec<Duration> = crash_runs.iter().map(|r| r.down_all).collect();
+    // A size's target is met only if every run converged.
     let converge_median = |size: usize| {
-        args.sizes
-            .iter()
-            .position(|n| *n == size)
-            .and_then(|i| convergence[i]["median_ms"].as_f64())
+        let figure = &convergence[args.sizes.iter().position(|n| *n == size)?];
+        let all_converged = figure["failed_runs"].as_u64() == Some(0);
+        Some(figure["median_ms"].as_f64().filter(|_| all_converged))
     };
     let (converge_20, converge_50) = (converge_median(20), converge_median(50));
 
@@ -130,9 +141,9 @@ async fn main() -> anyhow::Result<()> {
         },
         "targets": {
             "converge_20_nodes_ms": millis(TARGET_CONVERGE_20),
-            "converge_20_nodes_median_met": converge_20.map(|m| m <= millis(TARGET_CONVERGE_20)),
+            "converge_20_nodes_median_met": converge_20.map(|m| m.is_some_and(|m| m <= millis(TARGET_CONVERGE_20))),
             "converge_50_nodes_ms": millis(TARGET_CONVERGE_50),
-            "converge_50_nodes_median_met": converge_50.map(|m| m <= millis(TARGET_CONVERGE_50)),
+            "converge_50_nodes_median_met": converge_50.map(|m| m.is_some_and(|m| m <= millis(TARGET_CONVERGE_50))),
             "crash_to_down_ms": millis(TARGET_CRASH_TO_DOWN),
             "crash_to_down_median_met": median(&down_all) <= TARGET_CRASH_TO_DOWN,
             "crash_to_down_max_met": max(&down_all) <= TARGET_CRASH_TO_DOWN,
@@ -142,17 +153,29 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `size` nodes and returns how long until every one saw all Up.
-async fn converge(ca: &ClusterCa, config: &NodeConfig, size: usize) -> anyhow::Result<Duration> {
+/// Starts `size` nodes and returns how long until every one saw all Up,
+/// or why they did not (a node downed, or the deadline passed): a run that
+/// fails is a result, not an error of the bench.
+async fn converge(
+    ca: &ClusterCa,
+    config: &NodeConfig,
+    size: usize,
+) -> anyhow::Result<Result<Duration, String>> {
     let tls = credentials(ca, size)?;
     let start = Instant::now();
     let (nodes, watchers) = start_cluster(config, tls, start).await?;
-    let mut took = Duration::ZERO;
+    let mut outcome = Ok(Duration::ZERO);
     for watcher in watchers {
-        took = took.max(watcher.await??);
+        match watcher.await? {
+            Ok(took) => outcome = outcome.map(|slowest: Duration| slowest.max(took)),
+            Err(error) => {
+                outcome = Err(format!("{error:#}"));
+                break;
+            }
+        }
     }
     stop(nodes).await;
-    Ok(took)
+    Ok(outcome)
 }
 
 /// One crash -> Down measurement.
@@ -252,6 +275,7 @@ async fn start_cluster(
             .start()
             .await?;
         let mut members = node.watch_cluster_members();
+        let stopped = format!("{name} stopped (downed by the cluster)");
         watchers.push(tokio::spawn(async move {
             let all_up = members.wait_for(|members| {
                 members.len() == size
@@ -262,7 +286,7 @@ async fn start_cluster(
             tokio::time::timeout(DEADLINE, all_up)
                 .await
                 .with_context(|| format!("{size} nodes did not converge within {DEADLINE:?}"))?
-                .context("node stopped")?;
+                .context(stopped)?;
             anyhow::Ok(start.elapsed())
         }));
         nodes.push(node);
