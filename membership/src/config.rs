@@ -116,11 +116,13 @@ impl MembershipConfig {
     /// How long after a node starts to monitor a peer that never answers it
     /// finds the peer unreachable: the expected first interval, the
     /// acceptable pause and the phi threshold's margin of deviations.
+    /// Rounded up to the millisecond.
     pub fn first_detection(&self) -> Duration {
         let start = Instant::now();
-        PhiAccrualDetector::watching_from(PhiConfig::from_membership(self), start)
+        let exact = PhiAccrualDetector::watching_from(PhiConfig::from_membership(self), start)
             .unavailable_at()
-            .map_or(Duration::ZERO, |at| at.saturating_duration_since(start))
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(start));
+        Duration::from_millis(exact.as_nanos().div_ceil(1_000_000) as u64)
     }
 
     /// Checks what the guarantees rely on. The downing resolver takes the

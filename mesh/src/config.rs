@@ -139,7 +139,15 @@ pub enum ConfigError {
     Zero(&'static str),
     /// The membership settings would break a guarantee.
     #[error("membership: {0}")]
-    Membership(#[from] membership::ConfigError),
+    Membership(membership::ConfigError),
+}
+
+// Not `#[from]`, which would also make it the error's source: reports that
+// print the chain would say it twice.
+impl From<membership::ConfigError> for ConfigError {
+    fn from(error: membership::ConfigError) -> Self {
+        Self::Membership(error)
+    }
 }
 
 impl NodeConfig {
