@@ -352,10 +352,9 @@ impl Membership {
         }
         // Only an Up or Leaving member's sighting counts for an admission.
         if self.lifecycle.is_counted() {
-            let (members, joiners) = self.members_seen();
-            own.insert(keys::SEEN_MEMBERS.to_owned(), members);
+            own.insert(keys::SEEN_MEMBERS.to_owned(), self.members_seen());
             if self.an_older_build_is_present() {
-                own.insert(keys::SEEN_JOINERS.to_owned(), joiners);
+                own.insert(keys::SEEN_JOINERS.to_owned(), self.joiners_seen());
             }
         }
         let marker = |key: MembershipKey| (key.encode(), keys::MARKER.to_owned());
@@ -671,14 +670,19 @@ impl Membership {
     /// for admitting); a member of a build that predates
     /// `member.seen-members`, exactly the joiners.
     fn every_member_sees_my_members(&self) -> bool {
-        let (members, joiners) = self.members_seen();
+        let members = self.members_seen();
+        // Only a member of an older build is compared on its joiners.
+        let joiners = std::cell::OnceCell::new();
         self.view
             .members
             .values()
             .filter(|m| m.status.is_counted() && m.id != self.self_id)
             .all(|m| match self.view.seen_members(&m.id) {
                 Some(seen) => seen == members,
-                None => self.view.seen_joiners(&m.id) == Some(joiners.as_str()),
+                None => {
+                    let joiners = joiners.get_or_init(|| self.joiners_seen());
+                    self.view.seen_joiners(&m.id) == Some(joiners.as_str())
+                }
             })
     }
 
@@ -696,22 +700,25 @@ impl Membership {
             .any(|id| self.view.seen_joiners(id).is_some() && self.view.seen_members(id).is_none())
     }
 
-    /// The Joining and Up members of this node's view, and its Joining
-    /// members alone, as `member.seen-members` and `member.seen-joiners`
-    /// say them.
-    fn members_seen(&self) -> (String, String) {
-        let with = |wanted: &[MemberStatus]| {
-            keys::encode_ids(
-                self.view
-                    .members
-                    .values()
-                    .filter(|m| wanted.contains(&m.status))
-                    .map(|m| &m.id),
-            )
-        };
-        (
-            with(&[MemberStatus::Joining, MemberStatus::Up]),
-            with(&[MemberStatus::Joining]),
+    /// The Joining and Up members of this node's view, as
+    /// `member.seen-members` says them.
+    fn members_seen(&self) -> String {
+        self.ids_in(&[MemberStatus::Joining, MemberStatus::Up])
+    }
+
+    /// The Joining members of this node's view, as `member.seen-joiners`
+    /// says them.
+    fn joiners_seen(&self) -> String {
+        self.ids_in(&[MemberStatus::Joining])
+    }
+
+    fn ids_in(&self, statuses: &[MemberStatus]) -> String {
+        keys::encode_ids(
+            self.view
+                .members
+                .values()
+                .filter(|m| statuses.contains(&m.status))
+                .map(|m| &m.id),
         )
     }
 

@@ -78,11 +78,15 @@ fn bootstrapped() -> (Membership, Instant) {
 }
 
 fn new_node(n: u64, start: Instant) -> Membership {
+    new_node_with(n, start, MembershipConfig::default())
+}
+
+fn new_node_with(n: u64, start: Instant, config: MembershipConfig) -> Membership {
     Membership::new(
         id(n),
         ([127, 0, 0, 1], 7000 + n as u16).into(),
         BTreeSet::new(),
-        MembershipConfig::default(),
+        config,
         start,
     )
 }
@@ -657,13 +661,7 @@ fn a_node_that_may_not_start_a_cluster_waits_to_be_admitted() {
         may_start_cluster: false,
         ..MembershipConfig::default()
     };
-    let mut m = Membership::new(
-        id(1),
-        ([127, 0, 0, 1], 7001).into(),
-        BTreeSet::new(),
-        config,
-        start,
-    );
+    let mut m = new_node_with(1, start, config);
     for t in (0..5_000).step_by(100) {
         let now = start + ms(t);
         m.on_gossip(now, vec![joining(2)]);
@@ -709,13 +707,7 @@ fn a_valid_configuration_waits_for_this_nodes_own_detector() {
 /// Who node 2 downs in the scene of the simulator's seed 2927 (above).
 fn seed_2927_downs(config: MembershipConfig) -> BTreeSet<NodeId> {
     let start = Instant::now();
-    let mut m = Membership::new(
-        id(2),
-        ([127, 0, 0, 1], 7002).into(),
-        BTreeSet::new(),
-        config,
-        start,
-    );
+    let mut m = new_node_with(2, start, config);
     tick(&mut m, start);
     m.on_gossip(start, vec![node(1, true, &[status("up"), admit(2)])]);
     tick(&mut m, start + ms(100));

@@ -110,13 +110,14 @@ async fn main() -> anyhow::Result<()> {
         crash_runs.push(run);
     }
     let down_all: Vec<Duration> = crash_runs.iter().map(|r| r.down_all).collect();
-    // A size's target is met only if every run converged.
-    let converge_median = |size: usize| {
+    // Whether a size's median meets `target` (`None`: the size was not
+    // measured); only if every run converged.
+    let median_met = |size: usize, target: Duration| {
         let figure = &convergence[args.sizes.iter().position(|n| *n == size)?];
         let all_converged = figure["failed_runs"].as_u64() == Some(0);
-        Some(figure["median_ms"].as_f64().filter(|_| all_converged))
+        let median = figure["median_ms"].as_f64();
+        Some(all_converged && median.is_some_and(|m| m <= millis(target)))
     };
-    let (converge_20, converge_50) = (converge_median(20), converge_median(50));
 
     let out = json!({
         "settings": {
@@ -141,9 +142,9 @@ async fn main() -> anyhow::Result<()> {
         },
         "targets": {
             "converge_20_nodes_ms": millis(TARGET_CONVERGE_20),
-            "converge_20_nodes_median_met": converge_20.map(|m| m.is_some_and(|m| m <= millis(TARGET_CONVERGE_20))),
+            "converge_20_nodes_median_met": median_met(20, TARGET_CONVERGE_20),
             "converge_50_nodes_ms": millis(TARGET_CONVERGE_50),
-            "converge_50_nodes_median_met": converge_50.map(|m| m.is_some_and(|m| m <= millis(TARGET_CONVERGE_50))),
+            "converge_50_nodes_median_met": median_met(50, TARGET_CONVERGE_50),
             "crash_to_down_ms": millis(TARGET_CRASH_TO_DOWN),
             "crash_to_down_median_met": median(&down_all) <= TARGET_CRASH_TO_DOWN,
             "crash_to_down_max_met": max(&down_all) <= TARGET_CRASH_TO_DOWN,
