@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mesh::{MemberStatus, Node};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Interval;
 
 use super::core::{TypeAction, TypeCore};
 use super::host::{Host, Job};
@@ -43,6 +45,17 @@ pub mod hook_points {
     /// keep-alives): a pause here stalls the driver, not its entities'
     /// tasks or daemon workers.
     pub const BEFORE_TICK: &str = "sharding.driver.before_tick";
+}
+
+/// How a round of the driver task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// Inputs were handled; more may come.
+    Worked,
+    /// The node stopped or every handle was dropped.
+    Stopped,
+    /// A hook point crashed the node.
+    Crashed,
 }
 
 /// Commands taken per wake-up of the driver before it looks at its timers
@@ -122,6 +135,8 @@ pub(crate) struct Driver<E: Entity> {
     /// The time of the current round of work (see `process`).
     now: Instant,
     metrics: TypeMetrics,
+    /// Local sends and what the mesh could not hand over at once.
+    commands: mpsc::Receiver<Command<E>>,
 }
 
 impl<E: Entity> Driver<E> {
@@ -132,6 +147,7 @@ impl<E: Entity> Driver<E> {
         replies: Arc<Replies<E::Reply>>,
         routes: Arc<Routes>,
         metrics: TypeMetrics,
+        commands: mpsc::Receiver<Command<E>>,
     ) -> Self {
         let me = node.id().clone();
         let proxy_only = settings
@@ -165,57 +181,116 @@ impl<E: Entity> Driver<E> {
             work: VecDeque::new(),
             now,
             metrics,
+            commands,
         }
     }
 
-    /// Runs until the node stops or every handle is dropped.
-    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command<E>>) {
-        let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
-        self.host.set_waker(&waker);
+    /// The timer of the driver task's ticks.
+    pub(crate) fn ticker(&self) -> Interval {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        self.now = clock::now();
-                        self.on_command(command);
-                        // Under load, take what else is queued in one go:
-                        // one wake-up for many messages.
-                        for _ in 0..BATCH {
-                            match commands.try_recv() {
-                                Ok(command) => self.on_command(command),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                Some(finished) = self.host.running().next() => {
-                    self.host.finished(finished);
-                }
-                _ = ticker.tick() => {
-                    if self.node.is_stopped() {
-                        break;
-                    }
-                    self.on_tick();
-                }
-            }
-            self.process();
-            if self.crashed {
-                self.routes.clear();
-                return;
-            }
-            // Published first: once `queued` reaches 0, a caller must find
-            // the homes as this round left them. With the table of an
-            // earlier round, a caller could send straight to a home the
-            // region forgot in this round, past its own earlier messages
-            // that the region now buffers.
-            self.routes.publish(&self.region, &self.node);
-            self.routes.routed(std::mem::take(&mut self.sends_taken));
+        ticker
+    }
+
+    /// One round of the driver task: its timers if due, a finished entity
+    /// step, and the queued commands (up to [`BATCH`] more after the first:
+    /// one wake-up for many messages under load); `Pending` while none of
+    /// them is ready.
+    pub(crate) fn poll_round(
+        &mut self,
+        cx: &mut Context<'_>,
+        ticker: &mut Interval,
+    ) -> Poll<Round> {
+        if self.crashed {
+            return Poll::Ready(Round::Crashed);
         }
+        self.host.set_waker(cx.waker());
+        let mut worked = false;
+        if ticker.poll_tick(cx).is_ready() {
+            if self.node.is_stopped() {
+                return Poll::Ready(Round::Stopped);
+            }
+            self.on_tick();
+            worked = true;
+        }
+        if let Poll::Ready(Some(finished)) = self.host.running().poll_next_unpin(cx) {
+            self.host.finished(finished);
+            worked = true;
+        }
+        match self.commands.poll_recv(cx) {
+            Poll::Ready(Some(command)) => {
+                self.now = clock::now();
+                self.on_command(command);
+                for _ in 0..BATCH {
+                    match self.commands.try_recv() {
+                        Ok(command) => self.on_command(command),
+                        Err(_) => break,
+                    }
+                }
+                worked = true;
+            }
+            Poll::Ready(None) => return Poll::Ready(Round::Stopped),
+            Poll::Pending => {}
+        }
+        if !worked {
+            return Poll::Pending;
+        }
+        self.end_round();
+        Poll::Ready(if self.crashed {
+            Round::Crashed
+        } else {
+            Round::Worked
+        })
+    }
+
+    /// Handles a message from another node now, on the caller's task (the
+    /// mesh reader of its link), unless commands wait in the queue: it
+    /// would overtake them, among them earlier messages from its sender.
+    /// Gives the message back for the queue then. Saves the hop to the
+    /// driver task, which on a multi-threaded runtime is often the hop that
+    /// wakes another worker (see `mesh::pipeline`).
+    pub(crate) fn handle_now(
+        &mut self,
+        protocol: Protocol<E::Message>,
+    ) -> Option<Protocol<E::Message>> {
+        if self.crashed || !self.commands.is_empty() {
+            return Some(protocol);
+        }
+        self.now = clock::now();
+        self.on_wire(protocol);
+        self.end_round();
+        None
+    }
+
+    /// Whether a hook point crashed the node: the driver task ends.
+    pub(crate) fn crashed(&self) -> bool {
+        self.crashed
+    }
+
+    /// Performs what a round of inputs left queued, then lets callers send
+    /// straight to the homes as the round left them.
+    fn end_round(&mut self) {
+        self.process();
+        if self.crashed {
+            self.routes.clear();
+            return;
+        }
+        // Published first: once `queued` reaches 0, a caller must find
+        // the homes as this round left them. With the table of an
+        // earlier round, a caller could send straight to a home the
+        // region forgot in this round, past its own earlier messages
+        // that the region now buffers.
+        self.routes.publish(&self.region, &self.node);
+        self.routes.routed(std::mem::take(&mut self.sends_taken));
+    }
+
+    /// The driver ends: sends take the driver's way (and find it closed),
+    /// and, unless the node crashed, every waiting ask fails.
+    pub(crate) fn finish(self) {
         self.routes.clear();
-        self.replies.fail_all(ShardingError::Stopped);
+        if !self.crashed {
+            self.replies.fail_all(ShardingError::Stopped);
+        }
     }
 
     fn on_command(&mut self, command: Command<E>) {
@@ -310,7 +385,7 @@ impl<E: Entity> Driver<E> {
             }
         }
         self.keep_alive(now);
-        self.replies.forget_abandoned();
+        self.replies.forget_abandoned(now);
         self.check_left();
         self.record_gauges(now);
     }

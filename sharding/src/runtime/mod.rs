@@ -1,8 +1,11 @@
 //! Sharding on a running [`mesh::Node`]: [`Sharding::start`], then
 //! [`Sharding::init`] per entity type for an [`EntityRef`] to send with.
 //!
-//! Each entity type runs one driver task per node (see `driver`), reached
-//! by other nodes through the mesh service `sharding.<type>`; its
+//! Each entity type runs one driver per node (see `driver`), reached by
+//! other nodes through the mesh service `sharding.<type>` (and
+//! `sharding.<type>.ask` for asks sent straight to an entity's home, see
+//! [`wire::DirectAsk`]); the mesh reader that receives a message hands it
+//! to the driver on its own task when it can (see `shared`). Its
 //! coordinator runs where [`mesh::Node::singleton_host`] (for the type's
 //! role) says. Its epoch is that node's generation, which grows from one
 //! host to the next (the next host is the next oldest member), raised above
@@ -15,6 +18,7 @@ mod host;
 mod metrics;
 mod replies;
 mod routes;
+mod shared;
 mod view;
 mod wire;
 
@@ -23,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use mesh::Node;
+use mesh::{Node, PeerRef};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -36,6 +40,7 @@ pub use driver::hook_points;
 pub use view::{CoordinatorView, RegionLease, RegionView, ShardRow, TypeView};
 pub use wire::ShardingError;
 
+use crate::clock;
 use crate::entity::{Entity, EntityType};
 use crate::hash::shard_id;
 use crate::ids::{EntityId, ReplyTo};
@@ -44,7 +49,8 @@ use crate::ShardingConfig;
 use driver::{Command, Driver, KeepAlive, LocalSend, TypeSettings};
 use replies::{Replies, ReplySender};
 use routes::Routes;
-use wire::{service_name, view_service_name, Protocol, Wire};
+use shared::SharedDriver;
+use wire::{ask_service_name, service_name, view_service_name, DirectAsk, Protocol, Wire};
 
 /// How many commands (local sends and messages from the mesh) wait for a
 /// driver before `tell` reports backpressure.
@@ -188,25 +194,62 @@ impl Sharding {
             return Err(ShardingError::AlreadyStarted(name));
         }
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let inbound = commands.clone();
         let replies = Arc::new(Replies::new());
         let routes = Arc::new(Routes::default());
-        let answers = replies.clone();
-        node.register_service(&settings.service, move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
-            let (wire, _) = request.into_parts();
-            // An answer to one of this node's asks needs nothing of the
-            // driver: complete it here, one hop sooner.
-            let protocol = match wire {
-                Wire::Reply { correlation, result } => {
-                    answers.complete_remote(correlation, result);
-                    return;
+        let metrics = self.inner.metrics.of_type(&name);
+        let (service, role) = (settings.service.clone(), settings.role.clone());
+        let driver = Driver::new(
+            node.clone(),
+            settings,
+            config.clone(),
+            replies.clone(),
+            routes.clone(),
+            metrics,
+            receiver,
+        );
+        let driver = SharedDriver::new(driver, commands.clone());
+        let (shared, answers) = (driver.clone(), replies.clone());
+        node.register_service(
+            &service,
+            move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
+                let (wire, _) = request.into_parts();
+                match wire {
+                    // An answer to one of this node's asks needs nothing of the
+                    // driver: complete it here, one hop sooner.
+                    Wire::Reply {
+                        correlation,
+                        result,
+                    } => answers.complete_remote(correlation, result),
+                    Wire::Protocol(protocol) => shared.receive(protocol),
                 }
-                Wire::Protocol(protocol) => protocol,
-            };
-            if inbound.try_send(Command::Wire(Box::new(protocol))).is_err() {
-                tracing::warn!("sharding driver queue full or stopped; message dropped (its sender retries or times out)");
-            }
-        })
+            },
+        )
+        .map_err(|_| ShardingError::AlreadyStarted(name.clone()))?;
+        let (shared, answers, me) = (driver.clone(), replies.clone(), node.id().clone());
+        let ask_service = ask_service_name(&name);
+        node.register_service(
+            &ask_service,
+            move |request: mesh::Request<DirectAsk<E::Message>, Result<E::Reply, String>>| {
+                let (
+                    DirectAsk {
+                        mut delivery,
+                        timeout,
+                    },
+                    responder,
+                ) = request.into_parts();
+                // Only deliveries are sent this way; anything else is
+                // dropped, and its asker told there is no reply.
+                let RegionToRegion::Deliver(to_deliver) = &mut delivery.body else {
+                    return;
+                };
+                let correlation = answers.expect_remote(responder, clock::now(), timeout);
+                to_deliver.reply_to = Some(ReplyTo {
+                    node: me.clone(),
+                    correlation,
+                });
+                shared.receive(Protocol::Region(delivery));
+            },
+        )
         .map_err(|_| ShardingError::AlreadyStarted(name.clone()))?;
         let views = commands.clone();
         let view_service = view_service_name(&name);
@@ -227,18 +270,16 @@ impl Sharding {
             inner: Arc::new(RefInner {
                 node: node.clone(),
                 name: name.clone(),
-                service: settings.service.clone(),
-                role: settings.role.clone(),
+                service,
+                ask_service,
+                role,
                 view_service,
                 number_of_shards: config.number_of_shards,
                 commands,
-                replies: replies.clone(),
-                routes: routes.clone(),
+                routes,
             }),
         };
-        let metrics = self.inner.metrics.of_type(&name);
-        let driver = Driver::new(node.clone(), settings, config, replies, routes, metrics);
-        tokio::spawn(driver.run(receiver).instrument(node.span().clone()));
+        tokio::spawn(driver.run().instrument(node.span().clone()));
         types.insert(name, Arc::new(entity_ref.clone()));
         Ok(entity_ref)
     }
@@ -268,11 +309,12 @@ struct RefInner<E: Entity> {
     name: String,
     /// The mesh service of the type's drivers.
     service: String,
+    /// The mesh service of [`DirectAsk`]s.
+    ask_service: String,
     role: Option<String>,
     view_service: String,
     number_of_shards: u32,
     commands: mpsc::Sender<Command<E>>,
-    replies: Arc<Replies<E::Reply>>,
     routes: Arc<Routes>,
 }
 
@@ -316,44 +358,50 @@ impl<E: Entity> RefInner<E> {
         }
     }
 
-    /// Sends to the entity's home from this task if the region knows it
-    /// lives on another node (see [`Routes`]); gives the send back if it
-    /// must go through the driver.
-    fn send_direct(&self, send: LocalSend<E>) -> Result<Result<(), ShardingError>, LocalSend<E>> {
-        self.routes.forward(send.shard, send, |to, send| {
-            let LocalSend {
-                shard,
-                entity,
-                message,
-                reply,
-            } = send;
-            let reply_to = reply.map(|reply| ReplyTo {
-                node: self.node.id().clone(),
-                correlation: self.replies.expect(reply),
-            });
-            let correlation = reply_to.as_ref().map(|to| to.correlation);
+    /// Runs `send` with the entity's home and what this node's region
+    /// would send it, if the region knows the entity lives on another node
+    /// (see [`Routes`]); gives `local` back if it must go through the
+    /// driver. `local` carries no reply sender: an ask sent this way is
+    /// answered through the mesh (see [`Self::ask_home`]).
+    fn forward<T>(
+        &self,
+        local: LocalSend<E>,
+        send: impl FnOnce(&PeerRef, Envelope<RegionToRegion<E::Message>>) -> T,
+    ) -> Result<T, LocalSend<E>> {
+        debug_assert!(local.reply.is_none());
+        self.routes.forward(local.shard, local, |to, local| {
             let delivery = Delivery {
-                shard,
-                entity,
-                payload: message,
-                reply_to,
+                shard: local.shard,
+                entity: local.entity,
+                payload: local.message,
+                reply_to: None,
                 hops: 0,
             };
-            let deliver = Envelope::entity_traffic(
-                to.epoch,
-                to.from.clone(),
-                RegionToRegion::Deliver(delivery),
-            );
-            let wire: Wire<E::Message, E::Reply> = Wire::Protocol(Protocol::Region(deliver));
-            let sent = to
-                .home
-                .tell(&self.service, wire)
-                .map_err(|error| ShardingError::from_mesh(&self.name, error));
-            if let (Err(error), Some(correlation)) = (&sent, correlation) {
-                self.replies.complete(correlation, Err(error.clone()));
-            }
-            sent
+            let deliver = RegionToRegion::Deliver(delivery);
+            send(
+                to.home,
+                Envelope::entity_traffic(to.epoch, to.from.clone(), deliver),
+            )
         })
+    }
+
+    /// Asks the entity's `home` directly (see [`DirectAsk`]).
+    async fn ask_home(
+        &self,
+        home: PeerRef,
+        delivery: Envelope<RegionToRegion<E::Message>>,
+        timeout: Duration,
+    ) -> Result<E::Reply, ShardingError> {
+        let ask = DirectAsk { delivery, timeout };
+        let asked: Result<Result<E::Reply, String>, _> =
+            home.ask(&self.ask_service, ask, timeout).await;
+        match asked {
+            Ok(answer) => answer.map_err(ShardingError::Remote),
+            Err(mesh::AskError::Timeout(_)) => Err(ShardingError::Timeout(timeout)),
+            Err(mesh::AskError::Send(error)) => Err(ShardingError::from_mesh(&self.name, error)),
+            Err(mesh::AskError::Remote(error)) => Err(ShardingError::Remote(error.to_string())),
+            Err(error) => Err(ShardingError::Unreachable(error.to_string())),
+        }
     }
 }
 
@@ -368,8 +416,14 @@ impl<E: Entity> EntityRef<E> {
     /// message that later cannot be delivered (its shard's buffer is full)
     /// is logged, as nobody waits for it. Use [`Self::ask`] to know.
     pub fn tell(&self, id: &str, message: impl Into<E::Message>) -> Result<(), ShardingError> {
-        let send = self.inner.local_send(id, message.into(), None);
-        let send = match self.inner.send_direct(send) {
+        let inner = &self.inner;
+        let send = inner.local_send(id, message.into(), None);
+        let sent = inner.forward(send, |home, delivery| {
+            let wire: Wire<E::Message, E::Reply> = Wire::Protocol(Protocol::Region(delivery));
+            home.tell(&inner.service, wire)
+                .map_err(|error| ShardingError::from_mesh(&inner.name, error))
+        });
+        let send = match sent {
             Ok(sent) => return sent,
             Err(send) => send,
         };
@@ -396,18 +450,25 @@ impl<E: Entity> EntityRef<E> {
         message: impl Into<E::Message>,
         timeout: Duration,
     ) -> Result<E::Reply, ShardingError> {
+        let inner = &self.inner;
+        let send = inner.local_send(id, message.into(), None);
+        let send = match inner.forward(send, |home, delivery| (home.clone(), delivery)) {
+            Ok((home, delivery)) => return inner.ask_home(home, delivery, timeout).await,
+            Err(send) => send,
+        };
         let (reply, answer) = oneshot::channel();
-        let send = self.inner.local_send(id, message.into(), Some(reply));
+        let send = LocalSend {
+            reply: Some(reply),
+            ..send
+        };
         let exchange = async {
-            if let Err(send) = self.inner.send_direct(send) {
-                let queued = QueuedSend::new(&self.inner.routes);
-                self.inner
-                    .commands
-                    .send(Command::Send(send))
-                    .await
-                    .map_err(|_| ShardingError::Stopped)?;
-                queued.handed_over();
-            }
+            let queued = QueuedSend::new(&inner.routes);
+            inner
+                .commands
+                .send(Command::Send(send))
+                .await
+                .map_err(|_| ShardingError::Stopped)?;
+            queued.handed_over();
             answer.await.map_err(|_| ShardingError::Stopped)?
         };
         tokio::time::timeout(timeout, exchange)

@@ -22,6 +22,22 @@ pub(crate) enum Wire<M, R> {
     },
 }
 
+/// An `ask` sent from the caller's task straight to the node where its
+/// entity lives (service `sharding.<type>.ask`), as a mesh ask: that node
+/// answers through the mesh ask, so the answer reaches the caller the way
+/// a plain mesh ask's does (read by the caller itself while it is the only
+/// one waiting on that peer, see `mesh::link::incoming`), not through
+/// this node's mesh reader and then a wake of the caller. The receiving
+/// node registers the ask as its own (its `reply_to`), so an answer from
+/// wherever the message ends up (bounced, forwarded) comes back through it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DirectAsk<M> {
+    /// What the caller's region would have sent, without a `reply_to`.
+    pub(crate) delivery: Envelope<RegionToRegion<M>>,
+    /// How long the caller waits: the receiver forgets the ask after it.
+    pub(crate) timeout: Duration,
+}
+
 /// What the drivers of an entity type on two nodes tell each other.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Protocol<M> {
@@ -53,6 +69,11 @@ impl ShardingError {
 /// The mesh service of an entity type.
 pub(crate) fn service_name(entity_type: &str) -> String {
     format!("sharding.{entity_type}")
+}
+
+/// The mesh service that takes [`DirectAsk`]s of an entity type.
+pub(crate) fn ask_service_name(entity_type: &str) -> String {
+    format!("sharding.{entity_type}.ask")
 }
 
 /// The mesh service that answers state queries of an entity type.

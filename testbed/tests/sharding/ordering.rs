@@ -3,7 +3,7 @@
 //! unknown, straight to the home once the region knows it.
 
 use serde::{Deserialize, Serialize};
-use sharding::{Entity, EntityContext, EntityType};
+use sharding::{Entity, EntityContext, EntityType, ShardingError};
 use testbed::Cluster;
 
 use crate::support::{
@@ -77,5 +77,78 @@ async fn tells_from_one_sender_arrive_in_order_as_its_way_changes() -> TestResul
             assert_eq!(log, expected, "the order {id} received");
         }
     }
+    Ok(())
+}
+
+/// Messages from another node are handled on the mesh reader's task while
+/// the home's driver is free, and queued while it is busy; a message must
+/// never overtake one queued before it. The home floods its own driver
+/// with local tells meanwhile, so that the two ways alternate all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_from_another_node_keep_their_order_while_the_home_is_busy() -> TestResult {
+    init_tracing();
+    let cluster = Cluster::builder()
+        .nodes(2)
+        .roles("n1", &["log"])
+        .start()
+        .await?;
+    let (_keep, refs) = start_everywhere(&cluster, || {
+        EntityType::new("log", |_| Log(Vec::new())).role("log")
+    })
+    .await?;
+    let (home, sender) = (refs["n1"].clone(), refs["n2"].clone());
+    wait_registered_regions(&cluster, &sender, 2).await?;
+    let ids: Vec<String> = (0..ENTITIES).map(|i| format!("log-{i}")).collect();
+    // Every home known to the sender first: its tells go straight to n1.
+    for id in &ids {
+        sender.ask(id, LogMsg::Read, ASK).await?;
+    }
+    let flood = tokio::spawn(async move {
+        for n in 0.. {
+            // Reads: the busy entities keep nothing.
+            if home
+                .tell(&format!("busy-{}", n % 16), LogMsg::Read)
+                .is_err()
+            {
+                tokio::task::yield_now().await;
+            }
+            if n % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    const SENT: u64 = 2_000;
+    for n in 0..SENT {
+        for id in &ids {
+            while let Err(error) = sender.tell(id, LogMsg::Append(n)) {
+                assert!(matches!(error, ShardingError::Backpressure(_)), "{error}");
+                tokio::task::yield_now().await;
+            }
+        }
+        if n % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let expected: Vec<u64> = (0..SENT).collect();
+    for id in &ids {
+        let what = format!("{id} to have all {SENT} tells");
+        cluster
+            .wait_until_async(SETTLE, &what, |_| async {
+                sender
+                    .ask(id, LogMsg::Read, ASK)
+                    .await
+                    .is_ok_and(|log| log.len() == expected.len())
+            })
+            .await?;
+        let log = sender.ask(id, LogMsg::Read, ASK).await?;
+        if let Some(at) = (0..log.len()).find(|&i| log[i] != expected[i]) {
+            let around = at.saturating_sub(3)..(at + 4).min(log.len());
+            panic!(
+                "{id} received tell {} at position {at}, out of order: {:?}",
+                log[at], &log[around]
+            );
+        }
+    }
+    flood.abort();
     Ok(())
 }
