@@ -25,6 +25,7 @@ pub struct Request<M, R> {
     from: CompactString,
     message: M,
     responder: Responder<R>,
+    more_buffered: bool,
 }
 
 impl<M, R: Serialize + Send + 'static> Request<M, R> {
@@ -36,6 +37,14 @@ impl<M, R: Serialize + Send + 'static> Request<M, R> {
     /// The message.
     pub fn message(&self) -> &M {
         &self.message
+    }
+
+    /// Whether more messages from the same peer were received behind this
+    /// one and are being delivered in the same pass (never for a message
+    /// from this node): a service may leave work for later until the last
+    /// of them, and so do it once per burst rather than once per message.
+    pub fn more_buffered(&self) -> bool {
+        self.more_buffered
     }
 
     /// Whether the sender waits for a reply (an ask) or not (a tell).
@@ -127,12 +136,14 @@ pub(crate) trait ErasedService: Send + Sync {
         reply: Option<LocalReply>,
     ) -> Result<(), RemoteError>;
 
-    /// Delivers an encoded message from a peer.
+    /// Delivers an encoded message from a peer, `more_buffered` behind it
+    /// (see [`Request::more_buffered`]).
     fn deliver_remote(
         &self,
         from: &CompactString,
         body: &[u8],
         reply: Option<ReplyTarget>,
+        more_buffered: bool,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)>;
 }
 
@@ -172,6 +183,7 @@ where
             from: from.clone(),
             message: *message,
             responder: Responder::new(reply.map(ReplyTarget::Local)),
+            more_buffered: false,
         });
         Ok(())
     }
@@ -181,6 +193,7 @@ where
         from: &CompactString,
         body: &[u8],
         reply: Option<ReplyTarget>,
+        more_buffered: bool,
     ) -> Result<(), (RemoteError, Option<ReplyTarget>)> {
         match postcard::from_bytes::<M>(body) {
             Ok(message) => {
@@ -188,6 +201,7 @@ where
                     from: from.clone(),
                     message,
                     responder: Responder::new(reply),
+                    more_buffered,
                 });
                 Ok(())
             }

@@ -432,6 +432,70 @@ async fn tells_arrive_in_send_order() {
     }
 }
 
+/// A burst of tells reaches its service saying that more are behind each
+/// one but the last; a lone tell, and a tell from this node, say none is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_learns_which_message_ends_a_burst() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    nodes[0]
+        .register_service("burst", move |req: Request<u64, ()>| {
+            sink.lock()
+                .unwrap()
+                .push((*req.message(), req.more_buffered()));
+        })
+        .unwrap();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let delivered = |n: usize| {
+        let seen = seen.clone();
+        move || seen.lock().unwrap().len() == n
+    };
+    // Pushed without a pause: they leave in a few writes.
+    const BURST: u64 = 200;
+    for i in 0..BURST {
+        nodes[1].tell("n1", "burst", i).unwrap();
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the burst delivered",
+        &refs,
+        delivered(BURST as usize),
+    )
+    .await;
+    let burst = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(
+        burst.last(),
+        Some(&(BURST - 1, false)),
+        "nothing is behind the last"
+    );
+    let behind = burst.iter().filter(|(_, more)| *more).count();
+    assert!(behind > 0, "none of the {BURST} tells had more behind it");
+
+    nodes[1].tell("n1", "burst", BURST).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the lone tell",
+        &refs,
+        delivered(1),
+    )
+    .await;
+    nodes[0].tell("n1", "burst", BURST + 1).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the local tell",
+        &refs,
+        delivered(2),
+    )
+    .await;
+    assert_eq!(*seen.lock().unwrap(), [(BURST, false), (BURST + 1, false)]);
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A message that cannot be serialized: only the local path can carry it.
 struct NotSerializable;
 

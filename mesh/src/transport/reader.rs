@@ -122,7 +122,8 @@ async fn read_messages(dispatch: &Dispatch, link: &Link, recv: quinn::RecvStream
                             return Poll::Ready(Step::FireHook);
                         }
                         held.get_or_insert_with(|| replies.hold());
-                        match deliver(dispatch, &sender, link, frame, &mut services) {
+                        let more = core.frames.has_frame();
+                        match deliver(dispatch, &sender, link, frame, more, &mut services) {
                             Ok(()) => continue,
                             Err(error) => {
                                 Stats::bump(&dispatch.stats.frames_malformed);
@@ -189,30 +190,32 @@ fn delivers_to_a_service(frame: &[u8]) -> bool {
     )
 }
 
-/// Handles one envelope frame from `from`, whose `link` takes the replies.
+/// Handles one envelope frame from `from`, whose `link` takes the replies,
+/// with `more` frames buffered behind it.
 fn deliver(
     dispatch: &Dispatch,
     from: &CompactString,
     link: &Link,
     frame: &[u8],
+    more: bool,
     services: &mut StreamServices,
 ) -> Result<(), StreamError> {
     let replies = link.outbox();
     let bytes = frame.len();
     if let Some((id, body)) = EnvelopeHeader::tell_by_number(frame) {
         let service = services.resolve_number(&dispatch.services, id, bytes)?;
-        deliver_tell(dispatch, from, service, body);
+        deliver_tell(dispatch, from, service, body, more);
         return Ok(());
     }
     let (header, body) = EnvelopeHeader::decode(frame)?;
     match header {
         EnvelopeHeader::Tell { service } => {
             let service = services.resolve(&dispatch.services, service, bytes)?;
-            deliver_tell(dispatch, from, service, body);
+            deliver_tell(dispatch, from, service, body, more);
         }
         EnvelopeHeader::Ask { id, service } => {
             let service = services.resolve(&dispatch.services, service, bytes)?;
-            deliver_ask(dispatch, from, replies, service, id, body);
+            deliver_ask(dispatch, from, replies, service, id, body, more);
         }
         EnvelopeHeader::TracedAsk {
             id,
@@ -226,7 +229,7 @@ fn deliver(
             // Without `otel`: served as a plain ask.
             #[cfg(not(feature = "otel"))]
             let _ = context;
-            deliver_ask(dispatch, from, replies, service, id, body);
+            deliver_ask(dispatch, from, replies, service, id, body, more);
         }
         EnvelopeHeader::Reply { .. } | EnvelopeHeader::Failure { .. } => {
             services.traffic.replies.record(bytes);
@@ -252,6 +255,7 @@ fn deliver_ask(
     (name, handler): (&str, Option<&Handler>),
     id: u64,
     body: &[u8],
+    more: bool,
 ) {
     let target = ReplyTarget::Remote {
         outbox: replies.clone(),
@@ -262,7 +266,7 @@ fn deliver_ask(
             Stats::bump(&dispatch.stats.unknown_service);
             Some(RemoteError::UnknownService(name.to_string()))
         }
-        Some(handler) => match handler.deliver_remote(from, body, Some(target)) {
+        Some(handler) => match handler.deliver_remote(from, body, Some(target), more) {
             Ok(()) => None,
             Err((error, _)) => {
                 Stats::bump(&dispatch.stats.messages_malformed);
@@ -282,13 +286,14 @@ fn deliver_tell(
     from: &CompactString,
     (name, handler): (&str, Option<&Handler>),
     body: &[u8],
+    more: bool,
 ) {
     let Some(handler) = handler else {
         Stats::bump(&dispatch.stats.unknown_service);
         tracing::debug!(%from, service = name, "tell to unknown service dropped");
         return;
     };
-    if let Err((error, _)) = handler.deliver_remote(from, body, None) {
+    if let Err((error, _)) = handler.deliver_remote(from, body, None, more) {
         Stats::bump(&dispatch.stats.messages_malformed);
         tracing::warn!(%from, service = name, %error, "tell dropped");
     }

@@ -212,6 +212,7 @@ impl Sharding {
         node.register_service(
             &service,
             move |request: mesh::Request<Wire<E::Message, E::Reply>, ()>| {
+                let more = request.more_buffered();
                 let (wire, _) = request.into_parts();
                 match wire {
                     // An answer to one of this node's asks needs nothing of the
@@ -220,7 +221,7 @@ impl Sharding {
                         correlation,
                         result,
                     } => answers.complete_remote(correlation, result),
-                    Wire::Protocol(protocol) => shared.receive(protocol),
+                    Wire::Protocol(protocol) => shared.receive(protocol, more),
                 }
             },
         )
@@ -230,6 +231,7 @@ impl Sharding {
         node.register_service(
             &ask_service,
             move |request: mesh::Request<DirectAsk<E::Message>, Result<E::Reply, String>>| {
+                let more = request.more_buffered();
                 let (
                     DirectAsk {
                         mut delivery,
@@ -247,7 +249,7 @@ impl Sharding {
                     node: me.clone(),
                     correlation,
                 });
-                shared.receive(Protocol::Region(delivery));
+                shared.receive(Protocol::Region(delivery), more);
             },
         )
         .map_err(|_| ShardingError::AlreadyStarted(name.clone()))?;

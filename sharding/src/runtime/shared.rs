@@ -82,10 +82,18 @@ impl<E: Entity> SharedDriver<E> {
     /// For the mesh service: a message from another node, handled on this
     /// task if the driver is free and nothing is queued ahead of it, else
     /// queued (or dropped, with a warning, if the queue is full: its
-    /// sender retries or times out).
-    pub(crate) fn receive(&self, protocol: Protocol<E::Message>) {
-        let Some(protocol) = self.handle_now(protocol) else {
-            return;
+    /// sender retries or times out). A message with `more` behind it from
+    /// the same peer is queued too: a burst is handled by the driver task in
+    /// batches, on another worker while the reader goes on reading, and
+    /// only a message that arrives alone is handled at once.
+    pub(crate) fn receive(&self, protocol: Protocol<E::Message>, more: bool) {
+        let protocol = if more {
+            protocol
+        } else {
+            let Some(protocol) = self.handle_now(protocol) else {
+                return;
+            };
+            protocol
         };
         if self
             .queue
