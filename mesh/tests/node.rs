@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh::tls::{certificate_names, ClusterCa, QuicTls};
@@ -11,7 +11,9 @@ use mesh::wire::{
     EnvelopeHeader, Hello, HelloReply, RemoteError, ServiceRef, StreamKind, PROTOCOL_VERSION,
 };
 use mesh::{AskError, Node, NodeId, Request, TlsSettings};
-use support::{cluster, holding, init_tracing, recorded, start_node, tell_then_reply, wait_until};
+use support::{
+    cluster, holding, init_tracing, recorded, recording, start_node, tell_then_reply, wait_until,
+};
 
 const ASK: Duration = Duration::from_secs(5);
 
@@ -390,15 +392,9 @@ async fn tells_arrive_in_send_order() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    nodes[0]
-        .register_service("seq", move |req: Request<u64, ()>| {
-            sink.lock()
-                .unwrap()
-                .push((req.from().to_string(), *req.message()));
-        })
-        .unwrap();
+    let seen = recording(&nodes[0], "seq", |req: &Request<u64, ()>| {
+        (req.from().to_string(), *req.message())
+    });
     const N: u64 = 20_000;
     for i in 0..N {
         nodes[1].tell("n1", "seq", i).unwrap();
@@ -439,15 +435,9 @@ async fn a_service_learns_which_message_ends_a_burst() {
     init_tracing();
     let ca = ClusterCa::generate("mesh").unwrap();
     let nodes = cluster(&ca, &["n1", "n2"]).await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    nodes[0]
-        .register_service("burst", move |req: Request<u64, ()>| {
-            sink.lock()
-                .unwrap()
-                .push((*req.message(), req.more_buffered()));
-        })
-        .unwrap();
+    let seen = recording(&nodes[0], "burst", |req: &Request<u64, ()>| {
+        (*req.message(), req.more_buffered())
+    });
     let refs: Vec<&Node> = nodes.iter().collect();
     let delivered = |n: usize| {
         let seen = seen.clone();

@@ -128,10 +128,24 @@ pub fn recorded<M>(node: &Node, service: &str) -> Arc<Mutex<Vec<M>>>
 where
     M: serde::de::DeserializeOwned + Clone + Send + 'static,
 {
+    recording(node, service, |req: &Request<M, ()>| req.message().clone())
+}
+
+/// Registers `service` on `node` to record what `record` takes of every
+/// message it is told, in arrival order.
+pub fn recording<M, T>(
+    node: &Node,
+    service: &str,
+    record: impl Fn(&Request<M, ()>) -> T + Send + Sync + 'static,
+) -> Arc<Mutex<Vec<T>>>
+where
+    M: serde::de::DeserializeOwned + Send + 'static,
+    T: Send + 'static,
+{
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     node.register_service(service, move |req: Request<M, ()>| {
-        sink.lock().unwrap().push(req.message().clone());
+        sink.lock().unwrap().push(record(&req));
     })
     .unwrap();
     seen

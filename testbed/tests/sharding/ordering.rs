@@ -3,7 +3,7 @@
 //! unknown, straight to the home once the region knows it.
 
 use serde::{Deserialize, Serialize};
-use sharding::{Entity, EntityContext, EntityType, ShardingError};
+use sharding::{Entity, EntityContext, EntityRef, EntityType, ShardingError};
 use testbed::Cluster;
 
 use crate::support::{
@@ -63,18 +63,35 @@ async fn tells_from_one_sender_arrive_in_order_as_its_way_changes() -> TestResul
                 n3.tell(id, LogMsg::Append(n))?;
             }
         }
-        let expected: Vec<u64> = (0..(round + 1) * TELLS).collect();
-        for id in &ids {
-            let what = format!("{id} to have all {} tells", expected.len());
-            cluster
-                .wait_until_async(SETTLE, &what, |_| async {
-                    n3.ask(id, LogMsg::Read, ASK)
-                        .await
-                        .is_ok_and(|log| log.len() == expected.len())
-                })
-                .await?;
-            let log = n3.ask(id, LogMsg::Read, ASK).await?;
-            assert_eq!(log, expected, "the order {id} received");
+        expect_in_order(&cluster, &n3, &ids, (round + 1) * TELLS).await?;
+    }
+    Ok(())
+}
+
+/// Waits until every entity of `ids`, asked through `via`, has been told
+/// `0..told`, and checks it got them in that order.
+async fn expect_in_order(
+    cluster: &Cluster,
+    via: &EntityRef<Log>,
+    ids: &[String],
+    told: u64,
+) -> TestResult {
+    for id in ids {
+        let what = format!("{id} to have all {told} tells");
+        cluster
+            .wait_until_async(SETTLE, &what, |_| async {
+                via.ask(id, LogMsg::Read, ASK)
+                    .await
+                    .is_ok_and(|log| log.len() as u64 == told)
+            })
+            .await?;
+        let log = via.ask(id, LogMsg::Read, ASK).await?;
+        if let Some(at) = (0..told).position(|n| log[n as usize] != n) {
+            let around = &log[at.saturating_sub(3)..(at + 4).min(log.len())];
+            panic!(
+                "{id} received tell {} at position {at}, out of order: {around:?}",
+                log[at]
+            );
         }
     }
     Ok(())
@@ -129,26 +146,7 @@ async fn tells_from_another_node_keep_their_order_while_the_home_is_busy() -> Te
             tokio::task::yield_now().await;
         }
     }
-    let expected: Vec<u64> = (0..SENT).collect();
-    for id in &ids {
-        let what = format!("{id} to have all {SENT} tells");
-        cluster
-            .wait_until_async(SETTLE, &what, |_| async {
-                sender
-                    .ask(id, LogMsg::Read, ASK)
-                    .await
-                    .is_ok_and(|log| log.len() == expected.len())
-            })
-            .await?;
-        let log = sender.ask(id, LogMsg::Read, ASK).await?;
-        if let Some(at) = (0..log.len()).find(|&i| log[i] != expected[i]) {
-            let around = at.saturating_sub(3)..(at + 4).min(log.len());
-            panic!(
-                "{id} received tell {} at position {at}, out of order: {:?}",
-                log[at], &log[around]
-            );
-        }
-    }
+    expect_in_order(&cluster, &sender, &ids, SENT).await?;
     flood.abort();
     Ok(())
 }
