@@ -428,6 +428,34 @@ async fn tells_arrive_in_send_order() {
     }
 }
 
+/// An ask polled while it was the only one waiting on its peer reads that
+/// peer's stream for its answer; if its caller then holds it without
+/// polling it, the next ask to that peer (or heartbeat) takes the stream
+/// back for the reader task instead of waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_held_without_polling_does_not_hold_up_the_next() {
+    init_tracing();
+    let ca = ClusterCa::generate("mesh").unwrap();
+    let nodes = cluster(&ca, &["n1", "n2"]).await;
+    let held = holding(&nodes[0], "silent", |_| true);
+    echo(&nodes[0]);
+    let first = nodes[1].ask::<_, u64>("n1", "silent", 1u64, Duration::from_secs(60));
+    let mut first = std::pin::pin!(first);
+    assert!(futures::poll!(first.as_mut()).is_pending());
+    let refs: Vec<&Node> = nodes.iter().collect();
+    wait_until(ASK, "n1 to hold the first ask", &refs, || {
+        held.lock().unwrap().len() == 1
+    })
+    .await;
+    let answer = nodes[1]
+        .ask::<_, String>("n1", "echo", "second".to_string(), ASK)
+        .await;
+    assert_eq!(answer.unwrap(), "second");
+    for node in &nodes {
+        node.shutdown().await;
+    }
+}
+
 /// A burst of tells reaches its service saying that more are behind most
 /// of them; a tell that arrives alone, and a tell from this node, say none
 /// is. (Heartbeats share the stream, so one may be behind any tell: a lone

@@ -89,6 +89,16 @@ impl Incoming {
         }
     }
 
+    /// Whichever ask the stream would wake, it wakes the reader task
+    /// instead, after the answers at its head are taken: for a second
+    /// waiter, which must not depend on the first being polled again.
+    pub(crate) fn hand_back(&self, pending: &PendingAsks) {
+        let mut core = lock(&self.core);
+        if core.registered_ask.is_some() {
+            core.take_answers(pending, None);
+        }
+    }
+
     /// Ask `id` no longer waits: if the stream would wake it, it wakes the
     /// reader task instead.
     pub(crate) fn leave(&self, pending: &PendingAsks, id: u64) {

@@ -172,9 +172,16 @@ impl Link {
         }
     }
 
-    /// One more ask or pipeline waits for answers.
+    /// One more ask or pipeline waits for answers. The second of them
+    /// hands the stream back to the reader task, which reads for all: the
+    /// first may have been left unpolled by its caller while it was the
+    /// stream's reader (see [`Incoming::hand_back`]).
     pub(crate) fn start_waiting(&self) {
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        if self.waiters.fetch_add(1, Ordering::Relaxed) == 1 {
+            if let Some(stream) = self.incoming() {
+                stream.hand_back(self.pending());
+            }
+        }
     }
 
     /// One ask or pipeline stopped waiting.
