@@ -211,6 +211,10 @@ impl<E: Entity> Driver<E> {
                 return Poll::Ready(Round::Stopped);
             }
             self.on_tick();
+            if self.crashed {
+                // Nothing more runs: not a finished step's next one.
+                return Poll::Ready(Round::Crashed);
+            }
             worked = true;
         }
         if let Poll::Ready(Some(finished)) = self.host.running().poll_next_unpin(cx) {
