@@ -42,7 +42,10 @@ pub trait Entity: Send + 'static {
     /// What it answers to an `ask` (a `tell` drops it).
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
-    /// Handles one message.
+    /// Handles one message. Must not block its thread: its first poll runs
+    /// on the type's driver, or on the mesh reader that received the
+    /// message, and blocking there holds up other entities and messages
+    /// (await, or use `tokio::task::spawn_blocking`).
     fn handle(
         &mut self,
         ctx: &mut EntityContext,
