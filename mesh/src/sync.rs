@@ -11,17 +11,32 @@
 //! use std::sync::{Mutex, RwLock};
 //! let counter = Mutex::new(0);
 //! *mesh::sync::lock(&counter) += 1;
+//! if let Some(mut held) = mesh::sync::try_lock(&counter) {
+//!     assert!(mesh::sync::try_lock(&counter).is_none(), "held above");
+//!     *held += 1;
+//! }
 //! let table = RwLock::new(vec![1]);
 //! mesh::sync::write(&table).push(2);
 //! assert_eq!(*mesh::sync::read(&table), [1, 2]);
-//! assert_eq!(*mesh::sync::lock(&counter), 1);
+//! assert_eq!(*mesh::sync::lock(&counter), 2);
 //! ```
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+};
 
 /// Locks `mutex`, poisoned or not.
 pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Locks `mutex`, poisoned or not, unless someone holds it now.
+pub fn try_lock<T: ?Sized>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Locks `lock` for reading, poisoned or not.
@@ -56,5 +71,7 @@ mod tests {
         assert!(mutex.is_poisoned());
         *lock(&mutex) += 1;
         assert_eq!(*lock(&mutex), 2);
+        *try_lock(&mutex).expect("poisoned but free") += 1;
+        assert_eq!(*lock(&mutex), 3);
     }
 }

@@ -52,7 +52,7 @@ pub mod hook_points {
 pub(crate) enum Round {
     /// Inputs were handled; more may come.
     Worked,
-    /// The node stopped or every handle was dropped.
+    /// The node stopped (or the command queue closed).
     Stopped,
     /// A hook point crashed the node.
     Crashed,

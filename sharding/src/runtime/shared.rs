@@ -12,7 +12,7 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
@@ -47,8 +47,9 @@ impl<E: Entity> SharedDriver<E> {
         })
     }
 
-    /// The driver task: runs until the node stops, crashes, or every
-    /// handle is dropped.
+    /// The driver task: runs until the node stops (seen at its next tick)
+    /// or crashes. Its queue stays open meanwhile: `queue` is one of its
+    /// senders.
     pub(crate) async fn run(self: Arc<Self>) {
         let Some(mut ticker) = mesh::sync::lock(&self.driver).as_ref().map(Driver::ticker) else {
             return;
@@ -126,12 +127,8 @@ impl<E: Entity> SharedDriver<E> {
 
     /// The driver, unless someone else holds it. A panic while it was held
     /// (a bug) does not stop the type: the driver is used as it was left,
-    /// as every lock of the workspace is (see `mesh::sync::lock`).
+    /// as every lock of the workspace is (see `mesh::sync`).
     fn try_lock(&self) -> Option<MutexGuard<'_, Option<Driver<E>>>> {
-        match self.driver.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        mesh::sync::try_lock(&self.driver)
     }
 }
